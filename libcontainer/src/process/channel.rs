@@ -1,0 +1,125 @@
+//! The parent <-> init sync channel: a `SOCK_SEQPACKET` socketpair, so every
+//! message arrives whole and a dead peer reads as end-of-file.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::errno::Errno;
+use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    #[error("sync channel {op}: {errno}")]
+    Sys { op: &'static str, errno: Errno },
+    #[error("sync channel: unexpected message {0:?}")]
+    Unexpected(Vec<u8>),
+}
+
+/// Messages between the runtime and the container's init.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Msg {
+    /// parent -> child: cgroups, id maps and oom_score_adj are in place; the
+    /// payload is the init's pid as the host sees it.
+    Go(i32),
+    /// child -> parent (slow path): I unshared a user namespace, map it.
+    NeedMaps,
+    /// parent -> child: maps written.
+    MapsDone,
+    /// child -> parent (slow path): the real init's host pid.
+    InitPid(i32),
+    /// child -> parent: run prestart/createRuntime hooks now.
+    RunHooks,
+    /// parent -> child: hooks ran.
+    HooksDone,
+    /// child -> parent: set-up done, waiting for `start`.
+    Ready,
+    /// either way: fatal error with a message.
+    Error(String),
+}
+
+impl Msg {
+    fn encode(&self) -> Vec<u8> {
+        let (tag, body): (u8, Vec<u8>) = match self {
+            Msg::Go(p) => (b'G', p.to_le_bytes().to_vec()),
+            Msg::NeedMaps => (b'N', vec![]),
+            Msg::MapsDone => (b'M', vec![]),
+            Msg::InitPid(p) => (b'P', p.to_le_bytes().to_vec()),
+            Msg::RunHooks => (b'H', vec![]),
+            Msg::HooksDone => (b'h', vec![]),
+            Msg::Ready => (b'R', vec![]),
+            Msg::Error(s) => (b'E', s.as_bytes().to_vec()),
+        };
+        let mut v = Vec::with_capacity(1 + body.len());
+        v.push(tag);
+        v.extend(body);
+        v
+    }
+
+    fn decode(b: &[u8]) -> Result<Msg, ChannelError> {
+        let pid = |b: &[u8]| -> Result<i32, ChannelError> {
+            let arr: [u8; 4] = b.try_into().map_err(|_| ChannelError::Unexpected(b.to_vec()))?;
+            Ok(i32::from_le_bytes(arr))
+        };
+        Ok(match b.split_first() {
+            Some((b'G', rest)) => Msg::Go(pid(rest)?),
+            Some((b'N', [])) => Msg::NeedMaps,
+            Some((b'M', [])) => Msg::MapsDone,
+            Some((b'P', rest)) => Msg::InitPid(pid(rest)?),
+            Some((b'H', [])) => Msg::RunHooks,
+            Some((b'h', [])) => Msg::HooksDone,
+            Some((b'R', [])) => Msg::Ready,
+            Some((b'E', rest)) => Msg::Error(String::from_utf8_lossy(rest).into_owned()),
+            _ => return Err(ChannelError::Unexpected(b.to_vec())),
+        })
+    }
+}
+
+pub struct Channel(OwnedFd);
+
+/// A connected pair: (parent end, child end). Both are close-on-exec.
+pub fn pair() -> Result<(Channel, Channel), ChannelError> {
+    let (a, b) = socket::socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
+        .map_err(|errno| ChannelError::Sys { op: "socketpair", errno })?;
+    Ok((Channel(a), Channel(b)))
+}
+
+impl Channel {
+    pub fn send(&self, msg: &Msg) -> Result<(), ChannelError> {
+        let data = msg.encode();
+        loop {
+            match socket::send(self.0.as_raw_fd(), &data, MsgFlags::MSG_NOSIGNAL) {
+                Ok(_) => return Ok(()),
+                Err(Errno::EINTR) => continue,
+                Err(errno) => return Err(ChannelError::Sys { op: "send", errno }),
+            }
+        }
+    }
+
+    /// The next message, or `None` when the peer has gone.
+    pub fn recv(&self) -> Result<Option<Msg>, ChannelError> {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            match socket::recv(self.0.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+                Ok(0) => return Ok(None),
+                Ok(n) => return Msg::decode(&buf[..n]).map(Some),
+                Err(Errno::EINTR) => continue,
+                Err(errno) => return Err(ChannelError::Sys { op: "recv", errno }),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip() {
+        let (a, b) = pair().expect("pair");
+        for m in [Msg::Go(42), Msg::NeedMaps, Msg::MapsDone, Msg::InitPid(-1), Msg::RunHooks, Msg::HooksDone, Msg::Ready, Msg::Error("boom".into())] {
+            a.send(&m).expect("send");
+            assert_eq!(b.recv().expect("recv"), Some(m));
+        }
+        drop(a);
+        assert_eq!(b.recv().expect("eof"), None);
+    }
+}

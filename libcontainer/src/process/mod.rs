@@ -1,0 +1,174 @@
+//! Creating the container's init: clone3 into the namespaces, then the
+//! parent's half of the sync protocol (cgroups, id maps, hooks, ready).
+
+pub mod channel;
+pub mod init;
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::cgroups::CgroupPaths;
+use crate::namespaces::Plan;
+use crate::state::StateDir;
+use crate::{hooks, sys};
+use channel::Msg;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error(transparent)]
+    Channel(#[from] channel::ChannelError),
+    #[error(transparent)]
+    Cgroup(#[from] crate::cgroups::CgroupError),
+    #[error(transparent)]
+    Hook(#[from] hooks::HookError),
+    #[error("clone3: {0}")]
+    Clone(Errno),
+    #[error("open state dir: {0}")]
+    StateDir(Errno),
+    #[error("{0}")]
+    Init(String),
+    #[error("container init exited during set-up")]
+    InitDied,
+}
+
+/// What the runtime hands to `spawn`.
+pub struct SpawnArgs<'a> {
+    pub id: &'a str,
+    pub spec: &'a Spec,
+    pub bundle: &'a Path,
+    pub rootfs: &'a Path,
+    pub plan: &'a Plan,
+    pub cgroups: &'a CgroupPaths,
+    pub state_dir: &'a StateDir,
+    pub console: Option<&'a OwnedFd>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+}
+
+/// The processes we started, so a failed create can kill and reap them.
+#[derive(Default)]
+pub struct Spawned {
+    /// Our direct children that may still need reaping.
+    pub children: Vec<i32>,
+    /// The container's init, once known.
+    pub init: Option<i32>,
+}
+
+impl Spawned {
+    /// Kill and reap everything we started (failure path).
+    pub fn kill_all(&mut self) {
+        for pid in self.children.drain(..) {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = waitpid(Pid::from_raw(pid), None);
+        }
+    }
+}
+
+/// Clone the init and drive it to "created". On error, `spawned` lists what
+/// must be killed.
+pub fn spawn(a: &SpawnArgs<'_>, spawned: &mut Spawned) -> Result<i32, ProcessError> {
+    let (parent, child) = channel::pair()?;
+    // init gets its own O_PATH handle of the state dir: the locked fd must not
+    // stay open in init, or `start` would wait for a lock init holds.
+    let dir = sys::openat2(a.state_dir.fd(), c".", libc::O_PATH | libc::O_DIRECTORY, 0, 0).map_err(ProcessError::StateDir)?;
+    let lock_fd = a.state_dir.fd().as_raw_fd();
+    let single = a.plan.single_clone();
+    // The cgroup namespace is unshared by init once it is in its cgroup, so
+    // the container sees its own cgroup as "/".
+    let flags = if single { (a.plan.new_flags & !libc::CLONE_NEWCGROUP) as u64 } else { 0 };
+    let init_args = init::InitArgs {
+        id: a.id,
+        spec: a.spec,
+        bundle: a.bundle,
+        rootfs: a.rootfs,
+        plan: a.plan,
+        cgroups: a.cgroups,
+        channel: &child,
+        state_dir: dir.as_fd(),
+        console: a.console,
+        no_pivot: a.no_pivot,
+        no_new_keyring: a.no_new_keyring,
+        preserve_fds: a.preserve_fds,
+    };
+    // SAFETY: the runtime is single-threaded; the child only runs init code and
+    // always ends in execve or _exit.
+    let pid = match unsafe { sys::clone3(flags, None) }.map_err(ProcessError::Clone)? {
+        sys::CloneResult::Child => {
+            drop(parent);
+            // SAFETY: our copy of the locked fd; this process never returns to
+            // code that would use or close it again (it ends in exec or _exit).
+            unsafe { libc::close(lock_fd) };
+            if single {
+                init::child_main(&init_args)
+            } else {
+                init::intermediate_main(&init_args)
+            }
+        }
+        sys::CloneResult::Parent { pid, .. } => pid,
+    };
+    drop(init_args);
+    drop(child);
+    spawned.children.push(pid);
+    a.cgroups.add(pid)?;
+    let oom = a.spec.process().as_ref().and_then(|p| p.oom_score_adj());
+    let init_pid = if single {
+        if a.plan.creates(LinuxNamespaceType::User) {
+            init::write_id_maps(pid, a.spec).map_err(ProcessError::Init)?;
+        }
+        pid
+    } else {
+        parent.send(&Msg::Go(pid))?;
+        loop {
+            match parent.recv()? {
+                Some(Msg::NeedMaps) => {
+                    init::write_id_maps(pid, a.spec).map_err(ProcessError::Init)?;
+                    parent.send(&Msg::MapsDone)?;
+                }
+                Some(Msg::InitPid(g)) => {
+                    // The grandchild is ours too (CLONE_PARENT); reap the intermediate.
+                    spawned.children.push(g);
+                    let _ = waitpid(Pid::from_raw(pid), None);
+                    spawned.children.retain(|p| *p != pid);
+                    break g;
+                }
+                Some(Msg::Error(e)) => return Err(ProcessError::Init(e)),
+                Some(other) => return Err(ProcessError::Init(format!("unexpected {other:?} from init"))),
+                None => return Err(ProcessError::InitDied),
+            }
+        }
+    };
+    spawned.init = Some(init_pid);
+    if let Some(score) = oom {
+        std::fs::write(format!("/proc/{init_pid}/oom_score_adj"), score.to_string())
+            .map_err(|e| ProcessError::Init(format!("process.oomScoreAdj {score}: {e}")))?;
+    }
+    parent.send(&Msg::Go(init_pid))?;
+    loop {
+        match parent.recv()? {
+            Some(Msg::RunHooks) => {
+                let st = init::state_json(a.id, "creating", init_pid, a.bundle, a.spec);
+                hooks::run(a.spec, "prestart", &st)?;
+                hooks::run(a.spec, "createRuntime", &st)?;
+                parent.send(&Msg::HooksDone)?;
+            }
+            Some(Msg::Ready) => return Ok(init_pid),
+            Some(Msg::Error(e)) => return Err(ProcessError::Init(e)),
+            Some(other) => return Err(ProcessError::Init(format!("unexpected {other:?} from init"))),
+            None => return Err(ProcessError::InitDied),
+        }
+    }
+}
+
+/// Wait until `pid` has exited (pidfd readable), up to `timeout`.
+pub fn wait_gone(pid: i32, timeout: std::time::Duration) -> bool {
+    let Ok(fd) = sys::pidfd_open(pid) else { return true };
+    let mut pfd = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
+    let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+    matches!(nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(ms)), Ok(n) if n > 0)
+}

@@ -1,0 +1,141 @@
+//! Path resolution inside the container root, by file descriptor only.
+//!
+//! Every lookup goes through openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+//! relative to an fd of the root, so a symlink (even one swapped in
+//! concurrently) can never take us outside the rootfs. Creation uses
+//! `mkdirat`/`mknodat` on a parent fd found the same way; neither follows a
+//! symlink in the last component.
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use nix::errno::Errno;
+
+use crate::sys;
+
+const IN_ROOT: u64 = sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_MAGICLINKS;
+
+/// A path relative to the root with `.`/`..`/`/` stripped lexically
+/// (`..` is clamped at the root, as RESOLVE_IN_ROOT does).
+pub fn clean(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn cstr(p: &Path) -> Result<CString, Errno> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)
+}
+
+/// Open `path` inside the root. An empty path opens the root itself.
+pub fn open_in_root(root: BorrowedFd<'_>, path: &Path, flags: i32, extra_resolve: u64) -> Result<OwnedFd, Errno> {
+    let rel = clean(path);
+    let p = if rel.as_os_str().is_empty() { CString::from(c".") } else { cstr(&rel)? };
+    sys::openat2(root, &p, flags, 0, IN_ROOT | extra_resolve)
+}
+
+/// `O_PATH` handle of `path` inside the root.
+pub fn open_path(root: BorrowedFd<'_>, path: &Path) -> Result<OwnedFd, Errno> {
+    open_in_root(root, path, libc::O_PATH, 0)
+}
+
+/// `mkdir -p` inside the root; returns an `O_PATH` fd of the directory.
+pub fn mkdir_all(root: BorrowedFd<'_>, path: &Path, mode: u32) -> Result<OwnedFd, Errno> {
+    let rel = clean(path);
+    let mut cur = open_in_root(root, Path::new(""), libc::O_PATH | libc::O_DIRECTORY, 0)?;
+    let mut prefix = PathBuf::new();
+    for comp in rel.components() {
+        prefix.push(comp);
+        match open_in_root(root, &prefix, libc::O_PATH | libc::O_DIRECTORY, 0) {
+            Ok(fd) => cur = fd,
+            Err(Errno::ENOENT) => {
+                let name = cstr(Path::new(comp.as_os_str()))?;
+                // SAFETY: `cur` is a directory fd and `name` a single component.
+                let r = unsafe { libc::mkdirat(cur.as_raw_fd(), name.as_ptr(), mode) };
+                if r != 0 && Errno::last() != Errno::EEXIST {
+                    return Err(Errno::last());
+                }
+                cur = open_in_root(root, &prefix, libc::O_PATH | libc::O_DIRECTORY, 0)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(cur)
+}
+
+/// Make sure a regular file exists at `path` (for bind-mounting a file onto);
+/// returns an `O_PATH` fd of it.
+pub fn create_file(root: BorrowedFd<'_>, path: &Path) -> Result<OwnedFd, Errno> {
+    let rel = clean(path);
+    let (parent, name) = split(&rel)?;
+    let dir = mkdir_all(root, parent, 0o755)?;
+    let cname = cstr(name)?;
+    // SAFETY: `dir` is a directory fd; mknodat never follows a final symlink.
+    let r = unsafe { libc::mknodat(dir.as_raw_fd(), cname.as_ptr(), libc::S_IFREG | 0o644, 0) };
+    if r != 0 && Errno::last() != Errno::EEXIST {
+        return Err(Errno::last());
+    }
+    open_path(root, &rel)
+}
+
+/// Split into (parent, last component); the root itself has no name.
+pub fn split(rel: &Path) -> Result<(&Path, &Path), Errno> {
+    let name = rel.file_name().ok_or(Errno::EINVAL)?;
+    Ok((rel.parent().unwrap_or(Path::new("")), Path::new(name)))
+}
+
+/// fstat of an fd.
+pub fn fstat(fd: BorrowedFd<'_>) -> Result<libc::stat, Errno> {
+    nix::sys::stat::fstat(fd.as_raw_fd()).map_err(|e| e as Errno)
+}
+
+/// The filesystem magic of whatever `fd` is on.
+pub fn fs_magic(fd: BorrowedFd<'_>) -> Result<i64, Errno> {
+    let st = nix::sys::statfs::fstatfs(fd.as_fd())?;
+    Ok(st.filesystem_type().0 as i64)
+}
+
+pub const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_clamps_dotdot() {
+        assert_eq!(clean(Path::new("/../../etc/passwd")), PathBuf::from("etc/passwd"));
+        assert_eq!(clean(Path::new("a/./b/../c")), PathBuf::from("a/c"));
+        assert_eq!(clean(Path::new("/")), PathBuf::from(""));
+    }
+
+    #[test]
+    fn symlinks_stay_inside_root() {
+        let dir = std::env::temp_dir().join(format!("oxrun-resolve-{}", std::process::id()));
+        let root = dir.join("root");
+        std::fs::create_dir_all(root.join("inside")).expect("mkdir");
+        std::os::unix::fs::symlink("/", root.join("escape")).expect("symlink");
+        std::os::unix::fs::symlink("../../../../tmp", root.join("up")).expect("symlink");
+        let rfd = nix::fcntl::open(&root, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()).expect("open root");
+        // SAFETY: fresh fd.
+        let rfd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(rfd) };
+        // "escape/newdir" must be created as root/newdir, not /newdir.
+        mkdir_all(rfd.as_fd(), Path::new("escape/oxrun-test-newdir"), 0o755).expect("mkdir via symlink");
+        assert!(root.join("oxrun-test-newdir").is_dir());
+        assert!(!Path::new("/oxrun-test-newdir").exists());
+        mkdir_all(rfd.as_fd(), Path::new("up/oxrun-test-2"), 0o755).expect("mkdir via ..");
+        assert!(root.join("oxrun-test-2").is_dir());
+        create_file(rfd.as_fd(), Path::new("/escape/f")).expect("file");
+        assert!(root.join("f").is_file());
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+}

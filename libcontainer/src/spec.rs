@@ -1,0 +1,302 @@
+//! Loading and validating `config.json`.
+//!
+//! Errors name the JSON field that is wrong (`linux.namespaces[2].type: ...`) so
+//! a user can fix the bundle without reading our source. Validation is pure: it
+//! never touches the host, so a bad bundle changes nothing.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("open {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: invalid JSON: {source}")]
+    Json { path: PathBuf, source: serde_json::Error },
+    #[error("{path}: {field}: {msg}")]
+    Field { path: PathBuf, field: String, msg: String },
+    #[error("{field}: {msg}")]
+    Invalid { field: String, msg: String },
+}
+
+fn invalid(field: impl Into<String>, msg: impl Into<String>) -> SpecError {
+    SpecError::Invalid { field: field.into(), msg: msg.into() }
+}
+
+/// A validated spec plus the warnings met while loading it.
+pub struct Loaded {
+    pub spec: Spec,
+    pub warnings: Vec<String>,
+}
+
+const KNOWN_CAPS: &[&str] = &[
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+];
+
+/// Load `<bundle>/config.json` and validate it.
+pub fn load(bundle: &Path) -> Result<Loaded, SpecError> {
+    let path = bundle.join("config.json");
+    let data = std::fs::read(&path).map_err(|source| SpecError::Read { path: path.clone(), source })?;
+    parse(&data, &path)
+}
+
+/// Parse and validate config.json bytes; `path` is used in messages only.
+pub fn parse(data: &[u8], path: &Path) -> Result<Loaded, SpecError> {
+    let mut value: Value =
+        serde_json::from_slice(data).map_err(|source| SpecError::Json { path: path.to_path_buf(), source })?;
+    let mut warnings = Vec::new();
+    drop_unknown_capabilities(&mut value, &mut warnings);
+    let spec: Spec = serde_path_to_error::deserialize(value).map_err(|e| SpecError::Field {
+        path: path.to_path_buf(),
+        field: e.path().to_string(),
+        msg: e.inner().to_string(),
+    })?;
+    validate(&spec)?;
+    Ok(Loaded { spec, warnings })
+}
+
+/// The runtime-spec says capabilities that cannot be mapped to the kernel are
+/// logged, not fatal; oci-spec rejects them, so we filter them out first.
+fn drop_unknown_capabilities(value: &mut Value, warnings: &mut Vec<String>) {
+    let Some(caps) = value.pointer_mut("/process/capabilities").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (set, list) in caps.iter_mut() {
+        if let Some(arr) = list.as_array_mut() {
+            arr.retain(|c| {
+                let known = c.as_str().is_some_and(|s| KNOWN_CAPS.contains(&s));
+                if !known {
+                    warnings.push(format!("process.capabilities.{set}: unknown capability {c} ignored"));
+                }
+                known
+            });
+        }
+    }
+}
+
+fn validate(spec: &Spec) -> Result<(), SpecError> {
+    if !spec.version().starts_with("1.") {
+        return Err(invalid("ociVersion", format!("unsupported version {:?}, want 1.x", spec.version())));
+    }
+    let root = spec.root().as_ref().ok_or_else(|| invalid("root", "missing"))?;
+    if root.path().as_os_str().is_empty() {
+        return Err(invalid("root.path", "empty"));
+    }
+    if let Some(p) = spec.process() {
+        if p.args().as_ref().is_none_or(|a| a.is_empty()) {
+            return Err(invalid("process.args", "must have at least one entry"));
+        }
+        if !p.cwd().is_absolute() {
+            return Err(invalid("process.cwd", format!("{:?} is not an absolute path", p.cwd())));
+        }
+        if let Some(rl) = p.rlimits() {
+            let mut seen = HashSet::new();
+            for (i, r) in rl.iter().enumerate() {
+                if r.soft() > r.hard() {
+                    return Err(invalid(format!("process.rlimits[{i}]"), "soft limit is above the hard limit"));
+                }
+                if !seen.insert(format!("{:?}", r.typ())) {
+                    return Err(invalid(format!("process.rlimits[{i}].type"), format!("duplicate {:?}", r.typ())));
+                }
+            }
+        }
+        if let Some(env) = p.env() {
+            for (i, e) in env.iter().enumerate() {
+                if !e.contains('=') {
+                    return Err(invalid(format!("process.env[{i}]"), format!("{e:?} is not KEY=value")));
+                }
+            }
+        }
+    }
+    let linux = spec.linux().as_ref().ok_or_else(|| invalid("linux", "missing (required on Linux)"))?;
+    let mut kinds = HashSet::new();
+    for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
+        if !kinds.insert(ns.typ()) {
+            return Err(invalid(format!("linux.namespaces[{i}].type"), format!("duplicate namespace {}", ns.typ())));
+        }
+        if let Some(p) = ns.path() {
+            if !p.is_absolute() {
+                return Err(invalid(format!("linux.namespaces[{i}].path"), "must be absolute"));
+            }
+        }
+    }
+    let has = |t: LinuxNamespaceType| kinds.contains(&t);
+    let maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+        || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+    if maps && !has(LinuxNamespaceType::User) {
+        return Err(invalid("linux.uidMappings", "mappings given without a user namespace"));
+    }
+    let new_userns = linux
+        .namespaces()
+        .iter()
+        .flatten()
+        .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
+    if new_userns && !maps {
+        return Err(invalid("linux.uidMappings", "a new user namespace needs uidMappings and gidMappings"));
+    }
+    if spec.hostname().is_some() && !has(LinuxNamespaceType::Uts) {
+        return Err(invalid("hostname", "setting the hostname needs a new uts namespace"));
+    }
+    if spec.domainname().is_some() && !has(LinuxNamespaceType::Uts) {
+        return Err(invalid("domainname", "setting the domainname needs a new uts namespace"));
+    }
+    if let Some(sysctl) = linux.sysctl() {
+        for key in sysctl.keys() {
+            validate_sysctl(key, &has)?;
+        }
+    }
+    if linux.time_offsets().is_some() && !has(LinuxNamespaceType::Time) {
+        return Err(invalid("linux.timeOffsets", "time offsets need a time namespace"));
+    }
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        if !m.destination().is_absolute() {
+            return Err(invalid(format!("mounts[{i}].destination"), format!("{:?} is not absolute", m.destination())));
+        }
+    }
+    for (i, d) in linux.devices().iter().flatten().enumerate() {
+        if !d.path().is_absolute() || !d.path().starts_with("/dev") {
+            return Err(invalid(format!("linux.devices[{i}].path"), format!("{:?} must be under /dev", d.path())));
+        }
+    }
+    if let Some(prop) = linux.rootfs_propagation() {
+        if !matches!(prop.as_str(), "" | "private" | "rprivate" | "slave" | "rslave" | "shared" | "rshared" | "unbindable" | "runbindable") {
+            return Err(invalid("linux.rootfsPropagation", format!("unknown propagation {prop:?}")));
+        }
+    }
+    for (kind, hooks) in crate::hooks::all(spec) {
+        for (i, h) in hooks.iter().enumerate() {
+            if !h.path().is_absolute() {
+                return Err(invalid(format!("hooks.{kind}[{i}].path"), format!("{:?} is not absolute", h.path())));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// runc's rule: a sysctl is allowed only when the namespace it belongs to is
+/// the container's own.
+fn validate_sysctl(key: &str, has: &dyn Fn(LinuxNamespaceType) -> bool) -> Result<(), SpecError> {
+    let field = format!("linux.sysctl.{key}");
+    if key.contains("..") || key.starts_with('/') || key.starts_with('.') {
+        return Err(invalid(field, "not a sysctl name"));
+    }
+    let ipc = ["kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"];
+    if ipc.contains(&key) || key.starts_with("fs.mqueue.") {
+        return if has(LinuxNamespaceType::Ipc) {
+            Ok(())
+        } else {
+            Err(invalid(field, "needs a new ipc namespace"))
+        };
+    }
+    if key.starts_with("net.") {
+        return if has(LinuxNamespaceType::Network) {
+            Ok(())
+        } else {
+            Err(invalid(field, "needs a new network namespace"))
+        };
+    }
+    if key == "kernel.domainname" || key == "kernel.hostname" {
+        return if has(LinuxNamespaceType::Uts) {
+            Ok(())
+        } else {
+            Err(invalid(field, "needs a new uts namespace"))
+        };
+    }
+    Err(invalid(field, "not namespaced, refusing to change it for the whole host"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Value {
+        serde_json::to_value(Spec::default()).expect("default spec serialises")
+    }
+
+    fn check(v: &Value) -> Result<Loaded, SpecError> {
+        parse(&serde_json::to_vec(v).expect("serialise"), Path::new("config.json"))
+    }
+
+    #[test]
+    fn default_spec_is_valid() {
+        check(&base()).expect("default spec must validate");
+    }
+
+    #[test]
+    fn malformed_json_is_reported() {
+        let err = parse(b"{\"ociVersion\": ", Path::new("c.json")).err().expect("must fail");
+        assert!(err.to_string().contains("invalid JSON"), "{err}");
+    }
+
+    #[test]
+    fn unknown_namespace_names_the_field() {
+        let mut v = base();
+        v["linux"]["namespaces"][1]["type"] = "bogus".into();
+        let err = check(&v).err().expect("must fail").to_string();
+        assert!(err.contains("linux.namespaces[1].type"), "{err}");
+        assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_namespace_is_rejected() {
+        let mut v = base();
+        v["linux"]["namespaces"][1]["type"] = "pid".into();
+        let err = check(&v).err().expect("must fail").to_string();
+        assert!(err.contains("duplicate namespace"), "{err}");
+    }
+
+    #[test]
+    fn hostname_needs_uts() {
+        let mut v = base();
+        v["hostname"] = "x".into();
+        v["linux"]["namespaces"] = serde_json::json!([{"type": "pid"}, {"type": "mount"}]);
+        let err = check(&v).err().expect("must fail").to_string();
+        assert!(err.starts_with("hostname:"), "{err}");
+    }
+
+    #[test]
+    fn host_sysctl_is_refused() {
+        let mut v = base();
+        v["linux"]["sysctl"] = serde_json::json!({"vm.swappiness": "1"});
+        let err = check(&v).err().expect("must fail").to_string();
+        assert!(err.contains("linux.sysctl.vm.swappiness"), "{err}");
+        v["linux"]["sysctl"] = serde_json::json!({"net.ipv4.ip_forward": "1"});
+        check(&v).expect("net sysctl with a net namespace is fine");
+    }
+
+    #[test]
+    fn unknown_capability_is_a_warning() {
+        let mut v = base();
+        v["process"]["capabilities"]["bounding"] = serde_json::json!(["CAP_CHOWN", "CAP_NOT_A_THING"]);
+        let loaded = check(&v).expect("unknown caps are dropped");
+        assert_eq!(loaded.warnings.len(), 1);
+        assert!(loaded.warnings[0].contains("CAP_NOT_A_THING"));
+    }
+
+    #[test]
+    fn relative_cwd_and_bad_rlimit() {
+        let mut v = base();
+        v["process"]["cwd"] = "tmp".into();
+        assert!(check(&v).err().expect("fail").to_string().contains("process.cwd"));
+        let mut v = base();
+        v["process"]["rlimits"] = serde_json::json!([{"type": "RLIMIT_NOFILE", "soft": 10, "hard": 5}]);
+        assert!(check(&v).err().expect("fail").to_string().contains("process.rlimits[0]"));
+    }
+
+    #[test]
+    fn userns_needs_mappings() {
+        let mut v = base();
+        v["linux"]["namespaces"].as_array_mut().expect("array").push(serde_json::json!({"type": "user"}));
+        assert!(check(&v).err().expect("fail").to_string().contains("uidMappings"));
+    }
+}

@@ -1,0 +1,366 @@
+//! Container state on disk: `<root>/<id>/state.json`, written atomically
+//! (write + rename inside the directory fd) and guarded by an exclusive
+//! `flock` on the directory so commands on one id serialise while commands on
+//! different ids never touch each other's files.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{self, OFlag};
+use nix::sys::stat::Mode;
+use serde::{Deserialize, Serialize};
+
+use crate::cgroups::CgroupPaths;
+
+pub const STATE_FILE: &str = "state.json";
+/// The unix socket init listens on until `start` connects.
+pub const START_SOCKET: &str = "start.sock";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("invalid container id {0:?}: use letters, digits, '_', '+', '-' and '.', not a path")]
+    InvalidId(String),
+    #[error("container with id {0} already exists")]
+    Exists(String),
+    #[error("container {0} does not exist")]
+    NotFound(String),
+    #[error("{op} {path}: {errno}")]
+    Sys { op: &'static str, path: PathBuf, errno: Errno },
+    #[error("{path}: corrupt state: {source}")]
+    Corrupt { path: PathBuf, source: serde_json::Error },
+}
+
+fn sys<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(Errno) -> StateError + 'a {
+    move |errno| StateError::Sys { op, path: path.to_path_buf(), errno }
+}
+
+/// The lifecycle status of a container, as the runtime-spec names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Creating,
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+        };
+        f.write_str(s)
+    }
+}
+
+/// What we keep about a container between commands.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    pub id: String,
+    /// Host pid of the container's init.
+    pub pid: i32,
+    /// `starttime` of the init from /proc/<pid>/stat, so a recycled pid is
+    /// never mistaken for our init.
+    pub init_start_time: u64,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: String,
+    pub owner: String,
+    pub annotations: HashMap<String, String>,
+    /// Set once `start` has released init.
+    pub started: bool,
+    pub cgroups: CgroupPaths,
+    /// The spec as it was at create time (hooks for delete, namespaces for exec).
+    pub config: oci_spec::runtime::Spec,
+}
+
+/// The JSON that `oxrun state` prints (runc's shape).
+#[derive(Debug, Serialize)]
+pub struct OciState<'a> {
+    #[serde(rename = "ociVersion")]
+    pub oci_version: &'static str,
+    pub id: &'a str,
+    pub pid: i32,
+    pub status: Status,
+    pub bundle: &'a Path,
+    pub rootfs: &'a Path,
+    pub created: &'a str,
+    pub owner: &'a str,
+    #[serde(skip_serializing_if = "HashMap::is_empty")]
+    pub annotations: &'a HashMap<String, String>,
+}
+
+pub const OCI_VERSION: &str = "1.2.0";
+
+impl State {
+    /// The current status, derived from the live process, not from the file.
+    pub fn status(&self) -> Status {
+        match proc_stat(self.pid) {
+            Some((state, start)) if start == self.init_start_time && state != 'Z' && state != 'X' => {
+                if !self.started {
+                    Status::Created
+                } else if self.cgroups.is_frozen() {
+                    Status::Paused
+                } else {
+                    Status::Running
+                }
+            }
+            _ => Status::Stopped,
+        }
+    }
+
+    pub fn oci(&self, status: Status) -> OciState<'_> {
+        OciState {
+            oci_version: OCI_VERSION,
+            id: &self.id,
+            pid: if status == Status::Stopped { 0 } else { self.pid },
+            status,
+            bundle: &self.bundle,
+            rootfs: &self.rootfs,
+            created: &self.created,
+            owner: &self.owner,
+            annotations: &self.annotations,
+        }
+    }
+}
+
+/// `(state char, starttime)` of a process from /proc/<pid>/stat.
+pub fn proc_stat(pid: i32) -> Option<(char, u64)> {
+    if pid <= 0 {
+        return None;
+    }
+    let data = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The comm field may contain spaces and parentheses: parse after the last ')'.
+    let rest = &data[data.rfind(')')? + 2..];
+    let mut fields = rest.split(' ');
+    let state = fields.next()?.chars().next()?;
+    // starttime is field 22 overall; after ')' the first field is #3.
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((state, start))
+}
+
+/// runc accepts `^[\w+-\.]+$`; anything else (and `.`/`..`) could be a path.
+pub fn validate_id(id: &str) -> Result<(), StateError> {
+    let ok = !id.is_empty()
+        && id != "."
+        && id != ".."
+        && id.len() <= 1024
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '-' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(StateError::InvalidId(id.to_string()))
+    }
+}
+
+/// A locked container state directory.
+pub struct StateDir {
+    pub path: PathBuf,
+    dir: OwnedFd,
+}
+
+fn open_dir(path: &Path) -> nix::Result<OwnedFd> {
+    let fd = fcntl::open(path, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
+    // SAFETY: open returned a fresh fd we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn lock(fd: &OwnedFd, path: &Path) -> Result<(), StateError> {
+    loop {
+        // SAFETY: flock on an fd we own.
+        let r = unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX) };
+        if r == 0 {
+            return Ok(());
+        }
+        match Errno::last() {
+            Errno::EINTR => continue,
+            e => return Err(StateError::Sys { op: "flock", path: path.to_path_buf(), errno: e }),
+        }
+    }
+}
+
+impl StateDir {
+    /// Create `<root>/<id>` exclusively and lock it.
+    pub fn create(root: &Path, id: &str) -> Result<Self, StateError> {
+        validate_id(id)?;
+        std::fs::create_dir_all(root).map_err(|e| StateError::Sys {
+            op: "mkdir",
+            path: root.to_path_buf(),
+            errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        })?;
+        let path = root.join(id);
+        match nix::unistd::mkdir(&path, Mode::from_bits_truncate(0o700)) {
+            Ok(()) => {}
+            Err(Errno::EEXIST) => return Err(StateError::Exists(id.to_string())),
+            Err(e) => return Err(sys("mkdir", &path)(e)),
+        }
+        let dir = open_dir(&path).map_err(sys("open", &path))?;
+        lock(&dir, &path)?;
+        Ok(StateDir { path, dir })
+    }
+
+    /// Open and lock an existing container's directory.
+    pub fn open(root: &Path, id: &str) -> Result<Self, StateError> {
+        validate_id(id)?;
+        let path = root.join(id);
+        let dir = match open_dir(&path) {
+            Ok(d) => d,
+            Err(Errno::ENOENT) | Err(Errno::ENOTDIR) => return Err(StateError::NotFound(id.to_string())),
+            Err(e) => return Err(sys("open", &path)(e)),
+        };
+        lock(&dir, &path)?;
+        // A concurrent delete may have removed it while we waited for the lock.
+        match fcntl::openat(Some(dir.as_raw_fd()), STATE_FILE, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()) {
+            Ok(fd) => {
+                // SAFETY: fresh fd from openat; we close it right away.
+                drop(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+            Err(Errno::ENOENT) => return Err(StateError::NotFound(id.to_string())),
+            Err(e) => return Err(sys("open", &path.join(STATE_FILE))(e)),
+        }
+        Ok(StateDir { path, dir })
+    }
+
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.dir.as_fd()
+    }
+
+    pub fn load(&self) -> Result<State, StateError> {
+        read_state(&self.path)
+    }
+
+    /// Atomically replace state.json.
+    pub fn save(&self, state: &State) -> Result<(), StateError> {
+        let tmp = "state.json.tmp";
+        let fd = fcntl::openat(
+            Some(self.dir.as_raw_fd()),
+            tmp,
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map_err(sys("open", &self.path.join(tmp)))?;
+        // SAFETY: fresh fd from openat that we own.
+        let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        let data = serde_json::to_vec(state).map_err(|source| StateError::Corrupt { path: self.path.clone(), source })?;
+        f.write_all(&data).map_err(|e| StateError::Sys {
+            op: "write",
+            path: self.path.join(tmp),
+            errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        })?;
+        drop(f);
+        fcntl::renameat(Some(self.dir.as_raw_fd()), tmp, Some(self.dir.as_raw_fd()), STATE_FILE)
+            .map_err(sys("rename", &self.path.join(STATE_FILE)))
+    }
+
+    /// Remove the directory and everything in it (it holds only our files).
+    pub fn remove(self) -> Result<(), StateError> {
+        match std::fs::remove_dir_all(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StateError::Sys {
+                op: "rmdir",
+                path: self.path.clone(),
+                errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            }),
+        }
+    }
+}
+
+/// Read a container's state without locking (rename makes reads atomic).
+pub fn read_state(dir: &Path) -> Result<State, StateError> {
+    let path = dir.join(STATE_FILE);
+    let data = match std::fs::read(&path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            return Err(StateError::NotFound(id));
+        }
+        Err(e) => {
+            return Err(StateError::Sys {
+                op: "read",
+                path,
+                errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            })
+        }
+    };
+    serde_json::from_slice(&data).map_err(|source| StateError::Corrupt { path, source })
+}
+
+/// All containers under `root`, sorted by id; unreadable entries are skipped.
+pub fn list(root: &Path) -> Vec<State> {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
+    let mut out: Vec<State> = entries
+        .flatten()
+        .filter_map(|e| read_state(&e.path()).ok())
+        .collect();
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out
+}
+
+/// RFC 3339 UTC timestamp with nanoseconds, as Go's time.Time marshals.
+pub fn rfc3339_now() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    rfc3339(now.as_secs() as i64, now.subsec_nanos())
+}
+
+pub fn rfc3339(secs: i64, nanos: u32) -> String {
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        sod / 3600,
+        sod / 60 % 60,
+        sod % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids() {
+        for ok in ["a", "abc-1.2_x+y", "A9"] {
+            validate_id(ok).expect(ok);
+        }
+        for bad in ["", ".", "..", "../x", "a/b", "a b", "x\0"] {
+            assert!(validate_id(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(rfc3339(951_782_400, 5), "2000-02-29T00:00:00.000000005Z");
+        assert_eq!(rfc3339(1_795_350_896, 123), "2026-11-22T12:34:56.000000123Z");
+    }
+
+    #[test]
+    fn own_stat_parses() {
+        let (state, start) = proc_stat(std::process::id() as i32).expect("own stat");
+        assert_eq!(state, 'R');
+        assert!(start > 0);
+    }
+}

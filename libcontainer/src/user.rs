@@ -1,0 +1,54 @@
+//! Switching to the process' user and groups, keeping capabilities across
+//! the uid change so the spec's sets can be applied afterwards.
+
+use nix::errno::Errno;
+use nix::unistd::{Gid, Uid};
+
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    #[error("process.user.additionalGids: setgroups: {0}")]
+    Groups(Errno),
+    #[error("process.user.gid {gid}: setresgid: {errno}")]
+    Gid { gid: u32, errno: Errno },
+    #[error("process.user.uid {uid}: setresuid: {errno}")]
+    Uid { uid: u32, errno: Errno },
+    #[error("prctl(PR_SET_KEEPCAPS): {0}")]
+    KeepCaps(Errno),
+}
+
+fn keepcaps(on: bool) -> Result<(), UserError> {
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, libc::c_ulong::from(on), 0, 0, 0) } != 0 {
+        return Err(UserError::KeepCaps(Errno::last()));
+    }
+    Ok(())
+}
+
+/// setgroups + setresgid + setresuid, with PR_SET_KEEPCAPS around the uid change.
+pub fn switch(uid: u32, gid: u32, groups: &[u32]) -> Result<(), UserError> {
+    let gids: Vec<Gid> = groups.iter().map(|g| Gid::from_raw(*g)).collect();
+    match nix::unistd::setgroups(&gids) {
+        // A user namespace with setgroups denied: only an empty list was possible anyway.
+        Ok(()) | Err(Errno::EPERM) if groups.is_empty() => {}
+        Ok(()) => {}
+        Err(e) => return Err(UserError::Groups(e)),
+    }
+    let g = Gid::from_raw(gid);
+    nix::unistd::setresgid(g, g, g).map_err(|errno| UserError::Gid { gid, errno })?;
+    keepcaps(true)?;
+    let u = Uid::from_raw(uid);
+    nix::unistd::setresuid(u, u, u).map_err(|errno| UserError::Uid { uid, errno })?;
+    keepcaps(false)
+}
+
+/// The home directory of `uid` from the container's /etc/passwd, or "/".
+pub fn home_of(uid: u32) -> String {
+    let data = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    data.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() >= 6 && f[2].parse() == Ok(uid)).then(|| f[5].to_string())
+        })
+        .next()
+        .unwrap_or_else(|| "/".into())
+}

@@ -1,0 +1,197 @@
+//! The command line, flag for flag as runc has it, and the dispatch to
+//! libcontainer.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use libcontainer::container::{self, CreateOptions};
+
+use crate::log::{Format, Logger};
+
+#[derive(Parser)]
+#[command(name = "oxrun", version, about = "An OCI container runtime (runc-compatible command line)")]
+pub struct Cli {
+    /// Root directory for container state (put it on tmpfs).
+    #[arg(long, global = true, default_value = "/run/oxrun")]
+    pub root: PathBuf,
+    /// Write log lines (and errors) to this file.
+    #[arg(long, global = true)]
+    pub log: Option<PathBuf>,
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: Format,
+    /// Debug logging.
+    #[arg(long, global = true)]
+    pub debug: bool,
+    /// Use systemd to manage cgroups (not supported yet).
+    #[arg(long, global = true)]
+    pub systemd_cgroup: bool,
+    /// Rootless mode: true, false or auto (only root is supported so far).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub rootless: Option<String>,
+    /// Accepted for runc compatibility; checkpointing is not supported.
+    #[arg(long, global = true, hide = true)]
+    pub criu: Option<String>,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Args, Clone)]
+pub struct CreateArgs {
+    /// Path to the bundle (holds config.json).
+    #[arg(short, long, default_value = ".")]
+    pub bundle: PathBuf,
+    /// Unix socket to send the pty master to (with process.terminal).
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// Write the container's init pid here.
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// Use MS_MOVE + chroot instead of pivot_root.
+    #[arg(long)]
+    pub no_pivot: bool,
+    /// Do not create a new session keyring.
+    #[arg(long)]
+    pub no_new_keyring: bool,
+    /// Pass fds 3 .. 3+N-1 into the container.
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: u32,
+    pub id: String,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Create a container (init waits for `start`).
+    Create(CreateArgs),
+    /// Start a created container.
+    Start { id: String },
+    /// Print a container's state as JSON.
+    State { id: String },
+    /// Send a signal to a container's init (default SIGTERM).
+    Kill {
+        #[arg(short, long)]
+        all: bool,
+        id: String,
+        signal: Option<String>,
+    },
+    /// Delete a container and its resources.
+    Delete {
+        #[arg(short, long)]
+        force: bool,
+        id: String,
+    },
+    /// Create and start a container; wait for it unless --detach.
+    Run {
+        #[command(flatten)]
+        create: CreateArgs,
+        #[arg(short, long)]
+        detach: bool,
+        /// Keep the container's state after it exits.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// List containers.
+    List {
+        #[arg(short, long, default_value = "table")]
+        format: String,
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Write a default config.json.
+    Spec {
+        #[arg(short, long, default_value = ".")]
+        bundle: PathBuf,
+        #[arg(long)]
+        rootless: bool,
+    },
+    /// Print what this runtime supports (runtime-spec features.md).
+    Features,
+}
+
+fn create_options(root: &std::path::Path, a: &CreateArgs) -> CreateOptions {
+    CreateOptions {
+        id: a.id.clone(),
+        bundle: a.bundle.clone(),
+        root: root.to_path_buf(),
+        console_socket: a.console_socket.clone(),
+        pid_file: a.pid_file.clone(),
+        no_pivot: a.no_pivot,
+        no_new_keyring: a.no_new_keyring,
+        preserve_fds: a.preserve_fds,
+    }
+}
+
+fn print_json(v: &impl serde::Serialize, pretty: bool) -> Result<(), String> {
+    let s = if pretty { serde_json::to_string_pretty(v) } else { serde_json::to_string(v) }.map_err(|e| e.to_string())?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{s}").map_err(|e| e.to_string())
+}
+
+/// Run the command; `Ok(code)` is the process exit code.
+pub fn dispatch(cli: &Cli, log: &Logger) -> Result<u8, String> {
+    if cli.systemd_cgroup {
+        return Err("--systemd-cgroup: the systemd cgroup driver is not supported yet; use cgroupfs".into());
+    }
+    if cli.rootless.as_deref().is_some_and(|v| v == "true") && !nix::unistd::geteuid().is_root() {
+        return Err("rootless mode is not supported yet".into());
+    }
+    let root = &cli.root;
+    let e = |e: container::ContainerError| e.to_string();
+    match &cli.cmd {
+        Cmd::Create(a) => {
+            let c = container::create(&create_options(root, a)).map_err(e)?;
+            c.warnings.iter().for_each(|w| log.warn(w));
+            log.debug(&format!("created {} with init pid {}", a.id, c.pid));
+        }
+        Cmd::Start { id } => container::start(root, id).map_err(e)?.iter().for_each(|w| log.warn(w)),
+        Cmd::State { id } => {
+            let (st, status) = container::state(root, id).map_err(e)?;
+            print_json(&st.oci(status), true)?;
+        }
+        Cmd::Kill { all, id, signal } => {
+            let name = signal.as_deref().unwrap_or("TERM");
+            let sig = crate::signals::parse(name).ok_or_else(|| format!("unknown signal {name:?}"))?;
+            container::kill(root, id, sig, *all).map_err(e)?;
+        }
+        Cmd::Delete { force, id } => container::delete(root, id, *force).map_err(e)?.iter().for_each(|w| log.warn(w)),
+        Cmd::Run { create, detach, keep } => return crate::run::run(&create_options(root, create), *detach, *keep, log),
+        Cmd::List { format, quiet } => list(root, format, *quiet)?,
+        Cmd::Spec { bundle, rootless } => crate::specgen::write_spec(bundle, *rootless)?,
+        Cmd::Features => print_json(&crate::specgen::features(), true)?,
+    }
+    Ok(0)
+}
+
+fn list(root: &std::path::Path, format: &str, quiet: bool) -> Result<(), String> {
+    let all = container::list(root);
+    if quiet {
+        all.iter().for_each(|(s, _)| println!("{}", s.id));
+        return Ok(());
+    }
+    match format {
+        "json" => print_json(&all.iter().map(|(s, st)| s.oci(*st)).collect::<Vec<_>>(), false),
+        "table" => {
+            let rows: Vec<[String; 6]> = all
+                .iter()
+                .map(|(s, st)| {
+                    let pid = if *st == libcontainer::state::Status::Stopped { 0 } else { s.pid };
+                    let owner = if s.owner.is_empty() { "root".to_string() } else { s.owner.clone() };
+                    [s.id.clone(), pid.to_string(), st.to_string(), s.bundle.display().to_string(), s.created.clone(), owner]
+                })
+                .collect();
+            let head = ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from);
+            let mut widths = head.clone().map(|h| h.len());
+            for r in &rows {
+                for (w, c) in widths.iter_mut().zip(r) {
+                    *w = (*w).max(c.len());
+                }
+            }
+            for r in std::iter::once(&head).chain(rows.iter()) {
+                let line: Vec<String> = r.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+                println!("{}", line.join("   ").trim_end());
+            }
+            Ok(())
+        }
+        other => Err(format!("invalid format option {other:?}: use table or json")),
+    }
+}

@@ -1,0 +1,87 @@
+//! `oxrun spec` (a default config.json, as runc writes it) and
+//! `oxrun features` (what this build really supports).
+
+use std::path::Path;
+
+use oci_spec::runtime::{LinuxIdMappingBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, Spec};
+use serde_json::{json, Value};
+
+pub fn default_spec(rootless: bool) -> Result<Value, String> {
+    let spec = Spec::default();
+    let mut v = serde_json::to_value(&spec).map_err(|e| e.to_string())?;
+    v["ociVersion"] = json!(libcontainer::state::OCI_VERSION);
+    v["process"]["terminal"] = json!(true);
+    v["process"]["args"] = json!(["sh"]);
+    v["hostname"] = json!("oxrun");
+    // Nothing inheritable or ambient by default (CVE-2022-29162).
+    if let Some(c) = v["process"]["capabilities"].as_object_mut() {
+        c.remove("inheritable");
+        c.remove("ambient");
+    }
+    if rootless {
+        let uid = nix::unistd::geteuid().as_raw();
+        let gid = nix::unistd::getegid().as_raw();
+        let ns = LinuxNamespaceBuilder::default().typ(LinuxNamespaceType::User).build().map_err(|e| e.to_string())?;
+        let map = |host: u32| LinuxIdMappingBuilder::default().container_id(0u32).host_id(host).size(1u32).build();
+        v["linux"]["namespaces"].as_array_mut().map(|a| a.retain(|n| n["type"] != "network" && n["type"] != "cgroup"));
+        if let Some(a) = v["linux"]["namespaces"].as_array_mut() {
+            a.push(serde_json::to_value(ns).map_err(|e| e.to_string())?);
+        }
+        v["linux"]["uidMappings"] = json!([serde_json::to_value(map(uid).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?]);
+        v["linux"]["gidMappings"] = json!([serde_json::to_value(map(gid).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?]);
+        if let Some(l) = v["linux"].as_object_mut() {
+            l.remove("resources");
+        }
+        if let Some(mounts) = v["mounts"].as_array_mut() {
+            for m in mounts.iter_mut() {
+                if m["destination"] == "/sys" {
+                    *m = json!({"destination": "/sys", "type": "none", "source": "/sys", "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
+                }
+                if let Some(opts) = m["options"].as_array_mut() {
+                    opts.retain(|o| o != "gid=5");
+                }
+            }
+        }
+    }
+    Ok(v)
+}
+
+pub fn write_spec(bundle: &Path, rootless: bool) -> Result<(), String> {
+    let path = bundle.join("config.json");
+    if path.exists() {
+        return Err(format!("File {} exists. Remove it first", path.display()));
+    }
+    let v = default_spec(rootless)?;
+    let data = serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?;
+    std::fs::write(&path, data + "\n").map_err(|e| format!("write {}: {e}", path.display()))
+}
+
+pub fn features() -> Value {
+    json!({
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": libcontainer::state::OCI_VERSION,
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
+        "mountOptions": [
+            "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "lazytime", "mand",
+            "noatime", "nodev", "nodiratime", "noexec", "nolazytime", "nomand", "norelatime", "nostrictatime",
+            "nosuid", "nosymfollow", "private", "rbind", "rdev", "rdiratime", "relatime", "remount", "rexec",
+            "rnoatime", "rnodev", "rnodiratime", "rnoexec", "rnosuid", "rnosymfollow", "ro", "rprivate",
+            "rrelatime", "rro", "rrw", "rshared", "rslave", "rstrictatime", "rsuid", "rsymfollow", "runbindable",
+            "rw", "shared", "slave", "strictatime", "suid", "symfollow", "sync", "unbindable"
+        ],
+        "linux": {
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
+            "capabilities": caps::all().iter().map(|c| c.to_string()).collect::<std::collections::BTreeSet<_>>(),
+            "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": false},
+            "seccomp": {"enabled": false},
+            "apparmor": {"enabled": false},
+            "selinux": {"enabled": false},
+            "intelRdt": {"enabled": false},
+            "mountExtensions": {"idmap": {"enabled": false}}
+        },
+        "annotations": {
+            "org.opencontainers.runc.version": "compatible",
+            "io.github.oxrun.version": env!("CARGO_PKG_VERSION")
+        }
+    })
+}

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Idempotent set-up of a Debian bookworm machine (run as root) for building
+# and testing oxrun. Fast when everything is already there: apt-get runs only
+# if a package is missing.
+#
+# To add packages, append to PACKAGES below (or call add_packages), or pass
+# them for one run via the environment: EXTRA_PACKAGES="containerd podman".
+set -euo pipefail
+
+PACKAGES=(
+    busybox-static # rootfs for test bundles
+    runc crun      # reference runtimes (comparison tests, bench)
+    hyperfine time # bench.sh
+    build-essential gcc pkg-config
+    iproute2 util-linux procps
+    jq python3 # python3: config.json patching; jq: reading state JSON
+)
+
+add_packages() { PACKAGES+=("$@"); }
+
+# Later issues: add_packages containerd podman
+read -ra _extra <<<"${EXTRA_PACKAGES:-}"
+add_packages "${_extra[@]}"
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+is_installed() {
+    [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" == "install ok installed" ]]
+}
+
+install_packages() {
+    local missing=() p
+    for p in "${PACKAGES[@]}"; do
+        is_installed "$p" || missing+=("$p")
+    done
+    if ((${#missing[@]} == 0)); then
+        log "apt packages: all ${#PACKAGES[@]} present"
+        return
+    fi
+    if ((EUID != 0)); then
+        log "missing packages (${missing[*]}) and not root: cannot install"
+        exit 1
+    fi
+    log "installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+ensure_rust() {
+    if ! command -v cargo >/dev/null && [[ -f "${HOME:-/root}/.cargo/env" ]]; then
+        # shellcheck disable=SC1091
+        . "${HOME:-/root}/.cargo/env"
+    fi
+    if ! command -v cargo >/dev/null; then
+        log "ERROR: no Rust toolchain: cargo is not on PATH and ~/.cargo/env does not exist."
+        log "Install one with rustup (https://rustup.rs) and re-run."
+        exit 1
+    fi
+    if command -v rustup >/dev/null; then
+        local installed c
+        installed="$(rustup component list --installed 2>/dev/null || true)"
+        for c in rustfmt clippy; do
+            grep -q "^$c" <<<"$installed" && continue
+            log "adding rustup component $c"
+            rustup component add "$c" || log "WARNING: could not add $c"
+        done
+    fi
+    log "rust: $(cargo --version)"
+}
+
+install_packages
+ensure_rust
