@@ -8,10 +8,7 @@ use std::fs;
 /// The mountinfo line (as printed inside) whose mount point is `mp`.
 fn mount_line<'a>(mountinfo: &'a str, mp: &str) -> Option<&'a str> {
     // Several mounts can stack on one point; the last one is visible.
-    mountinfo
-        .lines()
-        .filter(|l| l.split(' ').nth(4) == Some(mp))
-        .last()
+    mountinfo.lines().rfind(|l| l.split(' ').nth(4) == Some(mp))
 }
 
 /// Per-mount options (field 6) of a mountinfo line.

@@ -18,7 +18,11 @@ fn to_caps(set: &Option<Capabilities>) -> Result<CapsHashSet, CapError> {
     let mut out = CapsHashSet::new();
     for c in set.iter().flatten() {
         let name = c.to_string();
-        let name = if name.starts_with("CAP_") { name } else { format!("CAP_{name}") };
+        let name = if name.starts_with("CAP_") {
+            name
+        } else {
+            format!("CAP_{name}")
+        };
         let cap = Capability::from_str(&name).map_err(|_| CapError::Unknown(name.clone()))?;
         out.insert(cap);
     }
@@ -51,7 +55,10 @@ impl CapSets {
         let supported = caps::runtime::procfs_all_supported(None).unwrap_or_else(|_| caps::all());
         for cap in supported {
             if !self.bounding.contains(&cap) {
-                caps::drop(None, CapSet::Bounding, cap).map_err(|e| CapError::Apply { set: "bounding", msg: format!("{cap}: {e}") })?;
+                caps::drop(None, CapSet::Bounding, cap).map_err(|e| CapError::Apply {
+                    set: "bounding",
+                    msg: format!("{cap}: {e}"),
+                })?;
             }
         }
         Ok(())
@@ -60,7 +67,11 @@ impl CapSets {
     /// Set permitted, inheritable and effective in one capset(2) (the kernel
     /// checks E ⊆ P on every call, so piecemeal updates fail), then ambient.
     pub fn apply_rest(&self) -> Result<(), CapError> {
-        capset(mask(&self.effective), mask(&self.permitted), mask(&self.inheritable))?;
+        capset(
+            mask(&self.effective),
+            mask(&self.permitted),
+            mask(&self.inheritable),
+        )?;
         // Ambient must be in permitted and inheritable; otherwise leave it out
         // rather than failing, as runc does.
         let ambient: CapsHashSet = self
@@ -69,7 +80,10 @@ impl CapSets {
             .filter(|c| self.permitted.contains(c) && self.inheritable.contains(c))
             .copied()
             .collect();
-        caps::set(None, CapSet::Ambient, &ambient).map_err(|e| CapError::Apply { set: "ambient", msg: e.to_string() })
+        caps::set(None, CapSet::Ambient, &ambient).map_err(|e| CapError::Apply {
+            set: "ambient",
+            msg: e.to_string(),
+        })
     }
 }
 
@@ -92,16 +106,30 @@ struct CapData {
 }
 
 fn capset(e: u64, p: u64, i: u64) -> Result<(), CapError> {
-    let mut hdr = CapHeader { version: 0x2008_0522, pid: 0 }; // _LINUX_CAPABILITY_VERSION_3
+    let mut hdr = CapHeader {
+        version: 0x2008_0522,
+        pid: 0,
+    }; // _LINUX_CAPABILITY_VERSION_3
     let data = [
-        CapData { effective: e as u32, permitted: p as u32, inheritable: i as u32 },
-        CapData { effective: (e >> 32) as u32, permitted: (p >> 32) as u32, inheritable: (i >> 32) as u32 },
+        CapData {
+            effective: e as u32,
+            permitted: p as u32,
+            inheritable: i as u32,
+        },
+        CapData {
+            effective: (e >> 32) as u32,
+            permitted: (p >> 32) as u32,
+            inheritable: (i >> 32) as u32,
+        },
     ];
     // SAFETY: header and two data structs as capset(2) v3 expects; both outlive the call.
     let r = unsafe { libc::syscall(libc::SYS_capset, &mut hdr as *mut CapHeader, data.as_ptr()) };
     if r != 0 {
         let e = nix::errno::Errno::last();
-        return Err(CapError::Apply { set: "effective/permitted/inheritable", msg: e.to_string() });
+        return Err(CapError::Apply {
+            set: "effective/permitted/inheritable",
+            msg: e.to_string(),
+        });
     }
     Ok(())
 }

@@ -15,13 +15,21 @@ pub enum CgroupError {
     #[error("no cgroup hierarchy is mounted")]
     NoHierarchy,
     #[error("{op} {path}: {source}")]
-    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cgroup {0} still has processes after SIGKILL")]
     Busy(PathBuf),
 }
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> CgroupError + 'a {
-    move |source| CgroupError::Io { op, path: path.to_path_buf(), source }
+    move |source| CgroupError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// The directories of one container's cgroup, one per mounted hierarchy.
@@ -44,10 +52,13 @@ struct Hierarchy {
 }
 
 fn hierarchies() -> Result<Vec<Hierarchy>, CgroupError> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(io("read", Path::new("/proc/self/mountinfo")))?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(io("read", Path::new("/proc/self/mountinfo")))?;
     let mut out = Vec::new();
     for line in info.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else { continue };
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
         let mut post = post.split(' ');
         let fstype = post.next().unwrap_or("");
         let _source = post.next();
@@ -57,11 +68,21 @@ fn hierarchies() -> Result<Vec<Hierarchy>, CgroupError> {
             None => continue,
         };
         match fstype {
-            "cgroup2" => out.push(Hierarchy { mount, controllers: Vec::new() }),
+            "cgroup2" => out.push(Hierarchy {
+                mount,
+                controllers: Vec::new(),
+            }),
             "cgroup" => {
                 let controllers = superopts
                     .split(',')
-                    .filter(|o| !matches!(*o, "rw" | "ro") && !o.starts_with("release_agent") && *o != "xattr" && *o != "noprefix" && *o != "clone_children" && *o != "cpuset_v2_mode")
+                    .filter(|o| {
+                        !matches!(*o, "rw" | "ro")
+                            && !o.starts_with("release_agent")
+                            && *o != "xattr"
+                            && *o != "noprefix"
+                            && *o != "clone_children"
+                            && *o != "cpuset_v2_mode"
+                    })
                     .map(str::to_string)
                     .collect();
                 out.push(Hierarchy { mount, controllers });
@@ -80,7 +101,11 @@ fn own_cgroup(controllers: &[String]) -> PathBuf {
     let data = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     for line in data.lines() {
         let mut parts = line.splitn(3, ':');
-        let (_, ctrls, path) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
+        let (_, ctrls, path) = (
+            parts.next(),
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or("/"),
+        );
         let set: Vec<&str> = ctrls.split(',').filter(|c| !c.is_empty()).collect();
         let matches = if controllers.is_empty() {
             set.is_empty()
@@ -117,11 +142,18 @@ impl CgroupPaths {
             None => (true, PathBuf::from(id)),
         };
         if rel.as_os_str().is_empty() {
-            return Err(CgroupError::BadPath(cgroups_path.map(Path::to_path_buf).unwrap_or_default()));
+            return Err(CgroupError::BadPath(
+                cgroups_path.map(Path::to_path_buf).unwrap_or_default(),
+            ));
         }
         let hs = hierarchies()?;
-        let unified = hs.len() == 1 && hs[0].controllers.is_empty() && hs[0].mount == Path::new("/sys/fs/cgroup");
-        let mut paths = CgroupPaths { unified, ..Default::default() };
+        let unified = hs.len() == 1
+            && hs[0].controllers.is_empty()
+            && hs[0].mount == Path::new("/sys/fs/cgroup");
+        let mut paths = CgroupPaths {
+            unified,
+            ..Default::default()
+        };
         for h in hs {
             let base = if absolute {
                 h.mount.clone()
@@ -174,11 +206,13 @@ impl CgroupPaths {
 
     pub fn is_frozen(&self) -> bool {
         if let Some(f) = &self.freezer {
-            return std::fs::read_to_string(f.join("freezer.state")).is_ok_and(|s| s.trim() == "FROZEN");
+            return std::fs::read_to_string(f.join("freezer.state"))
+                .is_ok_and(|s| s.trim() == "FROZEN");
         }
         if self.unified {
             if let Some(d) = &self.v2_dir {
-                return std::fs::read_to_string(d.join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1");
+                return std::fs::read_to_string(d.join("cgroup.freeze"))
+                    .is_ok_and(|s| s.trim() == "1");
             }
         }
         false
@@ -187,9 +221,15 @@ impl CgroupPaths {
     /// Signal every process in the cgroup. With the v1 freezer (or v2
     /// cgroup.freeze) the group is frozen first so nothing forks away.
     pub fn signal_all(&self, sig: i32) {
-        let freeze = self.freezer.clone().map(|f| (f.join("freezer.state"), "FROZEN", "THAWED"));
+        let freeze = self
+            .freezer
+            .clone()
+            .map(|f| (f.join("freezer.state"), "FROZEN", "THAWED"));
         let freeze = freeze.or_else(|| {
-            self.unified.then(|| self.v2_dir.clone()).flatten().map(|d| (d.join("cgroup.freeze"), "1", "0"))
+            self.unified
+                .then(|| self.v2_dir.clone())
+                .flatten()
+                .map(|d| (d.join("cgroup.freeze"), "1", "0"))
         });
         if let Some((file, on, _)) = &freeze {
             let _ = std::fs::write(file, on);
@@ -213,7 +253,9 @@ impl CgroupPaths {
                 match std::fs::remove_dir(dir) {
                     Ok(()) => break,
                     Err(e) if e.kind() == ErrorKind::NotFound => break,
-                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                    Err(e)
+                        if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline =>
+                    {
                         self.signal_all(libc::SIGKILL);
                         std::thread::sleep(Duration::from_millis(5));
                     }
@@ -221,7 +263,11 @@ impl CgroupPaths {
                         first_err.get_or_insert(if e.raw_os_error() == Some(libc::EBUSY) {
                             CgroupError::Busy(dir.clone())
                         } else {
-                            CgroupError::Io { op: "rmdir", path: dir.clone(), source: e }
+                            CgroupError::Io {
+                                op: "rmdir",
+                                path: dir.clone(),
+                                source: e,
+                            }
                         });
                         break;
                     }
@@ -256,6 +302,9 @@ mod tests {
     #[test]
     fn dotdot_is_refused() {
         assert!(relative(Path::new("/a/../../etc")).is_err());
-        assert_eq!(relative(Path::new("/a/b")).expect("ok"), PathBuf::from("a/b"));
+        assert_eq!(
+            relative(Path::new("/a/b")).expect("ok"),
+            PathBuf::from("a/b")
+        );
     }
 }

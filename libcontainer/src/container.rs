@@ -31,7 +31,10 @@ pub enum ContainerError {
     #[error("root.path {path}: {msg}")]
     Rootfs { path: PathBuf, msg: String },
     #[error("bundle {path}: {source}")]
-    Bundle { path: PathBuf, source: std::io::Error },
+    Bundle {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Invalid(String),
     #[error("{op}: {source}")]
@@ -77,26 +80,61 @@ impl Drop for Undo {
 
 pub fn create(opts: &CreateOptions) -> Result<Created> {
     state::validate_id(&opts.id)?;
-    let bundle = std::fs::canonicalize(&opts.bundle).map_err(|source| ContainerError::Bundle { path: opts.bundle.clone(), source })?;
+    let bundle = std::fs::canonicalize(&opts.bundle).map_err(|source| ContainerError::Bundle {
+        path: opts.bundle.clone(),
+        source,
+    })?;
     let loaded = crate::spec::load(&bundle)?;
     let spec = loaded.spec;
     let mut warnings = loaded.warnings;
-    let root_path = spec.root().as_ref().map(|r| r.path().clone()).unwrap_or_default();
-    let rootfs_in = if root_path.is_absolute() { root_path.clone() } else { bundle.join(&root_path) };
-    let rootfs = std::fs::canonicalize(&rootfs_in).map_err(|e| ContainerError::Rootfs { path: rootfs_in.clone(), msg: e.to_string() })?;
+    let root_path = spec
+        .root()
+        .as_ref()
+        .map(|r| r.path().clone())
+        .unwrap_or_default();
+    let rootfs_in = if root_path.is_absolute() {
+        root_path.clone()
+    } else {
+        bundle.join(&root_path)
+    };
+    let rootfs = std::fs::canonicalize(&rootfs_in).map_err(|e| ContainerError::Rootfs {
+        path: rootfs_in.clone(),
+        msg: e.to_string(),
+    })?;
     if !rootfs.is_dir() {
-        return Err(ContainerError::Rootfs { path: rootfs, msg: "not a directory".into() });
+        return Err(ContainerError::Rootfs {
+            path: rootfs,
+            msg: "not a directory".into(),
+        });
     }
     if spec.process().is_none() {
-        return Err(ContainerError::Invalid("process: missing; create needs a process to run".into()));
+        return Err(ContainerError::Invalid(
+            "process: missing; create needs a process to run".into(),
+        ));
     }
-    let linux = spec.linux().as_ref().ok_or_else(|| ContainerError::Invalid("linux: missing".into()))?;
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| ContainerError::Invalid("linux: missing".into()))?;
     if linux.seccomp().is_some() {
-        return Err(ContainerError::Invalid("linux.seccomp: not supported by this oxrun build yet".into()));
+        return Err(ContainerError::Invalid(
+            "linux.seccomp: not supported by this oxrun build yet".into(),
+        ));
     }
-    let terminal = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+    let terminal = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
     if terminal && opts.console_socket.is_none() {
-        return Err(ContainerError::Invalid("process.terminal is true: --console-socket is required".into()));
+        return Err(ContainerError::Invalid(
+            "process.terminal is true: --console-socket is required".into(),
+        ));
+    }
+    if !terminal && opts.console_socket.is_some() {
+        return Err(ContainerError::Invalid(
+            "--console-socket given but process.terminal is false".into(),
+        ));
     }
     let plan = Plan::from_spec(linux.namespaces().as_deref().unwrap_or(&[]))?;
     let cgroups = CgroupPaths::plan(linux.cgroups_path().as_deref(), &opts.id)?;
@@ -106,10 +144,17 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     };
 
     let state_dir = StateDir::create(&opts.root, &opts.id)?;
-    let mut undo = Undo { state_dir: Some(state_dir), cgroups: None, spawned: Spawned::default() };
+    let mut undo = Undo {
+        state_dir: Some(state_dir),
+        cgroups: None,
+        spawned: Spawned::default(),
+    };
     cgroups.create()?;
     undo.cgroups = Some(cgroups.clone());
-    let sd = undo.state_dir.as_ref().ok_or_else(|| ContainerError::Invalid("state dir vanished".into()))?;
+    let sd = undo
+        .state_dir
+        .as_ref()
+        .ok_or_else(|| ContainerError::Invalid("state dir vanished".into()))?;
     let args = SpawnArgs {
         id: &opts.id,
         spec: &spec,
@@ -124,7 +169,9 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         preserve_fds: opts.preserve_fds,
     };
     let pid = process::spawn(&args, &mut undo.spawned)?;
-    let init_start_time = state::proc_stat(pid).map(|s| s.1).ok_or(ProcessError::InitDied)?;
+    let init_start_time = state::proc_stat(pid)
+        .map(|s| s.1)
+        .ok_or(ProcessError::InitDied)?;
     let st = State {
         id: opts.id.clone(),
         pid,
@@ -152,18 +199,40 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
 
 fn plan_warnings(st: &State) -> Vec<String> {
     let mut w = Vec::new();
-    if st.config.linux().as_ref().and_then(|l| l.resources().as_ref()).is_some() {
-        w.push("linux.resources: resource limits are not applied by this oxrun build yet".to_string());
+    if st
+        .config
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+        .is_some()
+    {
+        w.push(
+            "linux.resources: resource limits are not applied by this oxrun build yet".to_string(),
+        );
     }
     w
 }
 
 /// Write `pid` to `path` atomically (temp file + rename in the same dir).
 pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.oxrun-tmp", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
-    std::fs::write(&tmp, pid.to_string()).map_err(|source| ContainerError::Io { op: format!("write {}", tmp.display()), source })?;
-    std::fs::rename(&tmp, path).map_err(|source| ContainerError::Io { op: format!("rename to {}", path.display()), source })
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.oxrun-tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    std::fs::write(&tmp, pid.to_string()).map_err(|source| ContainerError::Io {
+        op: format!("write {}", tmp.display()),
+        source,
+    })?;
+    std::fs::rename(&tmp, path).map_err(|source| ContainerError::Io {
+        op: format!("rename to {}", path.display()),
+        source,
+    })
 }
 
 /// Release a created container. Returns poststart hook warnings.
@@ -172,20 +241,28 @@ pub fn start(root: &Path, id: &str) -> Result<Vec<String>> {
     let mut st = sd.load()?;
     match st.status() {
         Status::Created => {}
-        Status::Stopped => return Err(ContainerError::Invalid(format!("cannot start a container that has stopped: {id}"))),
-        s => return Err(ContainerError::Invalid(format!("cannot start an already {s} container: {id}"))),
+        Status::Stopped => {
+            return Err(ContainerError::Invalid(format!(
+                "cannot start a container that has stopped: {id}"
+            )))
+        }
+        s => {
+            return Err(ContainerError::Invalid(format!(
+                "cannot start an already {s} container: {id}"
+            )))
+        }
     }
     let result = process::init::release(sd.fd());
-    let _ = nix::unistd::unlinkat(Some(std::os::fd::AsRawFd::as_raw_fd(&sd.fd())), state::START_SOCKET, nix::unistd::UnlinkatFlags::NoRemoveDir);
+    let _ = nix::unistd::unlinkat(
+        Some(std::os::fd::AsRawFd::as_raw_fd(&sd.fd())),
+        state::START_SOCKET,
+        nix::unistd::UnlinkatFlags::NoRemoveDir,
+    );
     st.started = true;
     sd.save(&st)?;
     result.map_err(ContainerError::Invalid)?;
-    let mut warnings = Vec::new();
     let json = process::init::state_json(id, "running", st.pid, &st.bundle, &st.config);
-    if let Err(e) = hooks::run(&st.config, "poststart", &json) {
-        warnings.push(e.to_string());
-    }
-    Ok(warnings)
+    Ok(hooks::run_all(&st.config, "poststart", &json))
 }
 
 /// A container's saved state and live status.
@@ -197,10 +274,13 @@ pub fn state(root: &Path, id: &str) -> Result<(State, Status)> {
 }
 
 pub fn list(root: &Path) -> Vec<(State, Status)> {
-    state::list(root).into_iter().map(|s| {
-        let status = s.status();
-        (s, status)
-    }).collect()
+    state::list(root)
+        .into_iter()
+        .map(|s| {
+            let status = s.status();
+            (s, status)
+        })
+        .collect()
 }
 
 /// Send `sig` to the init (or, with `all`, to every process in the cgroup).
@@ -208,7 +288,9 @@ pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
     let sd = StateDir::open(root, id)?;
     let st = sd.load()?;
     if st.status() == Status::Stopped {
-        return Err(ContainerError::Invalid(format!("container {id} is not running")));
+        return Err(ContainerError::Invalid(format!(
+            "container {id} is not running"
+        )));
     }
     if all {
         st.cgroups.signal_all(sig);
@@ -218,12 +300,19 @@ pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
 }
 
 fn signal_init(st: &State, sig: i32) -> Result<()> {
-    let fd = sys::pidfd_open(st.pid).map_err(|e| ContainerError::Invalid(format!("container {} is not running: {e}", st.id)))?;
+    let fd = sys::pidfd_open(st.pid)
+        .map_err(|e| ContainerError::Invalid(format!("container {} is not running: {e}", st.id)))?;
     // The pid could have been recycled between reading state and pidfd_open.
     if state::proc_stat(st.pid).map(|s| s.1) != Some(st.init_start_time) {
-        return Err(ContainerError::Invalid(format!("container {} is not running", st.id)));
+        return Err(ContainerError::Invalid(format!(
+            "container {} is not running",
+            st.id
+        )));
     }
-    sys::pidfd_send_signal(fd.as_fd(), sig).map_err(|e| ContainerError::Io { op: format!("signal {sig} to {}", st.pid), source: e.into() })
+    sys::pidfd_send_signal(fd.as_fd(), sig).map_err(|e| ContainerError::Io {
+        op: format!("signal {sig} to {}", st.pid),
+        source: e.into(),
+    })
 }
 
 /// Delete a container. A running or paused one needs `force`. Returns
@@ -234,7 +323,11 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
     let status = st.status();
     match status {
         Status::Stopped | Status::Created => {}
-        s if !force => return Err(ContainerError::Invalid(format!("cannot delete container {id} that is not stopped: {s}"))),
+        s if !force => {
+            return Err(ContainerError::Invalid(format!(
+                "cannot delete container {id} that is not stopped: {s}"
+            )))
+        }
         _ => {}
     }
     if status != Status::Stopped {
@@ -244,10 +337,6 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
     }
     st.cgroups.destroy()?;
     sd.remove()?;
-    let mut warnings = Vec::new();
     let json = process::init::state_json(id, "stopped", st.pid, &st.bundle, &st.config);
-    if let Err(e) = hooks::run(&st.config, "poststop", &json) {
-        warnings.push(e.to_string());
-    }
-    Ok(warnings)
+    Ok(hooks::run_all(&st.config, "poststop", &json))
 }

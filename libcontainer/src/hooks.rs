@@ -11,16 +11,31 @@ use oci_spec::runtime::{Hook, Spec};
 #[derive(Debug, thiserror::Error)]
 pub enum HookError {
     #[error("{kind} hook {path}: {source}")]
-    Spawn { kind: &'static str, path: String, source: std::io::Error },
+    Spawn {
+        kind: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{kind} hook {path} failed: {status}{stderr}")]
-    Failed { kind: &'static str, path: String, status: String, stderr: String },
+    Failed {
+        kind: &'static str,
+        path: String,
+        status: String,
+        stderr: String,
+    },
     #[error("{kind} hook {path} timed out after {secs}s")]
-    Timeout { kind: &'static str, path: String, secs: i64 },
+    Timeout {
+        kind: &'static str,
+        path: String,
+        secs: i64,
+    },
 }
 
 /// The six hook kinds with their hooks, in spec order.
 pub fn all(spec: &Spec) -> Vec<(&'static str, &Vec<Hook>)> {
-    let Some(h) = spec.hooks() else { return Vec::new() };
+    let Some(h) = spec.hooks() else {
+        return Vec::new();
+    };
     [
         ("prestart", h.prestart()),
         ("createRuntime", h.create_runtime()),
@@ -41,6 +56,15 @@ pub fn of_kind<'a>(spec: &'a Spec, kind: &str) -> &'a [Hook] {
         .find(|(k, _)| *k == kind)
         .map(|(_, v)| v.as_slice())
         .unwrap_or(&[])
+}
+
+/// Run every hook of `kind` even if some fail (poststart, poststop: the spec
+/// makes their failures warnings); returns one message per failure.
+pub fn run_all(spec: &Spec, kind: &'static str, state_json: &[u8]) -> Vec<String> {
+    of_kind(spec, kind)
+        .iter()
+        .filter_map(|h| run_one(kind, h, state_json).err().map(|e| e.to_string()))
+        .collect()
 }
 
 /// Run every hook of `kind` in order; stop at the first failure.
@@ -65,26 +89,39 @@ fn run_one(kind: &'static str, hook: &Hook, state_json: &[u8]) -> Result<(), Hoo
             cmd.env(k, v);
         }
     }
-    cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
-    let spawn_err = |source| HookError::Spawn { kind, path: path.clone(), source };
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let spawn_err = |source| HookError::Spawn {
+        kind,
+        path: path.clone(),
+        source,
+    };
     let mut child = cmd.spawn().map_err(spawn_err)?;
     if let Some(mut stdin) = child.stdin.take() {
         // A hook that does not read its stdin is fine: ignore EPIPE.
         let _ = stdin.write_all(state_json);
     }
-    let deadline = hook.timeout().filter(|t| *t > 0).map(|t| (t, Instant::now() + Duration::from_secs(t as u64)));
-    let status = loop {
-        match child.try_wait().map_err(spawn_err)? {
-            Some(s) => break s,
-            None => {
-                if let Some((secs, at)) = deadline {
-                    if Instant::now() >= at {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        return Err(HookError::Timeout { kind, path, secs });
+    let deadline = hook
+        .timeout()
+        .filter(|t| *t > 0)
+        .map(|t| (t, Instant::now() + Duration::from_secs(t as u64)));
+    let status = if deadline.is_none() {
+        child.wait().map_err(spawn_err)?
+    } else {
+        loop {
+            match child.try_wait().map_err(spawn_err)? {
+                Some(s) => break s,
+                None => {
+                    if let Some((secs, at)) = deadline {
+                        if Instant::now() >= at {
+                            let _ = child.kill();
+                            let _ = child.wait();
+                            return Err(HookError::Timeout { kind, path, secs });
+                        }
                     }
+                    std::thread::sleep(Duration::from_millis(1));
                 }
-                std::thread::sleep(Duration::from_millis(1));
             }
         }
     };
@@ -100,6 +137,15 @@ fn run_one(kind: &'static str, hook: &Hook, state_json: &[u8]) -> Result<(), Hoo
         (_, Some(s)) => format!("killed by signal {s}"),
         _ => "unknown status".into(),
     };
-    let stderr = if stderr.trim().is_empty() { String::new() } else { format!(": {}", stderr.trim()) };
-    Err(HookError::Failed { kind, path, status, stderr })
+    let stderr = if stderr.trim().is_empty() {
+        String::new()
+    } else {
+        format!(": {}", stderr.trim())
+    };
+    Err(HookError::Failed {
+        kind,
+        path,
+        status,
+        stderr,
+    })
 }

@@ -11,9 +11,17 @@ use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType};
 #[derive(Debug, thiserror::Error)]
 pub enum NamespaceError {
     #[error("linux.namespaces: open {path} ({kind}): {errno}")]
-    Open { kind: String, path: PathBuf, errno: Errno },
+    Open {
+        kind: String,
+        path: PathBuf,
+        errno: Errno,
+    },
     #[error("linux.namespaces: join {kind} namespace {path}: {errno}")]
-    Join { kind: String, path: PathBuf, errno: Errno },
+    Join {
+        kind: String,
+        path: PathBuf,
+        errno: Errno,
+    },
     #[error("unshare({flags:#x}): {errno}")]
     Unshare { flags: i32, errno: Errno },
     #[error("linux.namespaces: a mount namespace is required")]
@@ -50,24 +58,34 @@ pub struct Plan {
 
 impl Plan {
     pub fn from_spec(list: &[LinuxNamespace]) -> Result<Plan, NamespaceError> {
-        let mut plan = Plan { new_flags: 0, joins: Vec::new() };
+        let mut plan = Plan {
+            new_flags: 0,
+            joins: Vec::new(),
+        };
         for ns in list {
             match ns.path() {
                 None => plan.new_flags |= clone_flag(ns.typ()),
                 Some(path) => {
-                    let fd = nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(|errno| NamespaceError::Open {
-                        kind: ns.typ().to_string(),
-                        path: path.clone(),
-                        errno,
-                    })?;
+                    let fd =
+                        nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+                            .map_err(|errno| NamespaceError::Open {
+                            kind: ns.typ().to_string(),
+                            path: path.clone(),
+                            errno,
+                        })?;
                     // SAFETY: open returned a fresh fd we now own.
                     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-                    plan.joins.push(Join { kind: ns.typ(), path: path.clone(), fd });
+                    plan.joins.push(Join {
+                        kind: ns.typ(),
+                        path: path.clone(),
+                        fd,
+                    });
                 }
             }
         }
         // Join everything else while we still hold our host privileges.
-        plan.joins.sort_by_key(|j| j.kind == LinuxNamespaceType::User);
+        plan.joins
+            .sort_by_key(|j| j.kind == LinuxNamespaceType::User);
         if !plan.has(LinuxNamespaceType::Mount) {
             return Err(NamespaceError::NoMountNs);
         }
@@ -92,11 +110,13 @@ impl Plan {
     /// setns() into every namespace that has a path.
     pub fn join_all(&self) -> Result<(), NamespaceError> {
         for j in &self.joins {
-            crate::sys::setns(std::os::fd::AsFd::as_fd(&j.fd), clone_flag(j.kind)).map_err(|errno| NamespaceError::Join {
-                kind: j.kind.to_string(),
-                path: j.path.clone(),
-                errno,
-            })?;
+            crate::sys::setns(std::os::fd::AsFd::as_fd(&j.fd), clone_flag(j.kind)).map_err(
+                |errno| NamespaceError::Join {
+                    kind: j.kind.to_string(),
+                    path: j.path.clone(),
+                    errno,
+                },
+            )?;
         }
         Ok(())
     }

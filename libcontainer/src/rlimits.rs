@@ -35,7 +35,10 @@ fn resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
 
 pub fn apply(limits: &[PosixRlimit]) -> Result<(), RlimitError> {
     for l in limits {
-        let rl = libc::rlimit { rlim_cur: l.soft(), rlim_max: l.hard() };
+        let rl = libc::rlimit {
+            rlim_cur: l.soft(),
+            rlim_max: l.hard(),
+        };
         // SAFETY: `rl` is a valid rlimit that outlives the call.
         if unsafe { libc::setrlimit(resource(l.typ()), &rl) } != 0 {
             return Err(RlimitError {

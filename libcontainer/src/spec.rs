@@ -13,17 +13,30 @@ use serde_json::Value;
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
     #[error("open {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: invalid JSON: {source}")]
-    Json { path: PathBuf, source: serde_json::Error },
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("{path}: {field}: {msg}")]
-    Field { path: PathBuf, field: String, msg: String },
+    Field {
+        path: PathBuf,
+        field: String,
+        msg: String,
+    },
     #[error("{field}: {msg}")]
     Invalid { field: String, msg: String },
 }
 
 fn invalid(field: impl Into<String>, msg: impl Into<String>) -> SpecError {
-    SpecError::Invalid { field: field.into(), msg: msg.into() }
+    SpecError::Invalid {
+        field: field.into(),
+        msg: msg.into(),
+    }
 }
 
 /// A validated spec plus the warnings met while loading it.
@@ -33,27 +46,65 @@ pub struct Loaded {
 }
 
 const KNOWN_CAPS: &[&str] = &[
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
-    "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
 ];
 
 /// Load `<bundle>/config.json` and validate it.
 pub fn load(bundle: &Path) -> Result<Loaded, SpecError> {
     let path = bundle.join("config.json");
-    let data = std::fs::read(&path).map_err(|source| SpecError::Read { path: path.clone(), source })?;
+    let data = std::fs::read(&path).map_err(|source| SpecError::Read {
+        path: path.clone(),
+        source,
+    })?;
     parse(&data, &path)
 }
 
 /// Parse and validate config.json bytes; `path` is used in messages only.
 pub fn parse(data: &[u8], path: &Path) -> Result<Loaded, SpecError> {
-    let mut value: Value =
-        serde_json::from_slice(data).map_err(|source| SpecError::Json { path: path.to_path_buf(), source })?;
+    let mut value: Value = serde_json::from_slice(data).map_err(|source| SpecError::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let mut warnings = Vec::new();
     drop_unknown_capabilities(&mut value, &mut warnings);
     let spec: Spec = serde_path_to_error::deserialize(value).map_err(|e| SpecError::Field {
@@ -68,7 +119,10 @@ pub fn parse(data: &[u8], path: &Path) -> Result<Loaded, SpecError> {
 /// The runtime-spec says capabilities that cannot be mapped to the kernel are
 /// logged, not fatal; oci-spec rejects them, so we filter them out first.
 fn drop_unknown_capabilities(value: &mut Value, warnings: &mut Vec<String>) {
-    let Some(caps) = value.pointer_mut("/process/capabilities").and_then(Value::as_object_mut) else {
+    let Some(caps) = value
+        .pointer_mut("/process/capabilities")
+        .and_then(Value::as_object_mut)
+    else {
         return;
     };
     for (set, list) in caps.iter_mut() {
@@ -76,7 +130,9 @@ fn drop_unknown_capabilities(value: &mut Value, warnings: &mut Vec<String>) {
             arr.retain(|c| {
                 let known = c.as_str().is_some_and(|s| KNOWN_CAPS.contains(&s));
                 if !known {
-                    warnings.push(format!("process.capabilities.{set}: unknown capability {c} ignored"));
+                    warnings.push(format!(
+                        "process.capabilities.{set}: unknown capability {c} ignored"
+                    ));
                 }
                 known
             });
@@ -86,9 +142,15 @@ fn drop_unknown_capabilities(value: &mut Value, warnings: &mut Vec<String>) {
 
 fn validate(spec: &Spec) -> Result<(), SpecError> {
     if !spec.version().starts_with("1.") {
-        return Err(invalid("ociVersion", format!("unsupported version {:?}, want 1.x", spec.version())));
+        return Err(invalid(
+            "ociVersion",
+            format!("unsupported version {:?}, want 1.x", spec.version()),
+        ));
     }
-    let root = spec.root().as_ref().ok_or_else(|| invalid("root", "missing"))?;
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| invalid("root", "missing"))?;
     if root.path().as_os_str().is_empty() {
         return Err(invalid("root.path", "empty"));
     }
@@ -97,36 +159,57 @@ fn validate(spec: &Spec) -> Result<(), SpecError> {
             return Err(invalid("process.args", "must have at least one entry"));
         }
         if !p.cwd().is_absolute() {
-            return Err(invalid("process.cwd", format!("{:?} is not an absolute path", p.cwd())));
+            return Err(invalid(
+                "process.cwd",
+                format!("{:?} is not an absolute path", p.cwd()),
+            ));
         }
         if let Some(rl) = p.rlimits() {
             let mut seen = HashSet::new();
             for (i, r) in rl.iter().enumerate() {
                 if r.soft() > r.hard() {
-                    return Err(invalid(format!("process.rlimits[{i}]"), "soft limit is above the hard limit"));
+                    return Err(invalid(
+                        format!("process.rlimits[{i}]"),
+                        "soft limit is above the hard limit",
+                    ));
                 }
                 if !seen.insert(format!("{:?}", r.typ())) {
-                    return Err(invalid(format!("process.rlimits[{i}].type"), format!("duplicate {:?}", r.typ())));
+                    return Err(invalid(
+                        format!("process.rlimits[{i}].type"),
+                        format!("duplicate {:?}", r.typ()),
+                    ));
                 }
             }
         }
         if let Some(env) = p.env() {
             for (i, e) in env.iter().enumerate() {
                 if !e.contains('=') {
-                    return Err(invalid(format!("process.env[{i}]"), format!("{e:?} is not KEY=value")));
+                    return Err(invalid(
+                        format!("process.env[{i}]"),
+                        format!("{e:?} is not KEY=value"),
+                    ));
                 }
             }
         }
     }
-    let linux = spec.linux().as_ref().ok_or_else(|| invalid("linux", "missing (required on Linux)"))?;
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| invalid("linux", "missing (required on Linux)"))?;
     let mut kinds = HashSet::new();
     for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
         if !kinds.insert(ns.typ()) {
-            return Err(invalid(format!("linux.namespaces[{i}].type"), format!("duplicate namespace {}", ns.typ())));
+            return Err(invalid(
+                format!("linux.namespaces[{i}].type"),
+                format!("duplicate namespace {}", ns.typ()),
+            ));
         }
         if let Some(p) = ns.path() {
             if !p.is_absolute() {
-                return Err(invalid(format!("linux.namespaces[{i}].path"), "must be absolute"));
+                return Err(invalid(
+                    format!("linux.namespaces[{i}].path"),
+                    "must be absolute",
+                ));
             }
         }
     }
@@ -134,7 +217,10 @@ fn validate(spec: &Spec) -> Result<(), SpecError> {
     let maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
         || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
     if maps && !has(LinuxNamespaceType::User) {
-        return Err(invalid("linux.uidMappings", "mappings given without a user namespace"));
+        return Err(invalid(
+            "linux.uidMappings",
+            "mappings given without a user namespace",
+        ));
     }
     let new_userns = linux
         .namespaces()
@@ -142,13 +228,22 @@ fn validate(spec: &Spec) -> Result<(), SpecError> {
         .flatten()
         .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
     if new_userns && !maps {
-        return Err(invalid("linux.uidMappings", "a new user namespace needs uidMappings and gidMappings"));
+        return Err(invalid(
+            "linux.uidMappings",
+            "a new user namespace needs uidMappings and gidMappings",
+        ));
     }
     if spec.hostname().is_some() && !has(LinuxNamespaceType::Uts) {
-        return Err(invalid("hostname", "setting the hostname needs a new uts namespace"));
+        return Err(invalid(
+            "hostname",
+            "setting the hostname needs a new uts namespace",
+        ));
     }
     if spec.domainname().is_some() && !has(LinuxNamespaceType::Uts) {
-        return Err(invalid("domainname", "setting the domainname needs a new uts namespace"));
+        return Err(invalid(
+            "domainname",
+            "setting the domainname needs a new uts namespace",
+        ));
     }
     if let Some(sysctl) = linux.sysctl() {
         for key in sysctl.keys() {
@@ -156,27 +251,52 @@ fn validate(spec: &Spec) -> Result<(), SpecError> {
         }
     }
     if linux.time_offsets().is_some() && !has(LinuxNamespaceType::Time) {
-        return Err(invalid("linux.timeOffsets", "time offsets need a time namespace"));
+        return Err(invalid(
+            "linux.timeOffsets",
+            "time offsets need a time namespace",
+        ));
     }
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         if !m.destination().is_absolute() {
-            return Err(invalid(format!("mounts[{i}].destination"), format!("{:?} is not absolute", m.destination())));
+            return Err(invalid(
+                format!("mounts[{i}].destination"),
+                format!("{:?} is not absolute", m.destination()),
+            ));
         }
     }
     for (i, d) in linux.devices().iter().flatten().enumerate() {
         if !d.path().is_absolute() || !d.path().starts_with("/dev") {
-            return Err(invalid(format!("linux.devices[{i}].path"), format!("{:?} must be under /dev", d.path())));
+            return Err(invalid(
+                format!("linux.devices[{i}].path"),
+                format!("{:?} must be under /dev", d.path()),
+            ));
         }
     }
     if let Some(prop) = linux.rootfs_propagation() {
-        if !matches!(prop.as_str(), "" | "private" | "rprivate" | "slave" | "rslave" | "shared" | "rshared" | "unbindable" | "runbindable") {
-            return Err(invalid("linux.rootfsPropagation", format!("unknown propagation {prop:?}")));
+        if !matches!(
+            prop.as_str(),
+            "" | "private"
+                | "rprivate"
+                | "slave"
+                | "rslave"
+                | "shared"
+                | "rshared"
+                | "unbindable"
+                | "runbindable"
+        ) {
+            return Err(invalid(
+                "linux.rootfsPropagation",
+                format!("unknown propagation {prop:?}"),
+            ));
         }
     }
     for (kind, hooks) in crate::hooks::all(spec) {
         for (i, h) in hooks.iter().enumerate() {
             if !h.path().is_absolute() {
-                return Err(invalid(format!("hooks.{kind}[{i}].path"), format!("{:?} is not absolute", h.path())));
+                return Err(invalid(
+                    format!("hooks.{kind}[{i}].path"),
+                    format!("{:?} is not absolute", h.path()),
+                ));
             }
         }
     }
@@ -190,7 +310,16 @@ fn validate_sysctl(key: &str, has: &dyn Fn(LinuxNamespaceType) -> bool) -> Resul
     if key.contains("..") || key.starts_with('/') || key.starts_with('.') {
         return Err(invalid(field, "not a sysctl name"));
     }
-    let ipc = ["kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"];
+    let ipc = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
     if ipc.contains(&key) || key.starts_with("fs.mqueue.") {
         return if has(LinuxNamespaceType::Ipc) {
             Ok(())
@@ -212,7 +341,10 @@ fn validate_sysctl(key: &str, has: &dyn Fn(LinuxNamespaceType) -> bool) -> Resul
             Err(invalid(field, "needs a new uts namespace"))
         };
     }
-    Err(invalid(field, "not namespaced, refusing to change it for the whole host"))
+    Err(invalid(
+        field,
+        "not namespaced, refusing to change it for the whole host",
+    ))
 }
 
 #[cfg(test)]
@@ -224,7 +356,10 @@ mod tests {
     }
 
     fn check(v: &Value) -> Result<Loaded, SpecError> {
-        parse(&serde_json::to_vec(v).expect("serialise"), Path::new("config.json"))
+        parse(
+            &serde_json::to_vec(v).expect("serialise"),
+            Path::new("config.json"),
+        )
     }
 
     #[test]
@@ -234,7 +369,9 @@ mod tests {
 
     #[test]
     fn malformed_json_is_reported() {
-        let err = parse(b"{\"ociVersion\": ", Path::new("c.json")).err().expect("must fail");
+        let err = parse(b"{\"ociVersion\": ", Path::new("c.json"))
+            .err()
+            .expect("must fail");
         assert!(err.to_string().contains("invalid JSON"), "{err}");
     }
 
@@ -277,7 +414,8 @@ mod tests {
     #[test]
     fn unknown_capability_is_a_warning() {
         let mut v = base();
-        v["process"]["capabilities"]["bounding"] = serde_json::json!(["CAP_CHOWN", "CAP_NOT_A_THING"]);
+        v["process"]["capabilities"]["bounding"] =
+            serde_json::json!(["CAP_CHOWN", "CAP_NOT_A_THING"]);
         let loaded = check(&v).expect("unknown caps are dropped");
         assert_eq!(loaded.warnings.len(), 1);
         assert!(loaded.warnings[0].contains("CAP_NOT_A_THING"));
@@ -287,16 +425,32 @@ mod tests {
     fn relative_cwd_and_bad_rlimit() {
         let mut v = base();
         v["process"]["cwd"] = "tmp".into();
-        assert!(check(&v).err().expect("fail").to_string().contains("process.cwd"));
+        assert!(check(&v)
+            .err()
+            .expect("fail")
+            .to_string()
+            .contains("process.cwd"));
         let mut v = base();
-        v["process"]["rlimits"] = serde_json::json!([{"type": "RLIMIT_NOFILE", "soft": 10, "hard": 5}]);
-        assert!(check(&v).err().expect("fail").to_string().contains("process.rlimits[0]"));
+        v["process"]["rlimits"] =
+            serde_json::json!([{"type": "RLIMIT_NOFILE", "soft": 10, "hard": 5}]);
+        assert!(check(&v)
+            .err()
+            .expect("fail")
+            .to_string()
+            .contains("process.rlimits[0]"));
     }
 
     #[test]
     fn userns_needs_mappings() {
         let mut v = base();
-        v["linux"]["namespaces"].as_array_mut().expect("array").push(serde_json::json!({"type": "user"}));
-        assert!(check(&v).err().expect("fail").to_string().contains("uidMappings"));
+        v["linux"]["namespaces"]
+            .as_array_mut()
+            .expect("array")
+            .push(serde_json::json!({"type": "user"}));
+        assert!(check(&v)
+            .err()
+            .expect("fail")
+            .to_string()
+            .contains("uidMappings"));
     }
 }

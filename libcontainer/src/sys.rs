@@ -76,6 +76,12 @@ pub struct MountAttr {
     pub userns_fd: u64,
 }
 
+/// `AT_FDCWD` as a borrowed fd, for the *at wrappers.
+pub fn cwd() -> BorrowedFd<'static> {
+    // SAFETY: AT_FDCWD is valid for every *at syscall and is never closed.
+    unsafe { BorrowedFd::borrow_raw(libc::AT_FDCWD) }
+}
+
 fn fd_result(ret: libc::c_long) -> nix::Result<OwnedFd> {
     if ret < 0 {
         Err(Errno::last())
@@ -94,7 +100,13 @@ fn unit_result(ret: libc::c_long) -> nix::Result<()> {
 }
 
 /// openat2(2). `O_CLOEXEC` is always added.
-pub fn openat2(dirfd: BorrowedFd<'_>, path: &CStr, flags: i32, mode: u32, resolve: u64) -> nix::Result<OwnedFd> {
+pub fn openat2(
+    dirfd: BorrowedFd<'_>,
+    path: &CStr,
+    flags: i32,
+    mode: u32,
+    resolve: u64,
+) -> nix::Result<OwnedFd> {
     let how = OpenHow {
         flags: (flags | libc::O_CLOEXEC) as u64,
         mode: u64::from(mode),
@@ -128,7 +140,12 @@ pub unsafe fn clone3(flags: u64, cgroup_fd: Option<RawFd>) -> nix::Result<CloneR
     let mut pidfd: RawFd = -1;
     let mut args = CloneArgs {
         flags,
-        exit_signal: libc::SIGCHLD as u64,
+        // CLONE_PARENT children inherit our exit signal; clone3 wants 0 then.
+        exit_signal: if flags & libc::CLONE_PARENT as u64 != 0 {
+            0
+        } else {
+            libc::SIGCHLD as u64
+        },
         ..Default::default()
     };
     if flags & CLONE_PIDFD != 0 {
@@ -139,7 +156,13 @@ pub unsafe fn clone3(flags: u64, cgroup_fd: Option<RawFd>) -> nix::Result<CloneR
         args.cgroup = fd as u64;
     }
     // SAFETY: per this function's contract; `args` outlives the call.
-    let ret = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
     match ret {
         r if r < 0 => Err(Errno::last()),
         0 => Ok(CloneResult::Child),
@@ -233,7 +256,14 @@ pub fn fs_create_mount(fd: BorrowedFd<'_>, attrs: u64) -> nix::Result<OwnedFd> {
     };
     unit_result(ret)?;
     // SAFETY: no pointers are passed. FSMOUNT_CLOEXEC = 1.
-    let ret = unsafe { libc::syscall(libc::SYS_fsmount, fd.as_raw_fd(), 1 as libc::c_uint, attrs as libc::c_uint) };
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_fsmount,
+            fd.as_raw_fd(),
+            1 as libc::c_uint,
+            attrs as libc::c_uint,
+        )
+    };
     fd_result(ret)
 }
 

@@ -16,7 +16,10 @@ use crate::sys;
 #[derive(Debug, thiserror::Error)]
 pub enum TtyError {
     #[error("--console-socket {path}: {source}")]
-    Connect { path: PathBuf, source: std::io::Error },
+    Connect {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("console {op}: {errno}")]
     Sys { op: &'static str, errno: Errno },
 }
@@ -29,49 +32,88 @@ fn err(op: &'static str) -> impl FnOnce(Errno) -> TtyError {
 pub fn connect(path: &Path) -> Result<OwnedFd, TtyError> {
     UnixStream::connect(path)
         .map(OwnedFd::from)
-        .map_err(|source| TtyError::Connect { path: path.to_path_buf(), source })
+        .map_err(|source| TtyError::Connect {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// In init, after pivot_root: make the pty, hand the master over, and make
 /// the slave our stdio and controlling terminal.
 pub fn setup(console_socket: &OwnedFd, size: Option<(u16, u16)>) -> Result<(), TtyError> {
     let flags = libc::O_RDWR | libc::O_NOCTTY;
-    let master = sys::openat2(cwd(), c"/dev/pts/ptmx", flags, 0, sys::RESOLVE_NO_SYMLINKS).map_err(err("open /dev/pts/ptmx"))?;
+    let master = sys::openat2(
+        sys::cwd(),
+        c"/dev/pts/ptmx",
+        flags,
+        0,
+        sys::RESOLVE_NO_SYMLINKS,
+    )
+    .map_err(err("open /dev/pts/ptmx"))?;
     let mut unlock: libc::c_int = 0;
     let mut n: libc::c_uint = 0;
     // SAFETY: TIOCSPTLCK/TIOCGPTN take a pointer to an int we own.
     unsafe {
         if libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &mut unlock) != 0 {
-            return Err(TtyError::Sys { op: "unlock pty", errno: Errno::last() });
+            return Err(TtyError::Sys {
+                op: "unlock pty",
+                errno: Errno::last(),
+            });
         }
         if libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN, &mut n) != 0 {
-            return Err(TtyError::Sys { op: "pty number", errno: Errno::last() });
+            return Err(TtyError::Sys {
+                op: "pty number",
+                errno: Errno::last(),
+            });
         }
     }
     let slave_path = format!("/dev/pts/{n}");
     // TIOCGPTPEER opens the slave through the master: no path lookup to race.
     // SAFETY: ioctl returning a new fd that we take ownership of right away.
-    let slave = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, flags | libc::O_CLOEXEC) };
+    let slave = unsafe {
+        libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTPEER,
+            flags | libc::O_CLOEXEC,
+        )
+    };
     if slave < 0 {
-        return Err(TtyError::Sys { op: "open pty slave", errno: Errno::last() });
+        return Err(TtyError::Sys {
+            op: "open pty slave",
+            errno: Errno::last(),
+        });
     }
     // SAFETY: fresh fd from the kernel.
     let slave = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(slave) };
     if let Some((rows, cols)) = size {
-        let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
         // SAFETY: TIOCSWINSZ reads a winsize we own.
         unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
     }
     bind_console(&slave)?;
     let iov = [IoSlice::new(slave_path.as_bytes())];
     let fds = [master.as_raw_fd()];
-    sendmsg::<()>(console_socket.as_raw_fd(), &iov, &[ControlMessage::ScmRights(&fds)], MsgFlags::empty(), None)
-        .map_err(err("send pty master"))?;
+    sendmsg::<()>(
+        console_socket.as_raw_fd(),
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map_err(err("send pty master"))?;
     drop(master);
     nix::unistd::setsid().map_err(err("setsid"))?;
     // SAFETY: TIOCSCTTY on our own slave fd.
     if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) } != 0 {
-        return Err(TtyError::Sys { op: "set controlling terminal", errno: Errno::last() });
+        return Err(TtyError::Sys {
+            op: "set controlling terminal",
+            errno: Errno::last(),
+        });
     }
     for fd in 0..3 {
         nix::unistd::dup2(slave.as_raw_fd(), fd).map_err(err("dup2 pty"))?;
@@ -79,15 +121,17 @@ pub fn setup(console_socket: &OwnedFd, size: Option<(u16, u16)>) -> Result<(), T
     Ok(())
 }
 
-fn cwd() -> std::os::fd::BorrowedFd<'static> {
-    // SAFETY: AT_FDCWD is valid for every *at syscall.
-    unsafe { std::os::fd::BorrowedFd::borrow_raw(libc::AT_FDCWD) }
-}
-
 /// Bind the pty slave onto /dev/console (created as an empty file first).
 fn bind_console(slave: &OwnedFd) -> Result<(), TtyError> {
-    let root = sys::openat2(cwd(), c"/", libc::O_PATH | libc::O_DIRECTORY, 0, 0).map_err(err("open /"))?;
-    let target = resolve::create_file(root.as_fd(), Path::new("/dev/console")).map_err(err("create /dev/console"))?;
-    let tree = sys::open_tree(slave.as_fd(), c"", sys::OPEN_TREE_CLONE | libc::AT_EMPTY_PATH as u32).map_err(err("open_tree pty"))?;
+    let root = sys::openat2(sys::cwd(), c"/", libc::O_PATH | libc::O_DIRECTORY, 0, 0)
+        .map_err(err("open /"))?;
+    let target = resolve::create_file(root.as_fd(), Path::new("/dev/console"))
+        .map_err(err("create /dev/console"))?;
+    let tree = sys::open_tree(
+        slave.as_fd(),
+        c"",
+        sys::OPEN_TREE_CLONE | libc::AT_EMPTY_PATH as u32,
+    )
+    .map_err(err("open_tree pty"))?;
     sys::move_mount_fd(tree.as_fd(), target.as_fd()).map_err(err("bind /dev/console"))
 }

@@ -10,7 +10,11 @@ use libcontainer::container::{self, CreateOptions};
 use crate::log::{Format, Logger};
 
 #[derive(Parser)]
-#[command(name = "oxrun", version, about = "An OCI container runtime (runc-compatible command line)")]
+#[command(
+    name = "oxrun",
+    version,
+    about = "An OCI container runtime (runc-compatible command line)"
+)]
 pub struct Cli {
     /// Root directory for container state (put it on tmpfs).
     #[arg(long, global = true, default_value = "/run/oxrun")]
@@ -122,7 +126,12 @@ fn create_options(root: &std::path::Path, a: &CreateArgs) -> CreateOptions {
 }
 
 fn print_json(v: &impl serde::Serialize, pretty: bool) -> Result<(), String> {
-    let s = if pretty { serde_json::to_string_pretty(v) } else { serde_json::to_string(v) }.map_err(|e| e.to_string())?;
+    let s = if pretty {
+        serde_json::to_string_pretty(v)
+    } else {
+        serde_json::to_string(v)
+    }
+    .map_err(|e| e.to_string())?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{s}").map_err(|e| e.to_string())
 }
@@ -130,7 +139,9 @@ fn print_json(v: &impl serde::Serialize, pretty: bool) -> Result<(), String> {
 /// Run the command; `Ok(code)` is the process exit code.
 pub fn dispatch(cli: &Cli, log: &Logger) -> Result<u8, String> {
     if cli.systemd_cgroup {
-        return Err("--systemd-cgroup: the systemd cgroup driver is not supported yet; use cgroupfs".into());
+        return Err(
+            "--systemd-cgroup: the systemd cgroup driver is not supported yet; use cgroupfs".into(),
+        );
     }
     if cli.rootless.as_deref().is_some_and(|v| v == "true") && !nix::unistd::geteuid().is_root() {
         return Err("rootless mode is not supported yet".into());
@@ -143,18 +154,29 @@ pub fn dispatch(cli: &Cli, log: &Logger) -> Result<u8, String> {
             c.warnings.iter().for_each(|w| log.warn(w));
             log.debug(&format!("created {} with init pid {}", a.id, c.pid));
         }
-        Cmd::Start { id } => container::start(root, id).map_err(e)?.iter().for_each(|w| log.warn(w)),
+        Cmd::Start { id } => container::start(root, id)
+            .map_err(e)?
+            .iter()
+            .for_each(|w| log.warn(w)),
         Cmd::State { id } => {
             let (st, status) = container::state(root, id).map_err(e)?;
             print_json(&st.oci(status), true)?;
         }
         Cmd::Kill { all, id, signal } => {
             let name = signal.as_deref().unwrap_or("TERM");
-            let sig = crate::signals::parse(name).ok_or_else(|| format!("unknown signal {name:?}"))?;
+            let sig =
+                crate::signals::parse(name).ok_or_else(|| format!("unknown signal {name:?}"))?;
             container::kill(root, id, sig, *all).map_err(e)?;
         }
-        Cmd::Delete { force, id } => container::delete(root, id, *force).map_err(e)?.iter().for_each(|w| log.warn(w)),
-        Cmd::Run { create, detach, keep } => return crate::run::run(&create_options(root, create), *detach, *keep, log),
+        Cmd::Delete { force, id } => container::delete(root, id, *force)
+            .map_err(e)?
+            .iter()
+            .for_each(|w| log.warn(w)),
+        Cmd::Run {
+            create,
+            detach,
+            keep,
+        } => return crate::run::run(&create_options(root, create), *detach, *keep, log),
         Cmd::List { format, quiet } => list(root, format, *quiet)?,
         Cmd::Spec { bundle, rootless } => crate::specgen::write_spec(bundle, *rootless)?,
         Cmd::Features => print_json(&crate::specgen::features(), true)?,
@@ -169,14 +191,32 @@ fn list(root: &std::path::Path, format: &str, quiet: bool) -> Result<(), String>
         return Ok(());
     }
     match format {
-        "json" => print_json(&all.iter().map(|(s, st)| s.oci(*st)).collect::<Vec<_>>(), false),
+        "json" => print_json(
+            &all.iter().map(|(s, st)| s.oci(*st)).collect::<Vec<_>>(),
+            false,
+        ),
         "table" => {
             let rows: Vec<[String; 6]> = all
                 .iter()
                 .map(|(s, st)| {
-                    let pid = if *st == libcontainer::state::Status::Stopped { 0 } else { s.pid };
-                    let owner = if s.owner.is_empty() { "root".to_string() } else { s.owner.clone() };
-                    [s.id.clone(), pid.to_string(), st.to_string(), s.bundle.display().to_string(), s.created.clone(), owner]
+                    let pid = if *st == libcontainer::state::Status::Stopped {
+                        0
+                    } else {
+                        s.pid
+                    };
+                    let owner = if s.owner.is_empty() {
+                        "root".to_string()
+                    } else {
+                        s.owner.clone()
+                    };
+                    [
+                        s.id.clone(),
+                        pid.to_string(),
+                        st.to_string(),
+                        s.bundle.display().to_string(),
+                        s.created.clone(),
+                        owner,
+                    ]
                 })
                 .collect();
             let head = ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from);
@@ -187,11 +227,17 @@ fn list(root: &std::path::Path, format: &str, quiet: bool) -> Result<(), String>
                 }
             }
             for r in std::iter::once(&head).chain(rows.iter()) {
-                let line: Vec<String> = r.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+                let line: Vec<String> = r
+                    .iter()
+                    .zip(widths)
+                    .map(|(c, w)| format!("{c:<w$}"))
+                    .collect();
                 println!("{}", line.join("   ").trim_end());
             }
             Ok(())
         }
-        other => Err(format!("invalid format option {other:?}: use table or json")),
+        other => Err(format!(
+            "invalid format option {other:?}: use table or json"
+        )),
     }
 }

@@ -23,13 +23,19 @@ impl Logger {
             Some(p) => Some(OpenOptions::new().create(true).append(true).open(p)?),
             None => None,
         };
-        Ok(Logger { file, format, debug })
+        Ok(Logger {
+            file,
+            format,
+            debug,
+        })
     }
 
     fn line(&self, level: &str, msg: &str) -> String {
         let time = libcontainer::state::rfc3339_now();
         match self.format {
-            Format::Json => serde_json::json!({"level": level, "msg": msg, "time": time}).to_string(),
+            Format::Json => {
+                serde_json::json!({"level": level, "msg": msg, "time": time}).to_string()
+            }
             Format::Text => format!("time={time:?} level={level} msg={msg:?}"),
         }
     }

@@ -14,7 +14,18 @@ use crate::log::Logger;
 fn forwarded() -> SigSet {
     let mut set = SigSet::empty();
     for s in Signal::iterator() {
-        if !matches!(s, Signal::SIGKILL | Signal::SIGSTOP | Signal::SIGSEGV | Signal::SIGBUS | Signal::SIGILL | Signal::SIGFPE | Signal::SIGTRAP | Signal::SIGABRT | Signal::SIGSYS) {
+        if !matches!(
+            s,
+            Signal::SIGKILL
+                | Signal::SIGSTOP
+                | Signal::SIGSEGV
+                | Signal::SIGBUS
+                | Signal::SIGILL
+                | Signal::SIGFPE
+                | Signal::SIGTRAP
+                | Signal::SIGABRT
+                | Signal::SIGSYS
+        ) {
             set.add(s);
         }
     }
@@ -25,7 +36,8 @@ pub fn run(opts: &CreateOptions, detach: bool, keep: bool, log: &Logger) -> Resu
     let set = forwarded();
     if !detach {
         // Blocked before the clone so nothing is lost; init unblocks its own.
-        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None).map_err(|e| format!("sigprocmask: {e}"))?;
+        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
+            .map_err(|e| format!("sigprocmask: {e}"))?;
     }
     let created = container::create(opts).map_err(|e| e.to_string())?;
     created.warnings.iter().for_each(|w| log.warn(w));
@@ -57,12 +69,18 @@ pub fn run(opts: &CreateOptions, detach: bool, keep: bool, log: &Logger) -> Resu
 
 /// Forward signals to `init` until it exits; reap every child on the way.
 fn wait_forwarding(init: i32, set: &SigSet) -> Result<u8, String> {
-    let sfd = SignalFd::with_flags(set, SfdFlags::SFD_CLOEXEC).map_err(|e| format!("signalfd: {e}"))?;
+    let sfd =
+        SignalFd::with_flags(set, SfdFlags::SFD_CLOEXEC).map_err(|e| format!("signalfd: {e}"))?;
     loop {
         if let Some(code) = reap(init)? {
             return Ok(code);
         }
-        let Some(info) = sfd.read_signal().map_err(|e| format!("read signalfd: {e}"))? else { continue };
+        let Some(info) = sfd
+            .read_signal()
+            .map_err(|e| format!("read signalfd: {e}"))?
+        else {
+            continue;
+        };
         let signo = info.ssi_signo as i32;
         if signo != libc::SIGCHLD {
             // SAFETY: kill(2) to our own child, the container's init.
@@ -75,8 +93,12 @@ fn wait_forwarding(init: i32, set: &SigSet) -> Result<u8, String> {
 fn reap(init: i32) -> Result<Option<u8>, String> {
     loop {
         match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, code)) if pid.as_raw() == init => return Ok(Some(code as u8)),
-            Ok(WaitStatus::Signaled(pid, sig, _)) if pid.as_raw() == init => return Ok(Some(128 + sig as u8)),
+            Ok(WaitStatus::Exited(pid, code)) if pid.as_raw() == init => {
+                return Ok(Some(code as u8))
+            }
+            Ok(WaitStatus::Signaled(pid, sig, _)) if pid.as_raw() == init => {
+                return Ok(Some(128 + sig as u8))
+            }
             Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => return Ok(None),
             Ok(_) => continue,
             Err(nix::errno::Errno::EINTR) => continue,

@@ -21,14 +21,27 @@ pub fn default_spec(rootless: bool) -> Result<Value, String> {
     if rootless {
         let uid = nix::unistd::geteuid().as_raw();
         let gid = nix::unistd::getegid().as_raw();
-        let ns = LinuxNamespaceBuilder::default().typ(LinuxNamespaceType::User).build().map_err(|e| e.to_string())?;
-        let map = |host: u32| LinuxIdMappingBuilder::default().container_id(0u32).host_id(host).size(1u32).build();
-        v["linux"]["namespaces"].as_array_mut().map(|a| a.retain(|n| n["type"] != "network" && n["type"] != "cgroup"));
+        let ns = LinuxNamespaceBuilder::default()
+            .typ(LinuxNamespaceType::User)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let map = |host: u32| {
+            LinuxIdMappingBuilder::default()
+                .container_id(0u32)
+                .host_id(host)
+                .size(1u32)
+                .build()
+        };
         if let Some(a) = v["linux"]["namespaces"].as_array_mut() {
+            a.retain(|n| n["type"] != "network" && n["type"] != "cgroup");
             a.push(serde_json::to_value(ns).map_err(|e| e.to_string())?);
         }
-        v["linux"]["uidMappings"] = json!([serde_json::to_value(map(uid).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?]);
-        v["linux"]["gidMappings"] = json!([serde_json::to_value(map(gid).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?]);
+        v["linux"]["uidMappings"] =
+            json!([serde_json::to_value(map(uid).map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?]);
+        v["linux"]["gidMappings"] =
+            json!([serde_json::to_value(map(gid).map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?]);
         if let Some(l) = v["linux"].as_object_mut() {
             l.remove("resources");
         }

@@ -56,7 +56,9 @@ impl Msg {
 
     fn decode(b: &[u8]) -> Result<Msg, ChannelError> {
         let pid = |b: &[u8]| -> Result<i32, ChannelError> {
-            let arr: [u8; 4] = b.try_into().map_err(|_| ChannelError::Unexpected(b.to_vec()))?;
+            let arr: [u8; 4] = b
+                .try_into()
+                .map_err(|_| ChannelError::Unexpected(b.to_vec()))?;
             Ok(i32::from_le_bytes(arr))
         };
         Ok(match b.split_first() {
@@ -77,8 +79,16 @@ pub struct Channel(OwnedFd);
 
 /// A connected pair: (parent end, child end). Both are close-on-exec.
 pub fn pair() -> Result<(Channel, Channel), ChannelError> {
-    let (a, b) = socket::socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
-        .map_err(|errno| ChannelError::Sys { op: "socketpair", errno })?;
+    let (a, b) = socket::socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|errno| ChannelError::Sys {
+        op: "socketpair",
+        errno,
+    })?;
     Ok((Channel(a), Channel(b)))
 }
 
@@ -115,7 +125,16 @@ mod tests {
     #[test]
     fn roundtrip() {
         let (a, b) = pair().expect("pair");
-        for m in [Msg::Go(42), Msg::NeedMaps, Msg::MapsDone, Msg::InitPid(-1), Msg::RunHooks, Msg::HooksDone, Msg::Ready, Msg::Error("boom".into())] {
+        for m in [
+            Msg::Go(42),
+            Msg::NeedMaps,
+            Msg::MapsDone,
+            Msg::InitPid(-1),
+            Msg::RunHooks,
+            Msg::HooksDone,
+            Msg::Ready,
+            Msg::Error("boom".into()),
+        ] {
             a.send(&m).expect("send");
             assert_eq!(b.recv().expect("recv"), Some(m));
         }

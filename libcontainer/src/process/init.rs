@@ -57,7 +57,7 @@ pub struct InitArgs<'a> {
     pub plan: &'a Plan,
     pub cgroups: &'a CgroupPaths,
     pub channel: &'a Channel,
-    pub state_dir: BorrowedFd<'a>,
+    pub start_listener: &'a UnixListener,
     pub console: Option<&'a OwnedFd>,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
@@ -96,13 +96,19 @@ pub fn intermediate_main(args: &InitArgs<'_>) -> ! {
             write_time_offsets(args.spec)?;
         }
         // SAFETY: we are single-threaded (a fresh clone of a single-threaded runtime).
-        match unsafe { sys::clone3(libc::CLONE_PARENT as u64, None) }.map_err(sys_err("clone3 init"))? {
+        match unsafe { sys::clone3(libc::CLONE_PARENT as u64, None) }
+            .map_err(sys_err("clone3 init"))?
+        {
             sys::CloneResult::Child => child_main(args),
             sys::CloneResult::Parent { pid, .. } => Ok(pid),
         }
     })();
     let code = match r {
-        Ok(pid) => args.channel.send(&Msg::InitPid(pid)).map(|_| 0).unwrap_or(1),
+        Ok(pid) => args
+            .channel
+            .send(&Msg::InitPid(pid))
+            .map(|_| 0)
+            .unwrap_or(1),
         Err(e) => {
             let _ = args.channel.send(&Msg::Error(e.to_string()));
             1
@@ -116,7 +122,9 @@ fn expect_go(ch: &Channel) -> Result<i32> {
     match ch.recv()? {
         Some(Msg::Go(pid)) => Ok(pid),
         Some(Msg::Error(e)) => Err(InitError::Msg(e)),
-        other => Err(InitError::Msg(format!("expected Go from the runtime, got {other:?}"))),
+        other => Err(InitError::Msg(format!(
+            "expected Go from the runtime, got {other:?}"
+        ))),
     }
 }
 
@@ -129,15 +137,24 @@ fn become_root() -> Result<()> {
 }
 
 fn write_time_offsets(spec: &Spec) -> Result<()> {
-    let Some(offsets) = spec.linux().as_ref().and_then(|l| l.time_offsets().clone()) else { return Ok(()) };
+    let Some(offsets) = spec.linux().as_ref().and_then(|l| l.time_offsets().clone()) else {
+        return Ok(());
+    };
     let mut data = String::new();
     for (clock, off) in offsets {
         if clock != "monotonic" && clock != "boottime" {
-            return Err(InitError::Msg(format!("linux.timeOffsets: unknown clock {clock:?}")));
+            return Err(InitError::Msg(format!(
+                "linux.timeOffsets: unknown clock {clock:?}"
+            )));
         }
-        data.push_str(&format!("{clock} {} {}\n", off.secs().unwrap_or(0), off.nanosecs().unwrap_or(0)));
+        data.push_str(&format!(
+            "{clock} {} {}\n",
+            off.secs().unwrap_or(0),
+            off.nanosecs().unwrap_or(0)
+        ));
     }
-    std::fs::write("/proc/self/timens_offsets", data).map_err(|e| InitError::Msg(format!("linux.timeOffsets: {e}")))
+    std::fs::write("/proc/self/timens_offsets", data)
+        .map_err(|e| InitError::Msg(format!("linux.timeOffsets: {e}")))
 }
 
 pub fn state_json(args_id: &str, status: &str, pid: i32, bundle: &Path, spec: &Spec) -> Vec<u8> {
@@ -164,7 +181,11 @@ fn init(args: &InitArgs<'_>) -> Result<Never> {
             namespaces::unshare(libc::CLONE_NEWCGROUP)?;
         }
     }
-    let process = args.spec.process().as_ref().ok_or_else(|| InitError::Msg("process: missing".into()))?;
+    let process = args
+        .spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| InitError::Msg("process: missing".into()))?;
     // Modes of what we create (devices, dirs) are exactly as asked.
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
 
@@ -188,10 +209,9 @@ fn init(args: &InitArgs<'_>) -> Result<Never> {
         warnings: Vec::new(),
     };
     let root = rootfs::prepare(&mut ctx)?;
-    // Bind the start socket in the state dir while the host's paths are visible.
-    let listener = bind_start_socket(args.state_dir)?;
 
-    let runtime_hooks = !hooks::of_kind(args.spec, "prestart").is_empty() || !hooks::of_kind(args.spec, "createRuntime").is_empty();
+    let runtime_hooks = !hooks::of_kind(args.spec, "prestart").is_empty()
+        || !hooks::of_kind(args.spec, "createRuntime").is_empty();
     if runtime_hooks {
         args.channel.send(&Msg::RunHooks)?;
         match args.channel.recv()? {
@@ -202,16 +222,24 @@ fn init(args: &InitArgs<'_>) -> Result<Never> {
     let creating = state_json(args.id, "creating", host_pid, args.bundle, args.spec);
     hooks::run(args.spec, "createContainer", &creating)?;
 
+    // Create the cwd now: the root may become read-only in finish().
+    rootfs::resolve::mkdir_all(root.as_fd(), process.cwd(), 0o755)
+        .map_err(sys_err(format!("process.cwd {}", process.cwd().display())))?;
     rootfs::pivot(root.as_fd(), args.no_pivot)?;
     drop(root);
     rootfs::finish(args.spec)?;
 
     if process.terminal().unwrap_or(false) {
-        let sock = args.console.ok_or_else(|| InitError::Msg("process.terminal is true but no --console-socket was given".into()))?;
-        let size = process.console_size().as_ref().map(|b| (b.height() as u16, b.width() as u16));
+        let sock = args.console.ok_or_else(|| {
+            InitError::Msg("process.terminal is true but no --console-socket was given".into())
+        })?;
+        let size = process
+            .console_size()
+            .as_ref()
+            .map(|b| (b.height() as u16, b.width() as u16));
         tty::setup(sock, size)?;
     }
-    let cwd = prepare_cwd(process)?;
+    let cwd = process.cwd().clone();
     let env = environment(process);
     let exe = find_executable(process, &env)?;
     let caps = match process.capabilities() {
@@ -222,13 +250,12 @@ fn init(args: &InitArgs<'_>) -> Result<Never> {
     args.channel.send(&Msg::Ready)?;
     // Wait for `start`. From here on, errors go back over that connection.
     let mut conn = loop {
-        match listener.accept() {
+        match args.start_listener.accept() {
             Ok((c, _)) => break c,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(InitError::Msg(format!("accept start connection: {e}"))),
         }
     };
-    drop(listener);
     let mut b = [0u8; 1];
     let _ = conn.read(&mut b);
     let result = (|| -> Result<Never> {
@@ -245,26 +272,6 @@ fn init(args: &InitArgs<'_>) -> Result<Never> {
     Err(e)
 }
 
-fn bind_start_socket(state_dir: BorrowedFd<'_>) -> Result<UnixListener> {
-    // A path through our own fd keeps the socket path short whatever --root is.
-    let path = format!("/proc/self/fd/{}/{}", state_dir.as_raw_fd(), state::START_SOCKET);
-    UnixListener::bind(&path).map_err(|e| InitError::Msg(format!("bind start socket {path}: {e}")))
-}
-
-/// The process cwd must exist inside the root (create it, as runc does) and
-/// must really be inside it (CVE-2024-21626).
-fn prepare_cwd(process: &Process) -> Result<PathBuf> {
-    let cwd = process.cwd().clone();
-    let root = sys::openat2(cwd_fd(), c"/", libc::O_PATH | libc::O_DIRECTORY, 0, 0).map_err(sys_err("open /"))?;
-    rootfs::resolve::mkdir_all(root.as_fd(), &cwd, 0o755).map_err(sys_err(format!("process.cwd {}", cwd.display())))?;
-    Ok(cwd)
-}
-
-fn cwd_fd() -> BorrowedFd<'static> {
-    // SAFETY: AT_FDCWD is valid for every *at syscall.
-    unsafe { BorrowedFd::borrow_raw(libc::AT_FDCWD) }
-}
-
 fn environment(process: &Process) -> Vec<String> {
     let mut env = process.env().clone().unwrap_or_default();
     if !env.iter().any(|e| e.starts_with("HOME=")) {
@@ -276,16 +283,33 @@ fn environment(process: &Process) -> Vec<String> {
 /// Find args[0] like execvp would, with the container's PATH, so a typo is a
 /// create-time error (runc: `exec: "x": executable file not found in $PATH`).
 fn find_executable(process: &Process, env: &[String]) -> Result<CString> {
-    let arg0 = process.args().as_ref().and_then(|a| a.first()).cloned().unwrap_or_default();
-    let to_c = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|_| InitError::Msg(format!("process.args[0]: {arg0:?} has a NUL byte")));
+    let arg0 = process
+        .args()
+        .as_ref()
+        .and_then(|a| a.first())
+        .cloned()
+        .unwrap_or_default();
+    let to_c = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| InitError::Msg(format!("process.args[0]: {arg0:?} has a NUL byte")))
+    };
     if arg0.contains('/') {
-        let p = if Path::new(&arg0).is_absolute() { PathBuf::from(&arg0) } else { process.cwd().join(&arg0) };
+        let p = if Path::new(&arg0).is_absolute() {
+            PathBuf::from(&arg0)
+        } else {
+            process.cwd().join(&arg0)
+        };
         if !p.exists() {
-            return Err(InitError::Msg(format!("exec: {arg0:?}: no such file or directory")));
+            return Err(InitError::Msg(format!(
+                "exec: {arg0:?}: no such file or directory"
+            )));
         }
         return to_c(&p);
     }
-    let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     for dir in path.split(':').filter(|d| !d.is_empty()) {
         let cand = Path::new(dir).join(&arg0);
         let c = to_c(&cand)?;
@@ -294,16 +318,28 @@ fn find_executable(process: &Process, env: &[String]) -> Result<CString> {
             return Ok(c);
         }
     }
-    Err(InitError::Msg(format!("exec: {arg0:?}: executable file not found in $PATH")))
+    Err(InitError::Msg(format!(
+        "exec: {arg0:?}: executable file not found in $PATH"
+    )))
 }
 
 /// The last steps, after `start`: rlimits, keyring, cwd, user, caps,
 /// no_new_privs, signal state, fd hygiene.
-fn finalize(args: &InitArgs<'_>, process: &Process, cwd: &Path, caps: Option<&capabilities::CapSets>) -> Result<()> {
+fn finalize(
+    args: &InitArgs<'_>,
+    process: &Process,
+    cwd: &Path,
+    caps: Option<&capabilities::CapSets>,
+) -> Result<()> {
     if let Some(rl) = process.rlimits() {
         rlimits::apply(rl)?;
     }
-    if let Some(p) = args.spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
+    if let Some(p) = args
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.personality().as_ref())
+    {
         let domain = match p.domain() {
             oci_spec::runtime::LinuxPersonalityDomain::PerLinux => 0,
             oci_spec::runtime::LinuxPersonalityDomain::PerLinux32 => 8,
@@ -316,27 +352,53 @@ fn finalize(args: &InitArgs<'_>, process: &Process, cwd: &Path, caps: Option<&ca
     if !args.no_new_keyring {
         let name = CString::new(format!("_ses.{}", args.id)).unwrap_or_default();
         // SAFETY: KEYCTL_JOIN_SESSION_KEYRING with a valid C string name.
-        let r = unsafe { libc::syscall(libc::SYS_keyctl, 1 /* KEYCTL_JOIN_SESSION_KEYRING */, name.as_ptr()) };
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_keyctl,
+                1, /* KEYCTL_JOIN_SESSION_KEYRING */
+                name.as_ptr(),
+            )
+        };
         if r < 0 && !matches!(Errno::last(), Errno::ENOSYS | Errno::EPERM | Errno::EACCES) {
             return Err(sys_err("join session keyring")(Errno::last()));
         }
     }
-    if process.apparmor_profile().as_ref().is_some_and(|p| !p.is_empty()) && !Path::new("/sys/kernel/security/apparmor").exists() {
-        return Err(InitError::Msg("process.apparmorProfile: AppArmor is not enabled on this host".into()));
+    if process
+        .apparmor_profile()
+        .as_ref()
+        .is_some_and(|p| !p.is_empty())
+        && !Path::new("/sys/kernel/security/apparmor").exists()
+    {
+        return Err(InitError::Msg(
+            "process.apparmorProfile: AppArmor is not enabled on this host".into(),
+        ));
     }
-    if process.selinux_label().as_ref().is_some_and(|p| !p.is_empty()) {
-        return Err(InitError::Msg("process.selinuxLabel: SELinux is not supported by oxrun on this host".into()));
+    if process
+        .selinux_label()
+        .as_ref()
+        .is_some_and(|p| !p.is_empty())
+    {
+        return Err(InitError::Msg(
+            "process.selinuxLabel: SELinux is not supported by oxrun on this host".into(),
+        ));
     }
     nix::unistd::chdir(cwd).map_err(sys_err(format!("process.cwd {}", cwd.display())))?;
     let now = nix::unistd::getcwd().map_err(sys_err("getcwd"))?;
     if !now.is_absolute() {
-        return Err(InitError::Msg(format!("process.cwd {} is outside the container", cwd.display())));
+        return Err(InitError::Msg(format!(
+            "process.cwd {} is outside the container",
+            cwd.display()
+        )));
     }
     if let Some(c) = caps {
         c.apply_bounding()?;
     }
     let u = process.user();
-    user::switch(u.uid(), u.gid(), u.additional_gids().as_deref().unwrap_or(&[]))?;
+    user::switch(
+        u.uid(),
+        u.gid(),
+        u.additional_gids().as_deref().unwrap_or(&[]),
+    )?;
     if let Some(c) = caps {
         c.apply_rest()?;
     }
@@ -346,10 +408,16 @@ fn finalize(args: &InitArgs<'_>, process: &Process, cwd: &Path, caps: Option<&ca
             return Err(sys_err("process.noNewPrivileges")(Errno::last()));
         }
     }
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(u.umask().unwrap_or(0o022) as libc::mode_t));
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
+        u.umask().unwrap_or(0o022) as libc::mode_t,
+    ));
     // Signals: nothing blocked, nothing ignored that the runtime ignored.
-    nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&nix::sys::signal::SigSet::empty()), None)
-        .map_err(sys_err("sigprocmask"))?;
+    nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    )
+    .map_err(sys_err("sigprocmask"))?;
     // SAFETY: resetting SIGPIPE (ignored by the Rust runtime) to the default.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     // Only stdio and the preserved fds survive execve (CVE-2024-21626).
@@ -374,18 +442,38 @@ fn exec(exe: &CString, process: &Process, env: &[String]) -> Result<Never> {
         .map(|a| CString::new(a.as_bytes()))
         .collect::<std::result::Result<_, _>>()
         .map_err(|_| InitError::Msg("process.env: NUL byte".into()))?;
-    let e = nix::unistd::execve(exe, &args, &env).err().unwrap_or(Errno::EINVAL);
-    Err(InitError::Sys { op: format!("exec {:?}", exe), errno: e })
+    let e = nix::unistd::execve(exe, &args, &env)
+        .err()
+        .unwrap_or(Errno::EINVAL);
+    Err(InitError::Sys {
+        op: format!("exec {:?}", exe),
+        errno: e,
+    })
 }
 
 /// Write uid_map and gid_map of `pid` (from the parent).
 pub fn write_id_maps(pid: i32, spec: &Spec) -> std::result::Result<(), String> {
     let linux = spec.linux().as_ref().ok_or("linux: missing")?;
     let fmt = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
-        m.iter().flatten().map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size())).collect::<String>()
+        m.iter()
+            .flatten()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect::<String>()
     };
-    for (file, data) in [("uid_map", fmt(linux.uid_mappings())), ("gid_map", fmt(linux.gid_mappings()))] {
-        std::fs::write(format!("/proc/{pid}/{file}"), &data).map_err(|e| format!("linux.{}: write {file}: {e}", if file == "uid_map" { "uidMappings" } else { "gidMappings" }))?;
+    for (file, data) in [
+        ("uid_map", fmt(linux.uid_mappings())),
+        ("gid_map", fmt(linux.gid_mappings())),
+    ] {
+        std::fs::write(format!("/proc/{pid}/{file}"), &data).map_err(|e| {
+            format!(
+                "linux.{}: write {file}: {e}",
+                if file == "uid_map" {
+                    "uidMappings"
+                } else {
+                    "gidMappings"
+                }
+            )
+        })?;
     }
     Ok(())
 }
@@ -393,9 +481,15 @@ pub fn write_id_maps(pid: i32, spec: &Spec) -> std::result::Result<(), String> {
 /// Connect to a created container's start socket and release it. Returns the
 /// error init reports, if any; end-of-file without data means execve ran.
 pub fn release(state_dir: BorrowedFd<'_>) -> std::result::Result<(), String> {
-    let path = format!("/proc/self/fd/{}/{}", state_dir.as_raw_fd(), state::START_SOCKET);
-    let mut s = UnixStream::connect(&path).map_err(|e| format!("connect to container init: {e}"))?;
-    s.write_all(b"s").map_err(|e| format!("release container init: {e}"))?;
+    let path = format!(
+        "/proc/self/fd/{}/{}",
+        state_dir.as_raw_fd(),
+        state::START_SOCKET
+    );
+    let mut s =
+        UnixStream::connect(&path).map_err(|e| format!("connect to container init: {e}"))?;
+    s.write_all(b"s")
+        .map_err(|e| format!("release container init: {e}"))?;
     let mut reply = String::new();
     let _ = s.read_to_string(&mut reply);
     if reply.is_empty() {

@@ -74,14 +74,30 @@ impl Spawned {
 /// must be killed.
 pub fn spawn(a: &SpawnArgs<'_>, spawned: &mut Spawned) -> Result<i32, ProcessError> {
     let (parent, child) = channel::pair()?;
-    // init gets its own O_PATH handle of the state dir: the locked fd must not
-    // stay open in init, or `start` would wait for a lock init holds.
-    let dir = sys::openat2(a.state_dir.fd(), c".", libc::O_PATH | libc::O_DIRECTORY, 0, 0).map_err(ProcessError::StateDir)?;
+    // The start socket is bound here, by us: init may be a mapped root in a
+    // user namespace that cannot enter the 0700 state dir.
+    let path = format!(
+        "/proc/self/fd/{}/{}",
+        a.state_dir.fd().as_raw_fd(),
+        crate::state::START_SOCKET
+    );
+    let listener = std::os::unix::net::UnixListener::bind(&path).map_err(|e| {
+        ProcessError::Init(format!(
+            "bind start socket in {}: {e}",
+            a.state_dir.path.display()
+        ))
+    })?;
+    // The locked fd must not stay open in init, or `start` would wait for a
+    // lock init holds.
     let lock_fd = a.state_dir.fd().as_raw_fd();
     let single = a.plan.single_clone();
     // The cgroup namespace is unshared by init once it is in its cgroup, so
     // the container sees its own cgroup as "/".
-    let flags = if single { (a.plan.new_flags & !libc::CLONE_NEWCGROUP) as u64 } else { 0 };
+    let flags = if single {
+        (a.plan.new_flags & !libc::CLONE_NEWCGROUP) as u64
+    } else {
+        0
+    };
     let init_args = init::InitArgs {
         id: a.id,
         spec: a.spec,
@@ -90,7 +106,7 @@ pub fn spawn(a: &SpawnArgs<'_>, spawned: &mut Spawned) -> Result<i32, ProcessErr
         plan: a.plan,
         cgroups: a.cgroups,
         channel: &child,
-        state_dir: dir.as_fd(),
+        start_listener: &listener,
         console: a.console,
         no_pivot: a.no_pivot,
         no_new_keyring: a.no_new_keyring,
@@ -112,7 +128,7 @@ pub fn spawn(a: &SpawnArgs<'_>, spawned: &mut Spawned) -> Result<i32, ProcessErr
         }
         sys::CloneResult::Parent { pid, .. } => pid,
     };
-    drop(init_args);
+    drop(listener);
     drop(child);
     spawned.children.push(pid);
     a.cgroups.add(pid)?;
@@ -138,7 +154,11 @@ pub fn spawn(a: &SpawnArgs<'_>, spawned: &mut Spawned) -> Result<i32, ProcessErr
                     break g;
                 }
                 Some(Msg::Error(e)) => return Err(ProcessError::Init(e)),
-                Some(other) => return Err(ProcessError::Init(format!("unexpected {other:?} from init"))),
+                Some(other) => {
+                    return Err(ProcessError::Init(format!(
+                        "unexpected {other:?} from init"
+                    )))
+                }
                 None => return Err(ProcessError::InitDied),
             }
         }
@@ -159,7 +179,11 @@ pub fn spawn(a: &SpawnArgs<'_>, spawned: &mut Spawned) -> Result<i32, ProcessErr
             }
             Some(Msg::Ready) => return Ok(init_pid),
             Some(Msg::Error(e)) => return Err(ProcessError::Init(e)),
-            Some(other) => return Err(ProcessError::Init(format!("unexpected {other:?} from init"))),
+            Some(other) => {
+                return Err(ProcessError::Init(format!(
+                    "unexpected {other:?} from init"
+                )))
+            }
             None => return Err(ProcessError::InitDied),
         }
     }
@@ -167,8 +191,13 @@ pub fn spawn(a: &SpawnArgs<'_>, spawned: &mut Spawned) -> Result<i32, ProcessErr
 
 /// Wait until `pid` has exited (pidfd readable), up to `timeout`.
 pub fn wait_gone(pid: i32, timeout: std::time::Duration) -> bool {
-    let Ok(fd) = sys::pidfd_open(pid) else { return true };
-    let mut pfd = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
+    let Ok(fd) = sys::pidfd_open(pid) else {
+        return true;
+    };
+    let mut pfd = [nix::poll::PollFd::new(
+        fd.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
     let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
     matches!(nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(ms)), Ok(n) if n > 0)
 }

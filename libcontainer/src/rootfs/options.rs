@@ -36,7 +36,9 @@ pub fn parse(options: &[String]) -> MountOptions {
     for opt in options {
         let (word, rec) = match opt.as_str() {
             // rro, rnosuid, ... (runc's recursive variants)
-            w if w.len() > 1 && w.starts_with('r') && is_attr(&w[1..]) && w != "rw" => (&w[1..], true),
+            w if w.len() > 1 && w.starts_with('r') && is_attr(&w[1..]) && w != "rw" => {
+                (&w[1..], true)
+            }
             w => (w, false),
         };
         if rec {
@@ -93,8 +95,23 @@ pub fn parse(options: &[String]) -> MountOptions {
 fn is_attr(w: &str) -> bool {
     matches!(
         w,
-        "ro" | "rw" | "nosuid" | "suid" | "nodev" | "dev" | "noexec" | "exec" | "noatime" | "atime" | "relatime"
-            | "norelatime" | "strictatime" | "nostrictatime" | "nodiratime" | "diratime" | "nosymfollow" | "symfollow"
+        "ro" | "rw"
+            | "nosuid"
+            | "suid"
+            | "nodev"
+            | "dev"
+            | "noexec"
+            | "exec"
+            | "noatime"
+            | "atime"
+            | "relatime"
+            | "norelatime"
+            | "strictatime"
+            | "nostrictatime"
+            | "nodiratime"
+            | "diratime"
+            | "nosymfollow"
+            | "symfollow"
     )
 }
 
@@ -116,8 +133,18 @@ mod tests {
 
     #[test]
     fn tmpfs_data_and_propagation() {
-        let o = p(&["nosuid", "strictatime", "mode=755", "size=65536k", "rslave", "newinstance"]);
-        assert_eq!(o.attr_set, sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_STRICTATIME);
+        let o = p(&[
+            "nosuid",
+            "strictatime",
+            "mode=755",
+            "size=65536k",
+            "rslave",
+            "newinstance",
+        ]);
+        assert_eq!(
+            o.attr_set,
+            sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_STRICTATIME
+        );
         assert_eq!(o.attr_clr, sys::MOUNT_ATTR__ATIME);
         assert_eq!(o.propagation, vec![(libc::MS_SLAVE, true)]);
         assert_eq!(

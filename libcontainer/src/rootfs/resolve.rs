@@ -6,6 +6,7 @@
 //! `mkdirat`/`mknodat` on a parent fd found the same way; neither follows a
 //! symlink in the last component.
 
+use std::collections::VecDeque;
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -38,9 +39,18 @@ fn cstr(p: &Path) -> Result<CString, Errno> {
 }
 
 /// Open `path` inside the root. An empty path opens the root itself.
-pub fn open_in_root(root: BorrowedFd<'_>, path: &Path, flags: i32, extra_resolve: u64) -> Result<OwnedFd, Errno> {
+pub fn open_in_root(
+    root: BorrowedFd<'_>,
+    path: &Path,
+    flags: i32,
+    extra_resolve: u64,
+) -> Result<OwnedFd, Errno> {
     let rel = clean(path);
-    let p = if rel.as_os_str().is_empty() { CString::from(c".") } else { cstr(&rel)? };
+    let p = if rel.as_os_str().is_empty() {
+        CString::from(c".")
+    } else {
+        cstr(&rel)?
+    };
     sys::openat2(root, &p, flags, 0, IN_ROOT | extra_resolve)
 }
 
@@ -50,25 +60,55 @@ pub fn open_path(root: BorrowedFd<'_>, path: &Path) -> Result<OwnedFd, Errno> {
 }
 
 /// `mkdir -p` inside the root; returns an `O_PATH` fd of the directory.
+/// A dangling symlink on the way is followed (within the root) and its
+/// target created, as runc does for rootfs layouts like `/var/run -> ../run`.
 pub fn mkdir_all(root: BorrowedFd<'_>, path: &Path, mode: u32) -> Result<OwnedFd, Errno> {
-    let rel = clean(path);
-    let mut cur = open_in_root(root, Path::new(""), libc::O_PATH | libc::O_DIRECTORY, 0)?;
-    let mut prefix = PathBuf::new();
-    for comp in rel.components() {
-        prefix.push(comp);
-        match open_in_root(root, &prefix, libc::O_PATH | libc::O_DIRECTORY, 0) {
-            Ok(fd) => cur = fd,
-            Err(Errno::ENOENT) => {
-                let name = cstr(Path::new(comp.as_os_str()))?;
-                // SAFETY: `cur` is a directory fd and `name` a single component.
-                let r = unsafe { libc::mkdirat(cur.as_raw_fd(), name.as_ptr(), mode) };
-                if r != 0 && Errno::last() != Errno::EEXIST {
-                    return Err(Errno::last());
-                }
-                cur = open_in_root(root, &prefix, libc::O_PATH | libc::O_DIRECTORY, 0)?;
+    let dir_flags = libc::O_PATH | libc::O_DIRECTORY;
+    let mut todo: VecDeque<PathBuf> = clean(path)
+        .components()
+        .map(|c| PathBuf::from(c.as_os_str()))
+        .collect();
+    let mut done = PathBuf::new();
+    let mut cur = open_in_root(root, &done, dir_flags, 0)?;
+    let mut links = 0;
+    while let Some(comp) = todo.pop_front() {
+        let next = done.join(&comp);
+        match open_in_root(root, &next, dir_flags, 0) {
+            Ok(fd) => {
+                cur = fd;
+                done = next;
+                continue;
             }
+            Err(Errno::ENOENT) => {}
             Err(e) => return Err(e),
         }
+        let name = cstr(&comp)?;
+        // SAFETY: `cur` is a directory fd and `name` a single component.
+        if unsafe { libc::mkdirat(cur.as_raw_fd(), name.as_ptr(), mode) } == 0 {
+            cur = open_in_root(root, &next, dir_flags, 0)?;
+            done = next;
+            continue;
+        }
+        if Errno::last() != Errno::EEXIST {
+            return Err(Errno::last());
+        }
+        // It exists but does not resolve: a dangling symlink. Follow it.
+        links += 1;
+        if links > 40 {
+            return Err(Errno::ELOOP);
+        }
+        let target = nix::fcntl::readlinkat(Some(cur.as_raw_fd()), comp.as_path())?;
+        let base = if Path::new(&target).is_absolute() {
+            PathBuf::new()
+        } else {
+            done.clone()
+        };
+        let resolved = clean(&base.join(target));
+        for c in resolved.components().rev() {
+            todo.push_front(PathBuf::from(c.as_os_str()));
+        }
+        done = PathBuf::new();
+        cur = open_in_root(root, &done, dir_flags, 0)?;
     }
     Ok(cur)
 }
@@ -113,7 +153,10 @@ mod tests {
 
     #[test]
     fn clean_clamps_dotdot() {
-        assert_eq!(clean(Path::new("/../../etc/passwd")), PathBuf::from("etc/passwd"));
+        assert_eq!(
+            clean(Path::new("/../../etc/passwd")),
+            PathBuf::from("etc/passwd")
+        );
         assert_eq!(clean(Path::new("a/./b/../c")), PathBuf::from("a/c"));
         assert_eq!(clean(Path::new("/")), PathBuf::from(""));
     }
@@ -125,15 +168,23 @@ mod tests {
         std::fs::create_dir_all(root.join("inside")).expect("mkdir");
         std::os::unix::fs::symlink("/", root.join("escape")).expect("symlink");
         std::os::unix::fs::symlink("../../../../tmp", root.join("up")).expect("symlink");
-        let rfd = nix::fcntl::open(&root, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()).expect("open root");
+        let rfd = nix::fcntl::open(
+            &root,
+            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .expect("open root");
         // SAFETY: fresh fd.
         let rfd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(rfd) };
         // "escape/newdir" must be created as root/newdir, not /newdir.
-        mkdir_all(rfd.as_fd(), Path::new("escape/oxrun-test-newdir"), 0o755).expect("mkdir via symlink");
+        mkdir_all(rfd.as_fd(), Path::new("escape/oxrun-test-newdir"), 0o755)
+            .expect("mkdir via symlink");
         assert!(root.join("oxrun-test-newdir").is_dir());
         assert!(!Path::new("/oxrun-test-newdir").exists());
+        // A dangling relative symlink that climbs out: created inside.
         mkdir_all(rfd.as_fd(), Path::new("up/oxrun-test-2"), 0o755).expect("mkdir via ..");
-        assert!(root.join("oxrun-test-2").is_dir());
+        assert!(root.join("tmp/oxrun-test-2").is_dir());
+        assert!(!Path::new("/tmp/oxrun-test-2").exists());
         create_file(rfd.as_fd(), Path::new("/escape/f")).expect("file");
         assert!(root.join("f").is_file());
         std::fs::remove_dir_all(&dir).expect("cleanup");
