@@ -28,6 +28,8 @@ pub enum ContainerError {
     Process(#[from] ProcessError),
     #[error(transparent)]
     Tty(#[from] tty::TtyError),
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
     #[error("root.path {path}: {msg}")]
     Rootfs { path: PathBuf, msg: String },
     #[error("bundle {path}: {source}")]
@@ -116,11 +118,18 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         .linux()
         .as_ref()
         .ok_or_else(|| ContainerError::Invalid("linux: missing".into()))?;
-    if linux.seccomp().is_some() {
-        return Err(ContainerError::Invalid(
-            "linux.seccomp: not supported by this oxrun build yet".into(),
-        ));
-    }
+    let seccomp = match linux.seccomp() {
+        Some(sc) => {
+            let f = crate::seccomp::compile(sc)?;
+            warnings.extend(
+                f.unknown
+                    .iter()
+                    .map(|n| format!("linux.seccomp: unknown syscall {n:?} skipped")),
+            );
+            Some(f)
+        }
+        None => None,
+    };
     let terminal = spec
         .process()
         .as_ref()
@@ -167,6 +176,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         no_pivot: opts.no_pivot,
         no_new_keyring: opts.no_new_keyring,
         preserve_fds: opts.preserve_fds,
+        seccomp: seccomp.as_ref(),
     };
     let pid = process::spawn(&args, &mut undo.spawned)?;
     let init_start_time = state::proc_stat(pid)

@@ -35,6 +35,8 @@ pub enum InitError {
     Rlimit(#[from] rlimits::RlimitError),
     #[error(transparent)]
     User(#[from] user::UserError),
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
     #[error("{op}: {errno}")]
     Sys { op: String, errno: Errno },
     #[error("{0}")]
@@ -62,6 +64,7 @@ pub struct InitArgs<'a> {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
+    pub seccomp: Option<&'a crate::seccomp::Filter>,
 }
 
 /// Entry point of the clone3 child on the single-clone path.
@@ -390,6 +393,12 @@ fn finalize(
             cwd.display()
         )));
     }
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, so it goes
+    // in before the capabilities are dropped (as runc does); with it, last.
+    if let (Some(f), false) = (args.seccomp, nnp) {
+        f.load()?;
+    }
     if let Some(c) = caps {
         c.apply_bounding()?;
     }
@@ -402,7 +411,7 @@ fn finalize(
     if let Some(c) = caps {
         c.apply_rest()?;
     }
-    if process.no_new_privileges().unwrap_or(false) {
+    if nnp {
         // SAFETY: prctl with integer arguments.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
             return Err(sys_err("process.noNewPrivileges")(Errno::last()));
@@ -425,6 +434,9 @@ fn finalize(
     for fd in 3..3 + args.preserve_fds as i32 {
         // SAFETY: clearing FD_CLOEXEC on an fd number; harmless if it is not open.
         unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+    }
+    if let (Some(f), true) = (args.seccomp, nnp) {
+        f.load()?;
     }
     Ok(())
 }

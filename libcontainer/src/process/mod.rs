@@ -49,6 +49,7 @@ pub struct SpawnArgs<'a> {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
+    pub seccomp: Option<&'a crate::seccomp::Filter>,
 }
 
 /// The processes we started, so a failed create can kill and reap them.
@@ -111,6 +112,7 @@ pub fn spawn(a: &SpawnArgs<'_>, spawned: &mut Spawned) -> Result<i32, ProcessErr
         no_pivot: a.no_pivot,
         no_new_keyring: a.no_new_keyring,
         preserve_fds: a.preserve_fds,
+        seccomp: a.seccomp,
     };
     // SAFETY: the runtime is single-threaded; the child only runs init code and
     // always ends in execve or _exit.
