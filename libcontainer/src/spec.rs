@@ -40,6 +40,7 @@ fn invalid(field: impl Into<String>, msg: impl Into<String>) -> SpecError {
 }
 
 /// A validated spec plus the warnings met while loading it.
+#[derive(Debug)]
 pub struct Loaded {
     pub spec: Spec,
     pub warnings: Vec<String>,
@@ -369,9 +370,7 @@ mod tests {
 
     #[test]
     fn malformed_json_is_reported() {
-        let err = parse(b"{\"ociVersion\": ", Path::new("c.json"))
-            .err()
-            .expect("must fail");
+        let err = parse(b"{\"ociVersion\": ", Path::new("c.json")).expect_err("must fail");
         assert!(err.to_string().contains("invalid JSON"), "{err}");
     }
 
@@ -379,7 +378,7 @@ mod tests {
     fn unknown_namespace_names_the_field() {
         let mut v = base();
         v["linux"]["namespaces"][1]["type"] = "bogus".into();
-        let err = check(&v).err().expect("must fail").to_string();
+        let err = check(&v).expect_err("must fail").to_string();
         assert!(err.contains("linux.namespaces[1].type"), "{err}");
         assert!(err.contains("bogus"), "{err}");
     }
@@ -388,7 +387,7 @@ mod tests {
     fn duplicate_namespace_is_rejected() {
         let mut v = base();
         v["linux"]["namespaces"][1]["type"] = "pid".into();
-        let err = check(&v).err().expect("must fail").to_string();
+        let err = check(&v).expect_err("must fail").to_string();
         assert!(err.contains("duplicate namespace"), "{err}");
     }
 
@@ -397,7 +396,7 @@ mod tests {
         let mut v = base();
         v["hostname"] = "x".into();
         v["linux"]["namespaces"] = serde_json::json!([{"type": "pid"}, {"type": "mount"}]);
-        let err = check(&v).err().expect("must fail").to_string();
+        let err = check(&v).expect_err("must fail").to_string();
         assert!(err.starts_with("hostname:"), "{err}");
     }
 
@@ -405,7 +404,7 @@ mod tests {
     fn host_sysctl_is_refused() {
         let mut v = base();
         v["linux"]["sysctl"] = serde_json::json!({"vm.swappiness": "1"});
-        let err = check(&v).err().expect("must fail").to_string();
+        let err = check(&v).expect_err("must fail").to_string();
         assert!(err.contains("linux.sysctl.vm.swappiness"), "{err}");
         v["linux"]["sysctl"] = serde_json::json!({"net.ipv4.ip_forward": "1"});
         check(&v).expect("net sysctl with a net namespace is fine");
@@ -426,16 +425,14 @@ mod tests {
         let mut v = base();
         v["process"]["cwd"] = "tmp".into();
         assert!(check(&v)
-            .err()
-            .expect("fail")
+            .expect_err("fail")
             .to_string()
             .contains("process.cwd"));
         let mut v = base();
         v["process"]["rlimits"] =
             serde_json::json!([{"type": "RLIMIT_NOFILE", "soft": 10, "hard": 5}]);
         assert!(check(&v)
-            .err()
-            .expect("fail")
+            .expect_err("fail")
             .to_string()
             .contains("process.rlimits[0]"));
     }
@@ -448,8 +445,7 @@ mod tests {
             .expect("array")
             .push(serde_json::json!({"type": "user"}));
         assert!(check(&v)
-            .err()
-            .expect("fail")
+            .expect_err("fail")
             .to_string()
             .contains("uidMappings"));
     }

@@ -176,11 +176,15 @@ fn cond_code(c: &Cond, wide: bool, out: &mut Vec<Pending>) {
     }
 }
 
-fn resolve(t: Target, i: usize, len: usize) -> Result<u8, ()> {
+/// A rule whose conditions need a jump longer than BPF's 8-bit offsets.
+#[derive(Debug)]
+pub struct JumpTooFar;
+
+fn resolve(t: Target, i: usize, len: usize) -> Result<u8, JumpTooFar> {
     match t {
         Target::Next => Ok(0),
         Target::Skip(n) => Ok(n),
-        Target::Fail => u8::try_from(len - i - 1).map_err(|_| ()),
+        Target::Fail => u8::try_from(len - i - 1).map_err(|_| JumpTooFar),
     }
 }
 
@@ -192,7 +196,7 @@ pub struct Rule {
 
 /// The code of one rule; on a failed condition it falls through to the end
 /// (the next rule). Err if a jump would not fit in 8 bits.
-pub fn rule_code(rule: &Rule, wide: bool) -> Result<Vec<Insn>, ()> {
+pub fn rule_code(rule: &Rule, wide: bool) -> Result<Vec<Insn>, JumpTooFar> {
     let mut pend = Vec::new();
     for c in &rule.conds {
         cond_code(c, wide, &mut pend);
@@ -214,7 +218,7 @@ pub fn rule_code(rule: &Rule, wide: bool) -> Result<Vec<Insn>, ()> {
 /// A tiny BPF interpreter for unit tests: runs `prog` on seccomp_data.
 #[cfg(test)]
 pub fn run(prog: &[Insn], nr: u32, arch: u32, args: [u64; 6]) -> u32 {
-    let mut data = vec![0u8; 64];
+    let mut data = [0u8; 64];
     data[0..4].copy_from_slice(&nr.to_le_bytes());
     data[4..8].copy_from_slice(&arch.to_le_bytes());
     for (i, a) in args.iter().enumerate() {

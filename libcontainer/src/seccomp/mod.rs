@@ -174,15 +174,15 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter, SeccompError> {
         }
         rules.push((sc.names().clone(), Rule { conds, action: act }));
     }
-    let x86_64 = has(Arch::ScmpArchX86_64).then(|| Abi {
+    let x86_64 = has(Arch::ScmpArchX86_64).then_some(Abi {
         table: tables::X86_64,
         wide: true,
     });
-    let x32 = has(Arch::ScmpArchX32).then(|| Abi {
+    let x32 = has(Arch::ScmpArchX32).then_some(Abi {
         table: tables::X32,
         wide: true,
     });
-    let i386 = has(Arch::ScmpArchX86).then(|| Abi {
+    let i386 = has(Arch::ScmpArchX86).then_some(Abi {
         table: tables::I386,
         wide: false,
     });
@@ -458,8 +458,7 @@ mod tests {
         }))
         .expect("json");
         assert!(compile(&s)
-            .err()
-            .expect("refused")
+            .expect_err("refused")
             .to_string()
             .contains("SCMP_ACT_NOTIFY"));
     }
