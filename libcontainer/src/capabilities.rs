@@ -49,6 +49,29 @@ impl CapSets {
         })
     }
 
+    /// Leave out what this process cannot grant (not in its own bounding
+    /// set): the spec wants a warning, not a failure. Returns the names.
+    pub fn restrict_to_grantable(&mut self) -> Vec<String> {
+        let have = caps::read(None, CapSet::Bounding).unwrap_or_else(|_| caps::all());
+        let mut dropped = std::collections::BTreeSet::new();
+        for set in [
+            &mut self.bounding,
+            &mut self.effective,
+            &mut self.permitted,
+            &mut self.inheritable,
+            &mut self.ambient,
+        ] {
+            set.retain(|c| {
+                let ok = have.contains(c);
+                if !ok {
+                    dropped.insert(c.to_string());
+                }
+                ok
+            });
+        }
+        dropped.into_iter().collect()
+    }
+
     /// Drop from the bounding set everything not listed. Needs CAP_SETPCAP,
     /// so it runs before the uid change.
     pub fn apply_bounding(&self) -> Result<(), CapError> {

@@ -146,6 +146,9 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         ));
     }
     let plan = Plan::from_spec(linux.namespaces().as_deref().unwrap_or(&[]))?;
+    if !plan.has(oci_spec::runtime::LinuxNamespaceType::Mount) {
+        warnings.push("linux.namespaces: no mount namespace: mounts, masked and read-only paths are not applied; the container is only chrooted".into());
+    }
     let cgroups = CgroupPaths::plan(linux.cgroups_path().as_deref(), &opts.id)?;
     let console: Option<OwnedFd> = match (&opts.console_socket, terminal) {
         (Some(p), true) => Some(tty::connect(p)?),
@@ -200,6 +203,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         write_pid_file(pf, pid)?;
     }
     // Success: keep everything.
+    warnings.append(&mut undo.spawned.warnings);
     undo.spawned.children.clear();
     undo.cgroups = None;
     undo.state_dir = None;

@@ -24,8 +24,6 @@ pub enum NamespaceError {
     },
     #[error("unshare({flags:#x}): {errno}")]
     Unshare { flags: i32, errno: Errno },
-    #[error("linux.namespaces: a mount namespace is required")]
-    NoMountNs,
 }
 
 pub fn clone_flag(t: LinuxNamespaceType) -> i32 {
@@ -86,9 +84,6 @@ impl Plan {
         // Join everything else while we still hold our host privileges.
         plan.joins
             .sort_by_key(|j| j.kind == LinuxNamespaceType::User);
-        if !plan.has(LinuxNamespaceType::Mount) {
-            return Err(NamespaceError::NoMountNs);
-        }
         Ok(plan)
     }
 

@@ -32,6 +32,8 @@ pub enum Msg {
     HooksDone,
     /// child -> parent: set-up done, waiting for `start`.
     Ready,
+    /// child -> parent: something to tell the user, not fatal.
+    Warning(String),
     /// either way: fatal error with a message.
     Error(String),
 }
@@ -47,6 +49,7 @@ impl Msg {
             Msg::HooksDone => (b'h', vec![]),
             Msg::Ready => (b'R', vec![]),
             Msg::Error(s) => (b'E', s.as_bytes().to_vec()),
+            Msg::Warning(s) => (b'W', s.as_bytes().to_vec()),
         };
         let mut v = Vec::with_capacity(1 + body.len());
         v.push(tag);
@@ -70,6 +73,7 @@ impl Msg {
             Some((b'h', [])) => Msg::HooksDone,
             Some((b'R', [])) => Msg::Ready,
             Some((b'E', rest)) => Msg::Error(String::from_utf8_lossy(rest).into_owned()),
+            Some((b'W', rest)) => Msg::Warning(String::from_utf8_lossy(rest).into_owned()),
             _ => return Err(ChannelError::Unexpected(b.to_vec())),
         })
     }

@@ -211,7 +211,17 @@ fn init(args: &InitArgs<'_>) -> Result<Never> {
         cgroupns: args.plan.has(LinuxNamespaceType::Cgroup),
         warnings: Vec::new(),
     };
-    let root = rootfs::prepare(&mut ctx)?;
+    // Without a mount namespace the container shares the caller's mounts:
+    // nothing is mounted, the process is only chrooted (create warns).
+    let own_mounts = args.plan.has(LinuxNamespaceType::Mount);
+    let root = if own_mounts {
+        rootfs::prepare(&mut ctx)?
+    } else {
+        let path = CString::new(args.rootfs.as_os_str().as_bytes())
+            .map_err(|_| InitError::Msg("root.path: NUL byte".into()))?;
+        sys::openat2(sys::cwd(), &path, libc::O_PATH | libc::O_DIRECTORY, 0, 0)
+            .map_err(sys_err(format!("open {}", args.rootfs.display())))?
+    };
 
     let runtime_hooks = !hooks::of_kind(args.spec, "prestart").is_empty()
         || !hooks::of_kind(args.spec, "createRuntime").is_empty();
@@ -228,9 +238,15 @@ fn init(args: &InitArgs<'_>) -> Result<Never> {
     // Create the cwd now: the root may become read-only in finish().
     rootfs::resolve::mkdir_all(root.as_fd(), process.cwd(), 0o755)
         .map_err(sys_err(format!("process.cwd {}", process.cwd().display())))?;
-    rootfs::pivot(root.as_fd(), args.no_pivot)?;
-    drop(root);
-    rootfs::finish(args.spec)?;
+    if own_mounts {
+        rootfs::pivot(root.as_fd(), args.no_pivot)?;
+        drop(root);
+        rootfs::finish(args.spec)?;
+    } else {
+        nix::unistd::fchdir(root.as_raw_fd()).map_err(sys_err("fchdir rootfs"))?;
+        nix::unistd::chroot(".").map_err(sys_err("chroot rootfs"))?;
+        nix::unistd::chdir("/").map_err(sys_err("chdir /"))?;
+    }
 
     if process.terminal().unwrap_or(false) {
         let sock = args.console.ok_or_else(|| {
@@ -246,9 +262,23 @@ fn init(args: &InitArgs<'_>) -> Result<Never> {
     let env = environment(process);
     let exe = find_executable(process, &env)?;
     let caps = match process.capabilities() {
-        Some(c) => Some(capabilities::CapSets::from_spec(c)?),
+        Some(c) => {
+            let mut sets = capabilities::CapSets::from_spec(c)?;
+            for name in sets.restrict_to_grantable() {
+                ctx_warn(
+                    args.channel,
+                    format!(
+                        "process.capabilities: {name} is not in this host's bounding set; left out"
+                    ),
+                )?;
+            }
+            Some(sets)
+        }
         None => None,
     };
+    for w in std::mem::take(&mut ctx.warnings) {
+        ctx_warn(args.channel, w)?;
+    }
 
     args.channel.send(&Msg::Ready)?;
     // Wait for `start`. From here on, errors go back over that connection.
@@ -273,6 +303,11 @@ fn init(args: &InitArgs<'_>) -> Result<Never> {
     };
     let _ = conn.write_all(e.to_string().as_bytes());
     Err(e)
+}
+
+fn ctx_warn(ch: &Channel, msg: String) -> Result<()> {
+    ch.send(&Msg::Warning(msg))?;
+    Ok(())
 }
 
 fn environment(process: &Process) -> Vec<String> {
@@ -393,30 +428,9 @@ fn finalize(
             cwd.display()
         )));
     }
-    let nnp = process.no_new_privileges().unwrap_or(false);
-    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, so it goes
-    // in before the capabilities are dropped (as runc does); with it, last.
-    if let (Some(f), false) = (args.seccomp, nnp) {
-        f.load()?;
-    }
-    if let Some(c) = caps {
-        c.apply_bounding()?;
-    }
+    // Hygiene first, so that as few syscalls as possible run under a filter
+    // that is loaded before the capability drop.
     let u = process.user();
-    user::switch(
-        u.uid(),
-        u.gid(),
-        u.additional_gids().as_deref().unwrap_or(&[]),
-    )?;
-    if let Some(c) = caps {
-        c.apply_rest()?;
-    }
-    if nnp {
-        // SAFETY: prctl with integer arguments.
-        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-            return Err(sys_err("process.noNewPrivileges")(Errno::last()));
-        }
-    }
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
         u.umask().unwrap_or(0o022) as libc::mode_t,
     ));
@@ -435,8 +449,31 @@ fn finalize(
         // SAFETY: clearing FD_CLOEXEC on an fd number; harmless if it is not open.
         unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
     }
-    if let (Some(f), true) = (args.seccomp, nnp) {
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, so it goes
+    // in before the capabilities are dropped (as runc does); with it, last.
+    if let (Some(f), false) = (args.seccomp, nnp) {
         f.load()?;
+    }
+    if let Some(c) = caps {
+        c.apply_bounding()?;
+    }
+    user::switch(
+        u.uid(),
+        u.gid(),
+        u.additional_gids().as_deref().unwrap_or(&[]),
+    )?;
+    if let Some(c) = caps {
+        c.apply_rest()?;
+    }
+    if nnp {
+        // SAFETY: prctl with integer arguments.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(sys_err("process.noNewPrivileges")(Errno::last()));
+        }
+        if let Some(f) = args.seccomp {
+            f.load()?;
+        }
     }
     Ok(())
 }

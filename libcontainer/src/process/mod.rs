@@ -59,6 +59,8 @@ pub struct Spawned {
     pub children: Vec<i32>,
     /// The container's init, once known.
     pub init: Option<i32>,
+    /// Warnings init sent while setting up.
+    pub warnings: Vec<String>,
 }
 
 impl Spawned {
@@ -179,6 +181,7 @@ pub fn spawn(a: &SpawnArgs<'_>, spawned: &mut Spawned) -> Result<i32, ProcessErr
                 hooks::run(a.spec, "createRuntime", &st)?;
                 parent.send(&Msg::HooksDone)?;
             }
+            Some(Msg::Warning(w)) => spawned.warnings.push(w),
             Some(Msg::Ready) => return Ok(init_pid),
             Some(Msg::Error(e)) => return Err(ProcessError::Init(e)),
             Some(other) => {
