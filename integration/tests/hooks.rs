@@ -128,8 +128,10 @@ fn all_hooks_run_in_order_with_state() {
         "startContainer runs in the container namespace"
     );
 
+    // prestart is the legacy "after create, before the program" hook: the
+    // runtime-tools suite and crun give it "created" (runc 1.1 "creating").
     for (name, status) in [
-        ("prestart", "creating"),
+        ("prestart", "created"),
         ("createRuntime", "creating"),
         ("createContainer", "creating"),
         ("startContainer", "created"),

@@ -176,9 +176,11 @@ pub fn spawn(a: &SpawnArgs<'_>, spawned: &mut Spawned) -> Result<i32, ProcessErr
     loop {
         match parent.recv()? {
             Some(Msg::RunHooks) => {
-                let st = init::state_json(a.id, "creating", init_pid, a.bundle, a.spec);
-                hooks::run(a.spec, "prestart", &st)?;
-                hooks::run(a.spec, "createRuntime", &st)?;
+                // prestart (legacy) sees "created", as runtime-tools and crun expect.
+                let created = init::state_json(a.id, "created", init_pid, a.bundle, a.spec);
+                hooks::run(a.spec, "prestart", &created)?;
+                let creating = init::state_json(a.id, "creating", init_pid, a.bundle, a.spec);
+                hooks::run(a.spec, "createRuntime", &creating)?;
                 parent.send(&Msg::HooksDone)?;
             }
             Some(Msg::Warning(w)) => spawned.warnings.push(w),
