@@ -184,6 +184,17 @@ impl CgroupPaths {
         Ok(())
     }
 
+    /// Apply `linux.resources` to the container's cgroups. Returns warnings
+    /// for settings that are accepted but have no effect.
+    pub fn apply(
+        &self,
+        _resources: &oci_spec::runtime::LinuxResources,
+    ) -> Result<Vec<String>, CgroupError> {
+        Ok(vec![
+            "linux.resources: resource limits are not applied by this oxrun build yet".into(),
+        ])
+    }
+
     /// Move `pid` into every hierarchy.
     pub fn add(&self, pid: i32) -> Result<(), CgroupError> {
         let s = pid.to_string();

@@ -163,6 +163,9 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     };
     cgroups.create()?;
     undo.cgroups = Some(cgroups.clone());
+    if let Some(r) = linux.resources() {
+        warnings.extend(cgroups.apply(r)?);
+    }
     let sd = undo
         .state_dir
         .as_ref()
@@ -207,24 +210,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     undo.spawned.children.clear();
     undo.cgroups = None;
     undo.state_dir = None;
-    warnings.extend(plan_warnings(&st));
     Ok(Created { pid, warnings })
-}
-
-fn plan_warnings(st: &State) -> Vec<String> {
-    let mut w = Vec::new();
-    if st
-        .config
-        .linux()
-        .as_ref()
-        .and_then(|l| l.resources().as_ref())
-        .is_some()
-    {
-        w.push(
-            "linux.resources: resource limits are not applied by this oxrun build yet".to_string(),
-        );
-    }
-    w
 }
 
 /// Write `pid` to `path` atomically (temp file + rename in the same dir).
