@@ -30,6 +30,8 @@ pub enum ContainerError {
     Tty(#[from] tty::TtyError),
     #[error(transparent)]
     Seccomp(#[from] crate::seccomp::SeccompError),
+    #[error(transparent)]
+    Exec(#[from] process::exec::ExecError),
     #[error("root.path {path}: {msg}")]
     Rootfs { path: PathBuf, msg: String },
     #[error("bundle {path}: {source}")]
@@ -47,6 +49,9 @@ type Result<T> = std::result::Result<T, ContainerError>;
 
 pub struct CreateOptions {
     pub id: String,
+    /// An already connected console socket (foreground `run -t` passes a
+    /// socketpair end); takes the place of `console_socket`.
+    pub console_fd: Option<OwnedFd>,
     pub bundle: PathBuf,
     pub root: PathBuf,
     pub console_socket: Option<PathBuf>,
@@ -135,7 +140,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         .as_ref()
         .and_then(|p| p.terminal())
         .unwrap_or(false);
-    if terminal && opts.console_socket.is_none() {
+    if terminal && opts.console_socket.is_none() && opts.console_fd.is_none() {
         return Err(ContainerError::Invalid(
             "process.terminal is true: --console-socket is required".into(),
         ));
@@ -150,10 +155,11 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         warnings.push("linux.namespaces: no mount namespace: mounts, masked and read-only paths are not applied; the container is only chrooted".into());
     }
     let cgroups = CgroupPaths::plan(linux.cgroups_path().as_deref(), &opts.id)?;
-    let console: Option<OwnedFd> = match (&opts.console_socket, terminal) {
-        (Some(p), true) => Some(tty::connect(p)?),
+    let connected: Option<OwnedFd> = match (&opts.console_fd, &opts.console_socket, terminal) {
+        (None, Some(p), true) => Some(tty::connect(p)?),
         _ => None,
     };
+    let console = opts.console_fd.as_ref().or(connected.as_ref());
 
     let state_dir = StateDir::create(&opts.root, &opts.id)?;
     let mut undo = Undo {
@@ -178,7 +184,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         plan: &plan,
         cgroups: &cgroups,
         state_dir: sd,
-        console: console.as_ref(),
+        console,
         no_pivot: opts.no_pivot,
         no_new_keyring: opts.no_new_keyring,
         preserve_fds: opts.preserve_fds,
@@ -339,4 +345,89 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
     sd.remove()?;
     let json = process::init::state_json(id, "stopped", st.pid, &st.bundle, &st.config);
     Ok(hooks::run_all(&st.config, "poststop", &json))
+}
+
+/// What `exec` runs, and how.
+pub struct ExecRequest {
+    pub id: String,
+    pub root: PathBuf,
+    pub process: oci_spec::runtime::Process,
+    pub console_socket: Option<PathBuf>,
+    /// An already connected console socket (e.g. a socketpair end).
+    pub console_fd: Option<OwnedFd>,
+    pub pid_file: Option<PathBuf>,
+    pub preserve_fds: u32,
+    pub ignore_paused: bool,
+    pub cgroup: Option<String>,
+}
+
+/// Start `req.process` in a running container. Returns its host pid once it
+/// has execve'd (the caller waits for it, unless detached).
+pub fn exec(req: &ExecRequest) -> Result<i32> {
+    let sd = StateDir::open(&req.root, &req.id)?;
+    let st = sd.load()?;
+    match st.status() {
+        Status::Stopped => {
+            return Err(ContainerError::Invalid(format!(
+                "cannot exec in a stopped container: {}",
+                req.id
+            )))
+        }
+        Status::Paused if !req.ignore_paused => {
+            return Err(ContainerError::Invalid(format!(
+                "cannot exec in a paused container: {} (use --ignore-paused)",
+                req.id
+            )))
+        }
+        _ => {}
+    }
+    let p = &req.process;
+    if p.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(ContainerError::Invalid(
+            "process.args: must have at least one entry".into(),
+        ));
+    }
+    if !p.cwd().is_absolute() {
+        return Err(ContainerError::Invalid(format!(
+            "process.cwd {:?} is not an absolute path",
+            p.cwd()
+        )));
+    }
+    let terminal = p.terminal().unwrap_or(false);
+    let connected = match (&req.console_fd, &req.console_socket, terminal) {
+        (None, Some(path), true) => Some(tty::connect(path)?),
+        (None, None, true) => {
+            return Err(ContainerError::Invalid(
+                "process.terminal is true: --console-socket is required".into(),
+            ))
+        }
+        (_, Some(_), false) => {
+            return Err(ContainerError::Invalid(
+                "--console-socket given but process.terminal is false".into(),
+            ))
+        }
+        _ => None,
+    };
+    let console = req.console_fd.as_ref().or(connected.as_ref());
+    let seccomp = match st
+        .config
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+    {
+        Some(sc) => Some(crate::seccomp::compile(sc)?),
+        None => None,
+    };
+    let opts = process::exec::ExecOptions {
+        process: p,
+        console,
+        preserve_fds: req.preserve_fds,
+        cgroup_subpath: req.cgroup.as_deref(),
+        seccomp: seccomp.as_ref(),
+    };
+    let pid = process::exec::spawn(&st, &opts)?;
+    if let Some(pf) = &req.pid_file {
+        write_pid_file(pf, pid)?;
+    }
+    Ok(pid)
 }

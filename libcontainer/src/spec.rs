@@ -117,6 +117,24 @@ pub fn parse(data: &[u8], path: &Path) -> Result<Loaded, SpecError> {
     Ok(Loaded { spec, warnings })
 }
 
+/// Parse a `process.json` for `exec --process`, naming the bad field.
+pub fn parse_process(data: &[u8], path: &Path) -> Result<oci_spec::runtime::Process, SpecError> {
+    let mut value: Value = serde_json::from_slice(data).map_err(|source| SpecError::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut ignored = Vec::new();
+    let mut wrapper = serde_json::json!({ "process": value.take() });
+    drop_unknown_capabilities(&mut wrapper, &mut ignored);
+    let p: oci_spec::runtime::Process = serde_path_to_error::deserialize(wrapper["process"].take())
+        .map_err(|e| SpecError::Field {
+            path: path.to_path_buf(),
+            field: e.path().to_string(),
+            msg: e.inner().to_string(),
+        })?;
+    Ok(p)
+}
+
 /// The runtime-spec says capabilities that cannot be mapped to the kernel are
 /// logged, not fatal; oci-spec rejects them, so we filter them out first.
 fn drop_unknown_capabilities(value: &mut Value, warnings: &mut Vec<String>) {

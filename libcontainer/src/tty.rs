@@ -40,7 +40,12 @@ pub fn connect(path: &Path) -> Result<OwnedFd, TtyError> {
 
 /// In init, after pivot_root: make the pty, hand the master over, and make
 /// the slave our stdio and controlling terminal.
-pub fn setup(console_socket: &OwnedFd, size: Option<(u16, u16)>) -> Result<(), TtyError> {
+/// `console`: also bind the slave onto /dev/console (init, not exec).
+pub fn setup(
+    console_socket: &OwnedFd,
+    size: Option<(u16, u16)>,
+    console: bool,
+) -> Result<(), TtyError> {
     let flags = libc::O_RDWR | libc::O_NOCTTY;
     let master = sys::openat2(
         sys::cwd(),
@@ -95,7 +100,9 @@ pub fn setup(console_socket: &OwnedFd, size: Option<(u16, u16)>) -> Result<(), T
         // SAFETY: TIOCSWINSZ reads a winsize we own.
         unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
     }
-    bind_console(&slave)?;
+    if console {
+        bind_console(&slave)?;
+    }
     let iov = [IoSlice::new(slave_path.as_bytes())];
     let fds = [master.as_raw_fd()];
     sendmsg::<()>(

@@ -1,10 +1,12 @@
 //! `oxrun`: an OCI container runtime with runc's command line.
 
 mod cli;
+mod exec;
 mod log;
 mod run;
 mod signals;
 mod specgen;
+mod wait;
 
 use std::process::ExitCode;
 

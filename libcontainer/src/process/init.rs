@@ -172,7 +172,7 @@ pub fn state_json(args_id: &str, status: &str, pid: i32, bundle: &Path, spec: &S
     .unwrap_or_default()
 }
 
-enum Never {}
+pub(crate) enum Never {}
 
 fn init(args: &InitArgs<'_>) -> Result<Never> {
     let host_pid = expect_go(args.channel)?;
@@ -256,7 +256,7 @@ fn init(args: &InitArgs<'_>) -> Result<Never> {
             .console_size()
             .as_ref()
             .map(|b| (b.height() as u16, b.width() as u16));
-        tty::setup(sock, size)?;
+        tty::setup(sock, size, true)?;
     }
     let cwd = process.cwd().clone();
     let env = environment(process);
@@ -294,7 +294,18 @@ fn init(args: &InitArgs<'_>) -> Result<Never> {
     let result = (|| -> Result<Never> {
         let created = state_json(args.id, "created", host_pid, args.bundle, args.spec);
         hooks::run(args.spec, "startContainer", &created)?;
-        finalize(args, process, &cwd, caps.as_ref())?;
+        let fin = Finalize {
+            id: args.id,
+            personality: args
+                .spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.personality().as_ref()),
+            no_new_keyring: args.no_new_keyring,
+            preserve_fds: args.preserve_fds,
+            seccomp: args.seccomp,
+        };
+        finalize(&fin, process, &cwd, caps.as_ref())?;
         exec(&exe, process, &env)
     })();
     let e = match result {
@@ -310,7 +321,7 @@ fn ctx_warn(ch: &Channel, msg: String) -> Result<()> {
     Ok(())
 }
 
-fn environment(process: &Process) -> Vec<String> {
+pub(crate) fn environment(process: &Process) -> Vec<String> {
     let mut env = process.env().clone().unwrap_or_default();
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", user::home_of(process.user().uid())));
@@ -320,7 +331,7 @@ fn environment(process: &Process) -> Vec<String> {
 
 /// Find args[0] like execvp would, with the container's PATH, so a typo is a
 /// create-time error (runc: `exec: "x": executable file not found in $PATH`).
-fn find_executable(process: &Process, env: &[String]) -> Result<CString> {
+pub(crate) fn find_executable(process: &Process, env: &[String]) -> Result<CString> {
     let arg0 = process
         .args()
         .as_ref()
@@ -361,10 +372,19 @@ fn find_executable(process: &Process, env: &[String]) -> Result<CString> {
     )))
 }
 
-/// The last steps, after `start`: rlimits, keyring, cwd, user, caps,
-/// no_new_privs, signal state, fd hygiene.
-fn finalize(
-    args: &InitArgs<'_>,
+/// What `finalize` needs besides the process: shared by init and exec.
+pub(crate) struct Finalize<'a> {
+    pub id: &'a str,
+    pub personality: Option<&'a oci_spec::runtime::LinuxPersonality>,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+    pub seccomp: Option<&'a crate::seccomp::Filter>,
+}
+
+/// The last steps before execve (init after `start`, and exec): rlimits,
+/// keyring, cwd, user, caps, no_new_privs, signal state, fd hygiene, seccomp.
+pub(crate) fn finalize(
+    args: &Finalize<'_>,
     process: &Process,
     cwd: &Path,
     caps: Option<&capabilities::CapSets>,
@@ -372,12 +392,7 @@ fn finalize(
     if let Some(rl) = process.rlimits() {
         rlimits::apply(rl)?;
     }
-    if let Some(p) = args
-        .spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.personality().as_ref())
-    {
+    if let Some(p) = args.personality {
         let domain = match p.domain() {
             oci_spec::runtime::LinuxPersonalityDomain::PerLinux => 0,
             oci_spec::runtime::LinuxPersonalityDomain::PerLinux32 => 8,
@@ -478,7 +493,7 @@ fn finalize(
     Ok(())
 }
 
-fn exec(exe: &CString, process: &Process, env: &[String]) -> Result<Never> {
+pub(crate) fn exec(exe: &CString, process: &Process, env: &[String]) -> Result<Never> {
     let args: Vec<CString> = process
         .args()
         .iter()

@@ -2,6 +2,7 @@
 //! parent's half of the sync protocol (cgroups, id maps, hooks, ready).
 
 pub mod channel;
+pub mod exec;
 pub mod init;
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};

@@ -1,0 +1,221 @@
+//! `exec`: start another process inside a running container.
+//!
+//! No re-exec of the runtime: we make ourselves non-dumpable (so nothing in
+//! the container can open our `/proc/<pid>/exe`, CVE-2019-5736), join the
+//! container's pid namespace for our children, and clone a child that joins
+//! every other namespace of the container in one `setns(pidfd, flags)`. The
+//! parent puts it in the container's cgroups; the child then takes the same
+//! final path as init (cwd check, fd hygiene, caps, user, no_new_privs, the
+//! container's seccomp filter) and execve's.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxNamespaceType, Process};
+
+use super::channel::{self, Channel, Msg};
+use super::init::{self, Finalize, InitError};
+use crate::namespaces::clone_flag;
+use crate::state::State;
+use crate::{capabilities, sys, tty};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error(transparent)]
+    Channel(#[from] channel::ChannelError),
+    #[error("container {0} is not running")]
+    NotRunning(String),
+    #[error("{op}: {errno}")]
+    Sys { op: &'static str, errno: Errno },
+    #[error("--cgroup {0:?}: must be a relative path without '..'")]
+    BadCgroup(String),
+    #[error("join cgroup {path}: {source}")]
+    Cgroup {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Child(String),
+    #[error("exec process exited during set-up")]
+    Died,
+}
+
+pub struct ExecOptions<'a> {
+    pub process: &'a Process,
+    /// A connected console socket (or socketpair end) for `terminal: true`.
+    pub console: Option<&'a OwnedFd>,
+    pub preserve_fds: u32,
+    /// `--cgroup`: a sub-cgroup of the container's cgroup to join.
+    pub cgroup_subpath: Option<&'a str>,
+    pub seccomp: Option<&'a crate::seccomp::Filter>,
+}
+
+fn sys_err(op: &'static str) -> impl FnOnce(Errno) -> ExecError {
+    move |errno| ExecError::Sys { op, errno }
+}
+
+/// The namespaces to join: every kind the container's config lists.
+fn ns_flags(st: &State) -> i32 {
+    st.config
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .map(|list| list.iter().fold(0, |f, n| f | clone_flag(n.typ())))
+        .unwrap_or(0)
+}
+
+/// Start the process; returns its host pid once it has execve'd.
+pub fn spawn(st: &State, opts: &ExecOptions<'_>) -> Result<i32, ExecError> {
+    let pidfd = sys::pidfd_open(st.pid).map_err(|_| ExecError::NotRunning(st.id.clone()))?;
+    if crate::state::proc_stat(st.pid).map(|s| s.1) != Some(st.init_start_time) {
+        return Err(ExecError::NotRunning(st.id.clone()));
+    }
+    let dirs = cgroup_dirs(st, opts.cgroup_subpath)?;
+    let flags = ns_flags(st);
+    // SAFETY: prctl with integer arguments; this process never becomes dumpable again.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        return Err(sys_err("prctl(PR_SET_DUMPABLE)")(Errno::last()));
+    }
+    if flags & libc::CLONE_NEWPID != 0 {
+        // Only our children are affected: the child is born in the container's pid ns.
+        sys::setns(pidfd.as_fd(), libc::CLONE_NEWPID).map_err(sys_err("join pid namespace"))?;
+    }
+    let (parent, child) = channel::pair()?;
+    // SAFETY: the runtime is single-threaded; the child ends in execve or _exit.
+    let pid = match unsafe { sys::clone3(0, None) }.map_err(sys_err("clone3"))? {
+        sys::CloneResult::Child => {
+            drop(parent);
+            let err = match child_main(&child, &pidfd, flags & !libc::CLONE_NEWPID, st, opts) {
+                Ok(never) => match never {},
+                Err(e) => e,
+            };
+            let _ = child.send(&Msg::Error(err.to_string()));
+            // SAFETY: _exit is always safe; no destructors of the parent's state may run here.
+            unsafe { libc::_exit(127) }
+        }
+        sys::CloneResult::Parent { pid, .. } => pid,
+    };
+    drop(child);
+    let fail = |e: ExecError| {
+        let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        let _ = waitpid(Pid::from_raw(pid), None);
+        e
+    };
+    for d in &dirs {
+        let f = Path::new(d).join("cgroup.procs");
+        if let Err(source) = std::fs::write(&f, pid.to_string()) {
+            return Err(fail(ExecError::Cgroup {
+                path: d.clone(),
+                source,
+            }));
+        }
+    }
+    parent.send(&Msg::Go(pid)).map_err(|e| fail(e.into()))?;
+    match parent.recv() {
+        // The channel is close-on-exec: end-of-file means execve succeeded.
+        Ok(None) => Ok(pid),
+        Ok(Some(Msg::Error(e))) => Err(fail(ExecError::Child(e))),
+        Ok(Some(other)) => Err(fail(ExecError::Child(format!(
+            "unexpected {other:?} from exec child"
+        )))),
+        Err(e) => Err(fail(e.into())),
+    }
+}
+
+fn cgroup_dirs(st: &State, sub: Option<&str>) -> Result<Vec<String>, ExecError> {
+    let sub = match sub {
+        Some(s) => {
+            let p = Path::new(s);
+            if p.is_absolute()
+                || p.components()
+                    .any(|c| !matches!(c, std::path::Component::Normal(_)))
+            {
+                return Err(ExecError::BadCgroup(s.to_string()));
+            }
+            Some(p)
+        }
+        None => None,
+    };
+    Ok(st
+        .cgroups
+        .dirs
+        .iter()
+        .map(|d| match sub {
+            Some(s) => d.join(s),
+            None => d.clone(),
+        })
+        .map(|d| d.display().to_string())
+        .collect())
+}
+
+enum Never {}
+
+fn child_main(
+    ch: &Channel,
+    pidfd: &OwnedFd,
+    flags: i32,
+    st: &State,
+    opts: &ExecOptions<'_>,
+) -> Result<Never, InitError> {
+    match ch.recv()? {
+        Some(Msg::Go(_)) => {}
+        other => return Err(InitError::Msg(format!("expected Go, got {other:?}"))),
+    }
+    if flags != 0 {
+        sys::setns(pidfd.as_fd(), flags).map_err(|errno| InitError::Sys {
+            op: "join the container's namespaces".into(),
+            errno,
+        })?;
+    }
+    let joined_userns = st
+        .config
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|l| l.iter().any(|n| n.typ() == LinuxNamespaceType::User));
+    if joined_userns {
+        // Become the namespace's root so later steps act on mapped ids.
+        let (u, g) = (nix::unistd::Uid::from_raw(0), nix::unistd::Gid::from_raw(0));
+        nix::unistd::setresgid(g, g, g).map_err(|errno| InitError::Sys {
+            op: "setresgid(0)".into(),
+            errno,
+        })?;
+        nix::unistd::setresuid(u, u, u).map_err(|errno| InitError::Sys {
+            op: "setresuid(0)".into(),
+            errno,
+        })?;
+    }
+    let process = opts.process;
+    if process.terminal().unwrap_or(false) {
+        let sock = opts.console.ok_or_else(|| {
+            InitError::Msg("process.terminal is true but no console socket was given".into())
+        })?;
+        let size = process
+            .console_size()
+            .as_ref()
+            .map(|b| (b.height() as u16, b.width() as u16));
+        tty::setup(sock, size, false)?;
+    }
+    let env = init::environment(process);
+    let exe = init::find_executable(process, &env)?;
+    let caps = match process.capabilities() {
+        Some(c) => {
+            let mut sets = capabilities::CapSets::from_spec(c)?;
+            sets.restrict_to_grantable();
+            Some(sets)
+        }
+        None => None,
+    };
+    let fin = Finalize {
+        id: &st.id,
+        personality: None,
+        no_new_keyring: true,
+        preserve_fds: opts.preserve_fds,
+        seccomp: opts.seccomp,
+    };
+    init::finalize(&fin, process, process.cwd(), caps.as_ref())?;
+    init::exec(&exe, process, &env).map(|n| match n {})
+}

@@ -1,0 +1,198 @@
+//! `oxrun exec`: build the process (from `--process` JSON, or from the
+//! container's own process with the flags applied, as runc does), start it
+//! in the container, and wait for it unless detached.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use libcontainer::container::{self, ExecRequest};
+use oci_spec::runtime::{Capability, LinuxCapabilities, Process};
+
+use crate::log::Logger;
+use crate::wait;
+
+#[derive(Args)]
+pub struct ExecArgs {
+    /// Path to a process.json (runtime-spec Process); other process flags are ignored.
+    #[arg(short, long)]
+    pub process: Option<PathBuf>,
+    /// Allocate a pseudo-TTY.
+    #[arg(short, long)]
+    pub tty: bool,
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    #[arg(short, long)]
+    pub detach: bool,
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    /// Set an environment variable (KEY=value), repeatable.
+    #[arg(short, long)]
+    pub env: Vec<String>,
+    /// uid[:gid]
+    #[arg(short, long)]
+    pub user: Option<String>,
+    #[arg(short = 'g', long)]
+    pub additional_gids: Vec<u32>,
+    /// Add a capability to the bounding, effective and permitted sets.
+    #[arg(short, long)]
+    pub cap: Vec<String>,
+    #[arg(long)]
+    pub no_new_privs: bool,
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: u32,
+    #[arg(long)]
+    pub process_label: Option<String>,
+    #[arg(long)]
+    pub apparmor: Option<String>,
+    #[arg(long)]
+    pub ignore_paused: bool,
+    /// Sub-cgroup of the container to join (relative path).
+    #[arg(long)]
+    pub cgroup: Option<String>,
+    pub id: String,
+    /// The command and its arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+fn set_env(env: &mut Vec<String>, kv: &str) -> Result<(), String> {
+    let (k, _) = kv
+        .split_once('=')
+        .ok_or_else(|| format!("--env {kv:?}: want KEY=value"))?;
+    env.retain(|e| e.split_once('=').map(|(ek, _)| ek) != Some(k));
+    env.push(kv.to_string());
+    Ok(())
+}
+
+fn add_caps(p: &mut Process, names: &[String]) -> Result<(), String> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let mut caps = p.capabilities().clone().unwrap_or_default();
+    for n in names {
+        let name = if n.to_ascii_uppercase().starts_with("CAP_") {
+            n.to_ascii_uppercase()
+        } else {
+            format!("CAP_{}", n.to_ascii_uppercase())
+        };
+        let cap: Capability = serde_json::from_value(serde_json::Value::String(name.clone()))
+            .map_err(|_| format!("--cap {n:?}: unknown capability"))?;
+        for set in [
+            caps.bounding().clone(),
+            caps.effective().clone(),
+            caps.permitted().clone(),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let mut s = set.1.clone().unwrap_or_default();
+            s.insert(cap);
+            match set.0 {
+                0 => caps.set_bounding(Some(s)),
+                1 => caps.set_effective(Some(s)),
+                _ => caps.set_permitted(Some(s)),
+            };
+        }
+    }
+    p.set_capabilities(Some(caps));
+    Ok(())
+}
+
+/// The process to run, as runc's `exec` builds it.
+fn build_process(root: &Path, a: &ExecArgs) -> Result<Process, String> {
+    if let Some(path) = &a.process {
+        let data = std::fs::read(path).map_err(|e| format!("--process {}: {e}", path.display()))?;
+        return libcontainer::spec::parse_process(&data, path).map_err(|e| e.to_string());
+    }
+    if a.command.is_empty() {
+        return Err("exec: a command is required (or --process)".into());
+    }
+    let (st, _) = container::state(root, &a.id).map_err(|e| e.to_string())?;
+    let mut p = st
+        .config
+        .process()
+        .clone()
+        .ok_or("the container has no process to use as a template")?;
+    p.set_args(Some(a.command.clone()));
+    let mut env = p.env().clone().unwrap_or_default();
+    for kv in &a.env {
+        set_env(&mut env, kv)?;
+    }
+    p.set_env(Some(env));
+    if let Some(cwd) = &a.cwd {
+        p.set_cwd(cwd.clone());
+    }
+    p.set_terminal(Some(a.tty));
+    let mut user = p.user().clone();
+    if let Some(u) = &a.user {
+        let (uid, gid) = match u.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (u.as_str(), None),
+        };
+        user.set_uid(
+            uid.parse()
+                .map_err(|_| format!("--user {u:?}: want numeric uid[:gid]"))?,
+        );
+        if let Some(g) = gid {
+            user.set_gid(
+                g.parse()
+                    .map_err(|_| format!("--user {u:?}: want numeric uid[:gid]"))?,
+            );
+        }
+    }
+    if !a.additional_gids.is_empty() {
+        user.set_additional_gids(Some(a.additional_gids.clone()));
+    }
+    p.set_user(user);
+    add_caps(&mut p, &a.cap)?;
+    if a.no_new_privs {
+        p.set_no_new_privileges(Some(true));
+    }
+    if let Some(l) = &a.process_label {
+        p.set_selinux_label(Some(l.clone()));
+    }
+    if let Some(ap) = &a.apparmor {
+        p.set_apparmor_profile(Some(ap.clone()));
+    }
+    Ok(p)
+}
+
+pub fn exec(root: &Path, a: &ExecArgs, log: &Logger) -> Result<u8, String> {
+    let process = build_process(root, a)?;
+    let terminal = process.terminal().unwrap_or(false);
+    if terminal && a.detach && a.console_socket.is_none() {
+        return Err("cannot allocate a tty for a detached exec without --console-socket".into());
+    }
+    let set = wait::forwarded();
+    let mut ours = None;
+    let mut console_fd = None;
+    if terminal && a.console_socket.is_none() {
+        let (x, y) = wait::console_pair()?;
+        ours = Some(x);
+        console_fd = Some(y);
+    }
+    if !a.detach {
+        wait::block(&set)?;
+    }
+    let req = ExecRequest {
+        id: a.id.clone(),
+        root: root.to_path_buf(),
+        process,
+        console_socket: a.console_socket.clone(),
+        console_fd,
+        pid_file: a.pid_file.clone(),
+        preserve_fds: a.preserve_fds,
+        ignore_paused: a.ignore_paused,
+        cgroup: a.cgroup.clone(),
+    };
+    let pid = container::exec(&req).map_err(|e| e.to_string())?;
+    drop(req);
+    log.debug(&format!("exec in {}: pid {pid}", a.id));
+    if a.detach {
+        return Ok(0);
+    }
+    let master = ours.as_ref().map(wait::recv_master).transpose()?;
+    wait::wait(pid, &set, master)
+}
