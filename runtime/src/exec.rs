@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use libcontainer::container::{self, ExecRequest};
-use oci_spec::runtime::{Capability, LinuxCapabilities, Process};
+use oci_spec::runtime::{Capability, Process};
 
 use crate::log::Logger;
 use crate::wait;
