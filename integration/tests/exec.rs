@@ -308,3 +308,97 @@ fn detached_tty_needs_a_console_socket() {
         .assert_mentions(&["console-socket", "console socket", "tty"]);
     rt.delete(&id, true).ok();
 }
+
+/// CVE-2019-5736: until `start`, init runs the runtime's own binary, and a
+/// process exec'd into a created container must not open /proc/1/exe (the
+/// host binary). Here the container has its own user namespace and every
+/// capability in it, as init does. Several layers hold this property: init
+/// is made non-dumpable before clone, its switch to the namespace's root
+/// resets dumpability too, and the kernel's ptrace capability rules apply;
+/// this test guards the property, not one of the layers. Once started, pid
+/// 1 is the user's program.
+#[test]
+fn created_init_is_not_reachable_through_proc_exe() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    host(
+        "chown",
+        &["-R", "100000:100000", b.rootfs().to_str().expect("utf8")],
+    );
+    b.add_namespace(json!({"type": "user"}));
+    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.set_args(&["sleep", "300"]);
+    let all: Vec<String> = (0..=40).filter_map(cap_name).map(String::from).collect();
+    b.config["process"]["capabilities"] =
+        json!({"bounding": all, "effective": all, "permitted": all});
+    let id = rt.id("excve");
+    rt.create(&b, &id).ok();
+    let out = exec(&rt, &[&id, "sh", "-c", "cat /proc/1/exe > /dev/null 2>&1 && echo readable || echo refused; readlink /proc/1/exe || echo no-link"]).ok();
+    assert!(
+        out.stdout.contains("refused"),
+        "init's exe must not be readable from inside: {}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("no-link"),
+        "init's exe link must not resolve from inside: {}",
+        out.stdout
+    );
+    rt.start(&id).ok();
+    let out = exec(&rt, &[&id, "sh", "-c", "readlink /proc/1/exe"]).ok();
+    assert!(
+        out.stdout.contains("busybox"),
+        "after start, pid 1 is the user's program: {}",
+        out.stdout
+    );
+    rt.delete(&id, true).ok();
+    rt.assert_no_leftovers(&b, &id);
+}
+
+fn cap_name(n: u32) -> Option<&'static str> {
+    const NAMES: [&str; 41] = [
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_DAC_READ_SEARCH",
+        "CAP_FOWNER",
+        "CAP_FSETID",
+        "CAP_KILL",
+        "CAP_SETGID",
+        "CAP_SETUID",
+        "CAP_SETPCAP",
+        "CAP_LINUX_IMMUTABLE",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_NET_BROADCAST",
+        "CAP_NET_ADMIN",
+        "CAP_NET_RAW",
+        "CAP_IPC_LOCK",
+        "CAP_IPC_OWNER",
+        "CAP_SYS_MODULE",
+        "CAP_SYS_RAWIO",
+        "CAP_SYS_CHROOT",
+        "CAP_SYS_PTRACE",
+        "CAP_SYS_PACCT",
+        "CAP_SYS_ADMIN",
+        "CAP_SYS_BOOT",
+        "CAP_SYS_NICE",
+        "CAP_SYS_RESOURCE",
+        "CAP_SYS_TIME",
+        "CAP_SYS_TTY_CONFIG",
+        "CAP_MKNOD",
+        "CAP_LEASE",
+        "CAP_AUDIT_WRITE",
+        "CAP_AUDIT_CONTROL",
+        "CAP_SETFCAP",
+        "CAP_MAC_OVERRIDE",
+        "CAP_MAC_ADMIN",
+        "CAP_SYSLOG",
+        "CAP_WAKE_ALARM",
+        "CAP_BLOCK_SUSPEND",
+        "CAP_AUDIT_READ",
+        "CAP_PERFMON",
+        "CAP_BPF",
+        "CAP_CHECKPOINT_RESTORE",
+    ];
+    NAMES.get(n as usize).copied()
+}

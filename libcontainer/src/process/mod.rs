@@ -117,6 +117,17 @@ pub fn spawn(a: &SpawnArgs<'_>, spawned: &mut Spawned) -> Result<i32, ProcessErr
         preserve_fds: a.preserve_fds,
         seccomp: a.seccomp,
     };
+    // Non-dumpable before anything can see us from inside: until init
+    // execve's the user's program its /proc/1/exe is this binary, and a
+    // process exec'd into a created container must not open it
+    // (CVE-2019-5736). execve resets the flag for the user's program.
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        return Err(ProcessError::Init(format!(
+            "prctl(PR_SET_DUMPABLE): {}",
+            Errno::last()
+        )));
+    }
     // SAFETY: the runtime is single-threaded; the child only runs init code and
     // always ends in execve or _exit.
     let pid = match unsafe { sys::clone3(flags, None) }.map_err(ProcessError::Clone)? {
