@@ -29,6 +29,8 @@ pub enum ContainerError {
     #[error(transparent)]
     Tty(#[from] tty::TtyError),
     #[error(transparent)]
+    Mount(#[from] crate::rootfs::RootfsError),
+    #[error(transparent)]
     Seccomp(#[from] crate::seccomp::SeccompError),
     #[error(transparent)]
     Exec(#[from] process::exec::ExecError),
@@ -93,6 +95,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     })?;
     let loaded = crate::spec::load(&bundle)?;
     let spec = loaded.spec;
+    let loaded_maps = loaded.mount_maps;
     let mut warnings = loaded.warnings;
     let root_path = spec
         .root()
@@ -154,6 +157,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     if !plan.has(oci_spec::runtime::LinuxNamespaceType::Mount) {
         warnings.push("linux.namespaces: no mount namespace: mounts, masked and read-only paths are not applied; the container is only chrooted".into());
     }
+    let idmapped = crate::rootfs::idmap::prepare(&spec, &loaded_maps, &bundle)?;
     let cgroups = CgroupPaths::plan(linux.cgroups_path().as_deref(), &opts.id)?;
     let connected: Option<OwnedFd> = match (&opts.console_fd, &opts.console_socket, terminal) {
         (None, Some(p), true) => Some(tty::connect(p)?),
@@ -189,6 +193,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         no_new_keyring: opts.no_new_keyring,
         preserve_fds: opts.preserve_fds,
         seccomp: seccomp.as_ref(),
+        idmapped: &idmapped,
     };
     let pid = process::spawn(&args, &mut undo.spawned)?;
     let init_start_time = state::proc_stat(pid)

@@ -44,6 +44,8 @@ fn invalid(field: impl Into<String>, msg: impl Into<String>) -> SpecError {
 pub struct Loaded {
     pub spec: Spec,
     pub warnings: Vec<String>,
+    /// Per-mount id mappings (not in the typed spec), by mount index.
+    pub mount_maps: std::collections::HashMap<usize, crate::rootfs::idmap::MountMaps>,
 }
 
 const KNOWN_CAPS: &[&str] = &[
@@ -108,13 +110,18 @@ pub fn parse(data: &[u8], path: &Path) -> Result<Loaded, SpecError> {
     })?;
     let mut warnings = Vec::new();
     drop_unknown_capabilities(&mut value, &mut warnings);
+    let mount_maps = crate::rootfs::idmap::maps_from_json(&value);
     let spec: Spec = serde_path_to_error::deserialize(value).map_err(|e| SpecError::Field {
         path: path.to_path_buf(),
         field: e.path().to_string(),
         msg: e.inner().to_string(),
     })?;
     validate(&spec)?;
-    Ok(Loaded { spec, warnings })
+    Ok(Loaded {
+        spec,
+        warnings,
+        mount_maps,
+    })
 }
 
 /// Parse a `process.json` for `exec --process`, naming the bad field.

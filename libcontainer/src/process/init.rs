@@ -65,6 +65,7 @@ pub struct InitArgs<'a> {
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
     pub seccomp: Option<&'a crate::seccomp::Filter>,
+    pub idmapped: &'a crate::rootfs::idmap::Prepared,
 }
 
 /// Entry point of the clone3 child on the single-clone path.
@@ -209,6 +210,7 @@ fn init(args: &InitArgs<'_>) -> Result<Never> {
         cgroups: args.cgroups,
         userns: args.plan.has(LinuxNamespaceType::User),
         cgroupns: args.plan.has(LinuxNamespaceType::Cgroup),
+        idmapped: args.idmapped,
         warnings: Vec::new(),
     };
     // Without a mount namespace the container shares the caller's mounts:

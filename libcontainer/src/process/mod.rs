@@ -51,6 +51,7 @@ pub struct SpawnArgs<'a> {
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
     pub seccomp: Option<&'a crate::seccomp::Filter>,
+    pub idmapped: &'a crate::rootfs::idmap::Prepared,
 }
 
 /// The processes we started, so a failed create can kill and reap them.
@@ -116,6 +117,7 @@ pub fn spawn(a: &SpawnArgs<'_>, spawned: &mut Spawned) -> Result<i32, ProcessErr
         no_new_keyring: a.no_new_keyring,
         preserve_fds: a.preserve_fds,
         seccomp: a.seccomp,
+        idmapped: a.idmapped,
     };
     // Non-dumpable before anything can see us from inside: until init
     // execve's the user's program its /proc/1/exe is this binary, and a

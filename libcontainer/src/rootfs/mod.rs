@@ -7,6 +7,7 @@
 //! `RESOLVE_IN_ROOT`: no path string is ever resolved on the host side of a
 //! container-controlled symlink (CVE-2021-30465 family).
 
+pub mod idmap;
 pub mod options;
 pub mod resolve;
 
@@ -52,6 +53,8 @@ pub struct Context<'a> {
     pub userns: bool,
     /// The container has its own cgroup namespace.
     pub cgroupns: bool,
+    /// Idmapped trees the runtime prepared, by mount index.
+    pub idmapped: &'a idmap::Prepared,
     pub warnings: Vec<String>,
 }
 
@@ -186,9 +189,6 @@ fn mount_one(ctx: &mut Context<'_>, root: BorrowedFd<'_>, i: usize, m: &Mount) -
         field: format!("mounts[{i}]"),
         msg,
     };
-    if opts.idmap {
-        return Err(field("idmap mounts are not supported yet".into()));
-    }
     if opts.remount && !opts.bind {
         let fd = resolve::open_path(root, dest).map_err(sys_err("open", dest))?;
         return set_attrs(fd.as_fd(), &opts, dest);
@@ -196,7 +196,22 @@ fn mount_one(ctx: &mut Context<'_>, root: BorrowedFd<'_>, i: usize, m: &Mount) -
     // /proc and /sys must be real directories: a symlink there is an attack
     // (CVE-2019-19921 / CVE-2023-27561) even if it points inside the root.
     let no_symlinks = matches!(typ.as_str(), "proc" | "sysfs");
-    let tree = if opts.bind {
+    let tree = if let Some(t) = ctx.idmapped.get(&i) {
+        // Prepared (idmapped) by the runtime before clone; see idmap.rs.
+        let t = t.try_clone().map_err(|e| {
+            sys_err("dup idmapped tree", dest)(Errno::from_raw(
+                e.raw_os_error().unwrap_or(libc::EIO),
+            ))
+        })?;
+        let st = resolve::fstat(t.as_fd()).map_err(sys_err("stat", dest))?;
+        prepare_target(
+            root,
+            dest,
+            st.st_mode & libc::S_IFMT == libc::S_IFDIR,
+            no_symlinks,
+        )?;
+        t
+    } else if opts.bind {
         let src = m
             .source()
             .clone()

@@ -1,0 +1,179 @@
+//! Idmapped bind mounts (`idmap`/`ridmap` options).
+//!
+//! Setting `MOUNT_ATTR_IDMAP` needs privilege over the source filesystem's
+//! user namespace (the host's), which init no longer has once it is in the
+//! container's user namespace. So the runtime prepares each idmapped tree
+//! before clone: `open_tree`, a throwaway user namespace carrying the
+//! mapping, `mount_setattr`; init only moves the prepared tree into place.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxIdMapping, Spec};
+
+use super::{options, RootfsError};
+use crate::sys::{self, MountAttr};
+
+/// Mapping given on one mount (runtime-spec 1.1 `uidMappings`/`gidMappings`).
+#[derive(Debug, Clone, Default)]
+pub struct MountMaps {
+    pub uid: Vec<LinuxIdMapping>,
+    pub gid: Vec<LinuxIdMapping>,
+}
+
+/// Prepared idmapped trees, by mount index.
+pub type Prepared = HashMap<usize, OwnedFd>;
+
+fn map_text(m: &[LinuxIdMapping]) -> String {
+    m.iter()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect()
+}
+
+/// A user namespace with the given mappings, as an fd (its only process is
+/// gone by the time this returns).
+fn userns_with(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<OwnedFd, RootfsError> {
+    let err = |op: &'static str| {
+        move |errno: Errno| RootfsError::Sys {
+            op,
+            path: "idmap user namespace".into(),
+            errno,
+        }
+    };
+    // SAFETY: single-threaded runtime; the child only pauses until killed.
+    let pid =
+        match unsafe { sys::clone3(libc::CLONE_NEWUSER as u64, None) }.map_err(err("clone3"))? {
+            sys::CloneResult::Child => loop {
+                // SAFETY: pause() just waits for the SIGKILL that ends us.
+                unsafe { libc::pause() };
+            },
+            sys::CloneResult::Parent { pid, .. } => pid,
+        };
+    let result = (|| {
+        for (file, text) in [("uid_map", map_text(uid)), ("gid_map", map_text(gid))] {
+            std::fs::write(format!("/proc/{pid}/{file}"), text).map_err(|e| {
+                RootfsError::Invalid {
+                    field: "mounts.uidMappings".into(),
+                    msg: format!("write {file}: {e}"),
+                }
+            })?;
+        }
+        let path =
+            CString::new(format!("/proc/{pid}/ns/user")).map_err(|_| err("path")(Errno::EINVAL))?;
+        sys::openat2(sys::cwd(), &path, libc::O_RDONLY, 0, 0).map_err(err("open user namespace"))
+    })();
+    let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    let _ = waitpid(Pid::from_raw(pid), None);
+    result
+}
+
+/// Prepare every mount with `idmap`/`ridmap`. Mappings come from the mount
+/// itself or else from the container's user namespace mappings.
+pub fn prepare(
+    spec: &Spec,
+    maps: &HashMap<usize, MountMaps>,
+    bundle: &Path,
+) -> Result<Prepared, RootfsError> {
+    let mut out = Prepared::new();
+    let linux = spec.linux().as_ref();
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        let opts = options::parse(m.options().as_deref().unwrap_or(&[]));
+        if !opts.idmap {
+            continue;
+        }
+        let field = |msg: &str| RootfsError::Invalid {
+            field: format!("mounts[{i}]"),
+            msg: msg.into(),
+        };
+        if !(opts.bind || m.typ().as_deref() == Some("bind")) {
+            return Err(field("idmap is supported on bind mounts only"));
+        }
+        let own = maps.get(&i).cloned().unwrap_or_default();
+        let (uid, gid) = if !own.uid.is_empty() || !own.gid.is_empty() {
+            (own.uid, own.gid)
+        } else {
+            (
+                linux
+                    .and_then(|l| l.uid_mappings().clone())
+                    .unwrap_or_default(),
+                linux
+                    .and_then(|l| l.gid_mappings().clone())
+                    .unwrap_or_default(),
+            )
+        };
+        if uid.is_empty() || gid.is_empty() {
+            return Err(field(
+                "idmap needs uidMappings and gidMappings (on the mount or for a user namespace)",
+            ));
+        }
+        let src = m
+            .source()
+            .clone()
+            .ok_or_else(|| field("bind mount without a source"))?;
+        let src = if src.is_relative() {
+            bundle.join(src)
+        } else {
+            src
+        };
+        let src_c =
+            CString::new(src.as_os_str().as_bytes()).map_err(|_| field("source has a NUL byte"))?;
+        let flags = sys::OPEN_TREE_CLONE | if opts.recursive { sys::AT_RECURSIVE } else { 0 };
+        let tree = sys::open_tree(sys::cwd(), &src_c, flags).map_err(|errno| RootfsError::Sys {
+            op: "open bind source",
+            path: src.clone(),
+            errno,
+        })?;
+        let ns = userns_with(&uid, &gid)?;
+        let attr = MountAttr {
+            attr_set: sys::MOUNT_ATTR_IDMAP,
+            userns_fd: std::os::fd::AsRawFd::as_raw_fd(&ns) as u64,
+            ..Default::default()
+        };
+        sys::mount_setattr(tree.as_fd(), opts.recursive, &attr).map_err(|errno| match errno {
+            Errno::EINVAL => field(&format!(
+                "{} does not support idmapped mounts",
+                src.display()
+            )),
+            errno => RootfsError::Sys {
+                op: "idmap",
+                path: src.clone(),
+                errno,
+            },
+        })?;
+        out.insert(i, tree);
+    }
+    Ok(out)
+}
+
+/// Pull `mounts[i].uidMappings/gidMappings` out of the raw config (the
+/// typed spec has no such fields).
+pub fn maps_from_json(v: &serde_json::Value) -> HashMap<usize, MountMaps> {
+    let mut out = HashMap::new();
+    for (i, m) in v
+        .get("mounts")
+        .and_then(|m| m.as_array())
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let get = |k: &str| -> Vec<LinuxIdMapping> {
+            m.get(k)
+                .and_then(|x| serde_json::from_value(x.clone()).ok())
+                .unwrap_or_default()
+        };
+        let mm = MountMaps {
+            uid: get("uidMappings"),
+            gid: get("gidMappings"),
+        };
+        if !mm.uid.is_empty() || !mm.gid.is_empty() {
+            out.insert(i, mm);
+        }
+    }
+    out
+}
