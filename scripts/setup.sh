@@ -18,7 +18,10 @@ PACKAGES=(
 
 add_packages() { PACKAGES+=("$@"); }
 
-# Later issues: add_packages containerd podman
+# Client compatibility tests (integration/tests/containerd.rs, podman.rs):
+# containerd 1.6 (ctr + the Go runc shim io.containerd.runc.v2) and
+# podman 4.3 with conmon (rootful, --network none: no slirp4netns/uidmap).
+add_packages containerd podman conmon
 read -ra _extra <<<"${EXTRA_PACKAGES:-}"
 add_packages "${_extra[@]}"
 

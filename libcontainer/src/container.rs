@@ -66,6 +66,8 @@ pub struct CreateOptions {
 pub struct Created {
     pub pid: i32,
     pub warnings: Vec<String>,
+    /// Notes for `--debug` logging only.
+    pub debug: Vec<String>,
 }
 
 /// Undoes a half-made container unless disarmed.
@@ -126,10 +128,13 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         .linux()
         .as_ref()
         .ok_or_else(|| ContainerError::Invalid("linux: missing".into()))?;
+    let mut debug = Vec::new();
     let seccomp = match linux.seccomp() {
         Some(sc) => {
             let f = crate::seccomp::compile(sc)?;
-            warnings.extend(
+            // runc logs these at debug level; profiles name many syscalls
+            // that older kernels lack.
+            debug.extend(
                 f.unknown
                     .iter()
                     .map(|n| format!("linux.seccomp: unknown syscall {n:?} skipped")),
@@ -221,7 +226,11 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     undo.spawned.children.clear();
     undo.cgroups = None;
     undo.state_dir = None;
-    Ok(Created { pid, warnings })
+    Ok(Created {
+        pid,
+        warnings,
+        debug,
+    })
 }
 
 /// Write `pid` to `path` atomically (temp file + rename in the same dir).
@@ -295,30 +304,31 @@ pub fn list(root: &Path) -> Vec<(State, Status)> {
 }
 
 /// Send `sig` to the init (or, with `all`, to every process in the cgroup).
+/// `--all` on a stopped container signals whatever is left and succeeds, as
+/// runc does; containerd's shim relies on that when it force-deletes.
 pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
     let sd = StateDir::open(root, id)?;
     let st = sd.load()?;
-    if st.status() == Status::Stopped {
-        return Err(ContainerError::Invalid(format!(
-            "container {id} is not running"
-        )));
-    }
     if all {
         st.cgroups.signal_all(sig);
         return Ok(());
     }
+    if st.status() == Status::Stopped {
+        return Err(not_running(id));
+    }
     signal_init(&st, sig)
 }
 
+/// The wording containerd's shim matches on ("container not running").
+fn not_running(id: &str) -> ContainerError {
+    ContainerError::Invalid(format!("container not running: {id}"))
+}
+
 fn signal_init(st: &State, sig: i32) -> Result<()> {
-    let fd = sys::pidfd_open(st.pid)
-        .map_err(|e| ContainerError::Invalid(format!("container {} is not running: {e}", st.id)))?;
+    let fd = sys::pidfd_open(st.pid).map_err(|_| not_running(&st.id))?;
     // The pid could have been recycled between reading state and pidfd_open.
     if state::proc_stat(st.pid).map(|s| s.1) != Some(st.init_start_time) {
-        return Err(ContainerError::Invalid(format!(
-            "container {} is not running",
-            st.id
-        )));
+        return Err(not_running(&st.id));
     }
     sys::pidfd_send_signal(fd.as_fd(), sig).map_err(|e| ContainerError::Io {
         op: format!("signal {sig} to {}", st.pid),

@@ -164,6 +164,7 @@ pub fn dispatch(cli: &Cli, log: &Logger) -> Result<u8, String> {
         Cmd::Create(a) => {
             let c = container::create(&create_options(root, a)).map_err(e)?;
             c.warnings.iter().for_each(|w| log.warn(w));
+            c.debug.iter().for_each(|d| log.debug(d));
             log.debug(&format!("created {} with init pid {}", a.id, c.pid));
         }
         Cmd::Start { id } => container::start(root, id)

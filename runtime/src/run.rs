@@ -32,6 +32,7 @@ pub fn run(
     let created = container::create(&opts).map_err(|e| e.to_string())?;
     opts.console_fd = None;
     created.warnings.iter().for_each(|w| log.warn(w));
+    created.debug.iter().for_each(|d| log.debug(d));
     let cleanup = |log: &Logger| {
         if !keep {
             match container::delete(&opts.root, &opts.id, true) {

@@ -282,6 +282,11 @@ fn init(args: &InitArgs<'_>) -> Result<Never> {
         ctx_warn(args.channel, w)?;
     }
 
+    // rlimits now, so that an impossible limit fails `create` (as in runc),
+    // not `start`; finalize sets them again for exec's sake.
+    if let Some(rl) = process.rlimits() {
+        rlimits::apply(rl)?;
+    }
     args.channel.send(&Msg::Ready)?;
     // Wait for `start`. From here on, errors go back over that connection.
     let mut conn = loop {
