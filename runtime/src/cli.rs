@@ -107,6 +107,9 @@ pub enum Cmd {
         bundle: PathBuf,
         #[arg(long)]
         rootless: bool,
+        /// Add a seccomp profile: `default` (seccomp-profiles/default.json), or a profile file.
+        #[arg(long, value_name = "default|FILE")]
+        seccomp: Option<String>,
     },
     /// Print what this runtime supports (runtime-spec features.md).
     Features,
@@ -195,7 +198,11 @@ pub fn dispatch(cli: &Cli, log: &Logger) -> Result<u8, String> {
         }
         Cmd::Exec(a) => return crate::exec::exec(root, a, log),
         Cmd::List { format, quiet } => list(root, format, *quiet)?,
-        Cmd::Spec { bundle, rootless } => crate::specgen::write_spec(bundle, *rootless)?,
+        Cmd::Spec {
+            bundle,
+            rootless,
+            seccomp,
+        } => crate::specgen::write_spec(bundle, *rootless, seccomp.as_deref())?,
         Cmd::Features => print_json(&crate::specgen::features(), true)?,
     }
     Ok(0)

@@ -59,12 +59,43 @@ pub fn default_spec(rootless: bool) -> Result<Value, String> {
     Ok(v)
 }
 
-pub fn write_spec(bundle: &Path, rootless: bool) -> Result<(), String> {
+/// Put a seccomp profile into `spec` (`linux.seccomp`): `default` is
+/// oxrun's default profile, anything else a file holding a profile (plain
+/// OCI, or a template like seccomp-profiles/default.json). Templates are
+/// resolved for the process's bounding capabilities.
+pub fn add_seccomp(spec: &mut Value, profile: &str) -> Result<(), String> {
+    let caps: Vec<String> = spec["process"]["capabilities"]["bounding"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let resolved = if profile == "default" {
+        libcontainer::seccomp::profile::default_profile(&caps)
+    } else {
+        let data = std::fs::read(profile).map_err(|e| format!("--seccomp {profile}: {e}"))?;
+        let template: Value = serde_json::from_slice(&data)
+            .map_err(|e| format!("--seccomp {profile}: invalid JSON: {e}"))?;
+        libcontainer::seccomp::profile::resolve(&template, &caps, profile)
+    }
+    .map_err(|e| e.to_string())?;
+    spec["linux"]["seccomp"] = resolved;
+    Ok(())
+}
+
+/// `oxrun spec`: write `<bundle>/config.json`, with the seccomp profile
+/// `seccomp` (see [`add_seccomp`]) if given.
+pub fn write_spec(bundle: &Path, rootless: bool, seccomp: Option<&str>) -> Result<(), String> {
     let path = bundle.join("config.json");
     if path.exists() {
         return Err(format!("File {} exists. Remove it first", path.display()));
     }
-    let v = default_spec(rootless)?;
+    let mut v = default_spec(rootless)?;
+    if let Some(p) = seccomp {
+        add_seccomp(&mut v, p)?;
+    }
     let data = serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?;
     std::fs::write(&path, data + "\n").map_err(|e| format!("write {}: {e}", path.display()))
 }
@@ -86,7 +117,14 @@ pub fn features() -> Value {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": caps::all().iter().map(|c| c.to_string()).collect::<std::collections::BTreeSet<_>>(),
             "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": false},
-            "seccomp": {"enabled": false},
+            "seccomp": {
+                "enabled": true,
+                "actions": libcontainer::seccomp::ACTIONS,
+                "operators": libcontainer::seccomp::OPERATORS,
+                "archs": libcontainer::seccomp::ARCHS,
+                "knownFlags": libcontainer::seccomp::FLAGS,
+                "supportedFlags": libcontainer::seccomp::SUPPORTED_FLAGS
+            },
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false},
             "intelRdt": {"enabled": false},

@@ -160,10 +160,10 @@ fn child_main(
     st: &State,
     opts: &ExecOptions<'_>,
 ) -> Result<Never, InitError> {
-    match ch.recv()? {
-        Some(Msg::Go(_)) => {}
+    let pid = match ch.recv()? {
+        Some(Msg::Go(pid)) => pid,
         other => return Err(InitError::Msg(format!("expected Go, got {other:?}"))),
-    }
+    };
     if flags != 0 {
         sys::setns(pidfd.as_fd(), flags).map_err(|errno| InitError::Sys {
             op: "join the container's namespaces".into(),
@@ -215,6 +215,8 @@ fn child_main(
         no_new_keyring: true,
         preserve_fds: opts.preserve_fds,
         seccomp: opts.seccomp,
+        pid,
+        state: &init::state_json(&st.id, "running", st.pid, &st.bundle, &st.config),
     };
     init::finalize(&fin, process, process.cwd(), caps.as_ref())?;
     init::exec(&exe, process, &env).map(|n| match n {})

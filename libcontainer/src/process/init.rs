@@ -311,6 +311,8 @@ fn init(args: &InitArgs<'_>) -> Result<Never> {
             no_new_keyring: args.no_new_keyring,
             preserve_fds: args.preserve_fds,
             seccomp: args.seccomp,
+            pid: host_pid,
+            state: &created,
         };
         finalize(&fin, process, &cwd, caps.as_ref())?;
         exec(&exe, process, &env)
@@ -386,6 +388,10 @@ pub(crate) struct Finalize<'a> {
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
     pub seccomp: Option<&'a crate::seccomp::Filter>,
+    /// This process's pid as the runtime sees it, and the container's state
+    /// JSON: what a seccomp notify agent is told (`Filter::install`).
+    pub pid: i32,
+    pub state: &'a [u8],
 }
 
 /// The last steps before execve (init after `start`, and exec): rlimits,
@@ -475,7 +481,7 @@ pub(crate) fn finalize(
     // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, so it goes
     // in before the capabilities are dropped (as runc does); with it, last.
     if let (Some(f), false) = (args.seccomp, nnp) {
-        f.load()?;
+        f.install(args.pid, args.state)?;
     }
     if let Some(c) = caps {
         c.apply_bounding()?;
@@ -494,7 +500,7 @@ pub(crate) fn finalize(
             return Err(sys_err("process.noNewPrivileges")(Errno::last()));
         }
         if let Some(f) = args.seccomp {
-            f.load()?;
+            f.install(args.pid, args.state)?;
         }
     }
     Ok(())

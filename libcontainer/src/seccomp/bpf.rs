@@ -1,6 +1,8 @@
-//! Classic BPF for seccomp: instruction encoding and the code for one
-//! syscall's rules (argument comparisons on 64-bit values as two 32-bit
-//! halves, the way libseccomp compiles them).
+//! Classic BPF for seccomp: instruction encoding, an assembler that builds a
+//! program from its end backwards (BPF only jumps forward, so every target
+//! is already placed when a jump to it is emitted, and far conditional
+//! jumps get a trampoline), and the code of argument comparisons on 64-bit
+//! values as two 32-bit halves, the way libseccomp compiles them.
 
 use std::fmt;
 
@@ -47,7 +49,7 @@ pub fn stmt(code: u16, k: u32) -> Insn {
 }
 
 /// A comparison operator as OCI names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Op {
     Ne,
     Lt,
@@ -60,174 +62,181 @@ pub enum Op {
 }
 
 /// One argument condition.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Cond {
     pub index: u32,
     pub op: Op,
     pub value: u64,
 }
 
-/// Where a conditional jump goes before the rule's length is known.
-#[derive(Clone, Copy)]
-enum Target {
-    /// The next instruction.
-    Next,
-    /// `n` instructions further on (past the condition).
-    Skip(u8),
-    /// The condition failed: go to the next rule.
-    Fail,
-}
-
-struct Pending {
-    code: u16,
-    k: u32,
-    jt: Target,
-    jf: Target,
-}
-
-fn ld(off: u32) -> Pending {
-    Pending {
-        code: LD_W_ABS,
-        k: off,
-        jt: Target::Next,
-        jf: Target::Next,
-    }
-}
-
-fn jmp(code: u16, k: u32, jt: Target, jf: Target) -> Pending {
-    Pending { code, k, jt, jf }
-}
-
-/// Code for one condition; falls through when it holds, jumps to Fail
-/// otherwise. `wide` = 64-bit ABI (compare both halves); 32-bit ABIs only
-/// have the low half.
-fn cond_code(c: &Cond, wide: bool, out: &mut Vec<Pending>) {
-    use Target::*;
-    let lo_off = OFF_ARGS + 8 * c.index;
-    let hi_off = lo_off + 4;
-    let (vhi, vlo) = ((c.value >> 32) as u32, c.value as u32);
-    if !wide {
-        out.push(ld(lo_off));
-        match c.op {
-            Op::Eq => out.push(jmp(JMP_JEQ_K, vlo, Next, Fail)),
-            Op::Ne => out.push(jmp(JMP_JEQ_K, vlo, Fail, Next)),
-            Op::Gt => out.push(jmp(JMP_JGT_K, vlo, Next, Fail)),
-            Op::Ge => out.push(jmp(JMP_JGE_K, vlo, Next, Fail)),
-            Op::Lt => out.push(jmp(JMP_JGE_K, vlo, Fail, Next)),
-            Op::Le => out.push(jmp(JMP_JGT_K, vlo, Fail, Next)),
-            Op::MaskedEq(m) => {
-                out.push(jmp(ALU_AND_K, m as u32, Next, Next));
-                out.push(jmp(JMP_JEQ_K, vlo, Next, Fail));
-            }
-        }
-        return;
-    }
-    match c.op {
-        Op::Eq => {
-            out.extend([
-                ld(hi_off),
-                jmp(JMP_JEQ_K, vhi, Next, Fail),
-                ld(lo_off),
-                jmp(JMP_JEQ_K, vlo, Next, Fail),
-            ]);
-        }
-        Op::Ne => {
-            // Holds if either half differs.
-            out.extend([
-                ld(hi_off),
-                jmp(JMP_JEQ_K, vhi, Next, Skip(2)),
-                ld(lo_off),
-                jmp(JMP_JEQ_K, vlo, Fail, Next),
-            ]);
-        }
-        Op::MaskedEq(m) => {
-            let (mhi, mlo) = ((m >> 32) as u32, m as u32);
-            out.extend([
-                ld(hi_off),
-                jmp(ALU_AND_K, mhi, Next, Next),
-                jmp(JMP_JEQ_K, vhi, Next, Fail),
-                ld(lo_off),
-                jmp(ALU_AND_K, mlo, Next, Next),
-                jmp(JMP_JEQ_K, vlo, Next, Fail),
-            ]);
-        }
-        Op::Gt | Op::Ge => {
-            // hi > vhi: holds; hi < vhi: fails; equal: decide on lo.
-            let lo_cmp = if c.op == Op::Gt { JMP_JGT_K } else { JMP_JGE_K };
-            out.extend([
-                ld(hi_off),
-                jmp(JMP_JGT_K, vhi, Skip(3), Next),
-                jmp(JMP_JEQ_K, vhi, Next, Fail),
-                ld(lo_off),
-                jmp(lo_cmp, vlo, Next, Fail),
-            ]);
-        }
-        Op::Lt | Op::Le => {
-            // hi < vhi: holds; hi > vhi: fails; equal: decide on lo.
-            let lo_cmp = if c.op == Op::Lt { JMP_JGE_K } else { JMP_JGT_K };
-            out.extend([
-                ld(hi_off),
-                jmp(JMP_JGE_K, vhi, Next, Skip(3)),
-                jmp(JMP_JEQ_K, vhi, Next, Fail),
-                ld(lo_off),
-                jmp(lo_cmp, vlo, Fail, Next),
-            ]);
-        }
-    }
-}
-
-/// A rule whose conditions need a jump longer than BPF's 8-bit offsets.
-#[derive(Debug)]
-pub struct JumpTooFar;
-
-fn resolve(t: Target, i: usize, len: usize) -> Result<u8, JumpTooFar> {
-    match t {
-        Target::Next => Ok(0),
-        Target::Skip(n) => Ok(n),
-        Target::Fail => u8::try_from(len - i - 1).map_err(|_| JumpTooFar),
-    }
-}
-
 /// One rule: all conditions must hold (AND), then return `action`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Rule {
     pub conds: Vec<Cond>,
     pub action: u32,
 }
 
-/// The code of one rule; on a failed condition it falls through to the end
-/// (the next rule). Err if a jump would not fit in 8 bits.
-pub fn rule_code(rule: &Rule, wide: bool) -> Result<Vec<Insn>, JumpTooFar> {
-    let mut pend = Vec::new();
-    for c in &rule.conds {
-        cond_code(c, wide, &mut pend);
-    }
-    let len = pend.len() + 1;
-    let mut out = Vec::with_capacity(len);
-    for (i, p) in pend.iter().enumerate() {
-        out.push(Insn {
-            code: p.code,
-            k: p.k,
-            jt: resolve(p.jt, i, len)?,
-            jf: resolve(p.jf, i, len)?,
-        });
-    }
-    out.push(stmt(RET_K, rule.action));
-    Ok(out)
+/// A placed instruction, counted from the end of the program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Label(usize);
+
+/// The largest conditional jump BPF can encode.
+const MAX_COND_JUMP: usize = u8::MAX as usize;
+
+/// Builds a program backwards: `rev[0]` is the last instruction.
+#[derive(Default)]
+pub struct Asm {
+    rev: Vec<Insn>,
 }
 
-/// A tiny BPF interpreter for unit tests: runs `prog` on seccomp_data.
+impl Asm {
+    pub fn new() -> Asm {
+        Asm::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.rev.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rev.is_empty()
+    }
+
+    /// Offset from the next instruction to be emitted to `t`.
+    fn dist(&self, t: Label) -> usize {
+        self.rev.len() - t.0 - 1
+    }
+
+    fn push(&mut self, i: Insn) -> Label {
+        self.rev.push(i);
+        Label(self.rev.len() - 1)
+    }
+
+    /// An instruction that falls through to the one emitted before it.
+    pub fn stmt(&mut self, code: u16, k: u32) -> Label {
+        self.push(stmt(code, k))
+    }
+
+    pub fn ret(&mut self, k: u32) -> Label {
+        self.stmt(RET_K, k)
+    }
+
+    /// Make the next emitted instruction continue at `t`: nothing if `t` is
+    /// the last emitted one, otherwise a copy of a `ret` or a `ja`.
+    pub fn goto(&mut self, t: Label) -> Label {
+        if self.dist(t) == 0 {
+            return t;
+        }
+        let target = self.rev[t.0];
+        if target.code == RET_K {
+            return self.push(target);
+        }
+        let k = self.dist(t) as u32;
+        self.push(stmt(JMP_JA, k))
+    }
+
+    /// A conditional jump; targets farther than 255 get a trampoline.
+    pub fn jump(&mut self, code: u16, k: u32, mut jt: Label, mut jf: Label) -> Label {
+        loop {
+            if self.dist(jt) > MAX_COND_JUMP {
+                jt = self.goto(jt);
+            } else if self.dist(jf) > MAX_COND_JUMP {
+                jf = self.goto(jf);
+            } else {
+                break;
+            }
+        }
+        let (t, f) = (self.dist(jt) as u8, self.dist(jf) as u8);
+        self.push(Insn {
+            code,
+            jt: t,
+            jf: f,
+            k,
+        })
+    }
+
+    /// The program in execution order.
+    pub fn finish(mut self) -> Vec<Insn> {
+        self.rev.reverse();
+        self.rev
+    }
+}
+
+/// Emit the check of one condition: continue at `ok` when it holds, at
+/// `fail` otherwise. `wide` = 64-bit ABI (compare both halves); 32-bit ABIs
+/// only have the low half. Returns the entry.
+pub fn cond(a: &mut Asm, c: &Cond, wide: bool, ok: Label, fail: Label) -> Label {
+    let lo_off = OFF_ARGS + 8 * c.index;
+    let hi_off = lo_off + 4;
+    let (vhi, vlo) = ((c.value >> 32) as u32, c.value as u32);
+    // The low-half test, ending the condition.
+    let low = |a: &mut Asm| -> Label {
+        match c.op {
+            Op::Eq | Op::MaskedEq(_) => a.jump(JMP_JEQ_K, vlo, ok, fail),
+            Op::Ne => a.jump(JMP_JEQ_K, vlo, fail, ok),
+            Op::Gt => a.jump(JMP_JGT_K, vlo, ok, fail),
+            Op::Ge => a.jump(JMP_JGE_K, vlo, ok, fail),
+            Op::Lt => a.jump(JMP_JGE_K, vlo, fail, ok),
+            Op::Le => a.jump(JMP_JGT_K, vlo, fail, ok),
+        };
+        if let Op::MaskedEq(m) = c.op {
+            a.stmt(ALU_AND_K, m as u32);
+        }
+        a.stmt(LD_W_ABS, lo_off)
+    };
+    let lo = low(a);
+    if !wide {
+        return lo;
+    }
+    // The high half decides unless it is equal to the value's.
+    match c.op {
+        Op::Eq => {
+            a.jump(JMP_JEQ_K, vhi, lo, fail);
+        }
+        Op::Ne => {
+            a.jump(JMP_JEQ_K, vhi, lo, ok);
+        }
+        Op::MaskedEq(m) => {
+            a.jump(JMP_JEQ_K, vhi, lo, fail);
+            a.stmt(ALU_AND_K, (m >> 32) as u32);
+        }
+        Op::Gt | Op::Ge => {
+            let eq = a.jump(JMP_JEQ_K, vhi, lo, fail);
+            a.jump(JMP_JGT_K, vhi, ok, eq);
+        }
+        Op::Lt | Op::Le => {
+            let eq = a.jump(JMP_JEQ_K, vhi, lo, fail);
+            a.jump(JMP_JGE_K, vhi, eq, ok);
+        }
+    }
+    a.stmt(LD_W_ABS, hi_off)
+}
+
+/// Emit one rule: when all its conditions hold, continue at `matched`
+/// (its `ret`), otherwise at `next`. Returns the entry.
+pub fn rule(a: &mut Asm, r: &Rule, wide: bool, matched: Label, next: Label) -> Label {
+    let mut ok = matched;
+    for c in r.conds.iter().rev() {
+        ok = cond(a, c, wide, ok, next);
+    }
+    ok
+}
+
+/// A tiny BPF interpreter for unit tests: runs `prog` on seccomp_data and
+/// returns the action and the number of instructions executed.
 #[cfg(test)]
-pub fn run(prog: &[Insn], nr: u32, arch: u32, args: [u64; 6]) -> u32 {
+pub fn run_counting(prog: &[Insn], nr: u32, arch: u32, args: [u64; 6]) -> (u32, usize) {
     let mut data = [0u8; 64];
     data[0..4].copy_from_slice(&nr.to_le_bytes());
     data[4..8].copy_from_slice(&arch.to_le_bytes());
     for (i, a) in args.iter().enumerate() {
         data[16 + 8 * i..24 + 8 * i].copy_from_slice(&a.to_le_bytes());
     }
-    let (mut acc, mut pc) = (0u32, 0usize);
+    let (mut acc, mut pc, mut steps) = (0u32, 0usize, 0usize);
     loop {
         let ins = prog[pc];
         pc += 1;
+        steps += 1;
         match ins.code {
             LD_W_ABS => {
                 let o = ins.k as usize;
@@ -235,7 +244,7 @@ pub fn run(prog: &[Insn], nr: u32, arch: u32, args: [u64; 6]) -> u32 {
             }
             ALU_AND_K => acc &= ins.k,
             JMP_JA => pc += ins.k as usize,
-            RET_K => return ins.k,
+            RET_K => return (ins.k, steps),
             code => {
                 let taken = match code {
                     JMP_JEQ_K => acc == ins.k,
@@ -246,5 +255,33 @@ pub fn run(prog: &[Insn], nr: u32, arch: u32, args: [u64; 6]) -> u32 {
                 pc += usize::from(if taken { ins.jt } else { ins.jf });
             }
         }
+    }
+}
+
+/// [`run_counting`] without the count.
+#[cfg(test)]
+pub fn run(prog: &[Insn], nr: u32, arch: u32, args: [u64; 6]) -> u32 {
+    run_counting(prog, nr, arch, args).0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn far_jumps_get_trampolines() {
+        let mut a = Asm::new();
+        let far = a.ret(7);
+        for i in 0..300 {
+            a.ret(1000 + i);
+        }
+        let near = a.ret(8);
+        a.jump(JMP_JEQ_K, 1, far, near);
+        a.stmt(LD_W_ABS, OFF_NR);
+        let p = a.finish();
+        assert_eq!(run(&p, 1, 0, [0; 6]), 7);
+        assert_eq!(run(&p, 2, 0, [0; 6]), 8);
+        // The far `ret` was copied rather than jumped to.
+        assert_eq!(run_counting(&p, 1, 0, [0; 6]).1, 3);
     }
 }
