@@ -38,6 +38,7 @@ if step build cargo build --release; then built=1; else built=0; fi
 step unit-tests cargo test --workspace --exclude integration || true
 if ((built)); then
     step integration-tests cargo test -p integration || true
+    step cgroup2-vm bash scripts/test-cgroup2.sh || true
 else
     summary+=("SKIPPED integration-tests (release build failed)")
     failed=1

@@ -698,7 +698,6 @@ fn ctr_task_metrics_count_exec_processes() {
 }
 
 #[test]
-#[ignore = "needs oxrun ps (issue 3): the runc shim's Pids runs `<runtime> ps --format json`"]
 fn ctr_task_ps_lists_init_and_exec() {
     let mut c = Containerd::start();
     let id = "ps";
@@ -753,7 +752,6 @@ fn freezer_state(c: &Containerd, id: &str) -> Option<String> {
 }
 
 #[test]
-#[ignore = "needs oxrun pause/resume (issue 3)"]
 fn ctr_task_pause_resume() {
     let mut c = Containerd::start();
     let id = "pause";

@@ -178,9 +178,10 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     };
     cgroups.create()?;
     undo.cgroups = Some(cgroups.clone());
-    if let Some(r) = linux.resources() {
-        warnings.extend(cgroups.apply(r)?);
-    }
+    // Always, as runc does: without a resources section the container still
+    // gets the default device rules (deny all but the standard nodes).
+    let no_resources = oci_spec::runtime::LinuxResources::default();
+    warnings.extend(cgroups.apply(linux.resources().as_ref().unwrap_or(&no_resources))?);
     let sd = undo
         .state_dir
         .as_ref()

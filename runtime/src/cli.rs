@@ -115,6 +115,8 @@ pub enum Cmd {
     Features,
     /// Run a process in a running container.
     Exec(Box<crate::exec::ExecArgs>),
+    #[command(flatten)]
+    Cgroup(crate::cgroup_cmds::CgroupCmd),
 }
 
 fn create_options(root: &std::path::Path, a: &CreateArgs) -> CreateOptions {
@@ -197,6 +199,7 @@ pub fn dispatch(cli: &Cli, log: &Logger) -> Result<u8, String> {
             return crate::run::run(create_options(root, create), *detach, *keep, terminal, log);
         }
         Cmd::Exec(a) => return crate::exec::exec(root, a, log),
+        Cmd::Cgroup(c) => return crate::cgroup_cmds::dispatch(c, root, log),
         Cmd::List { format, quiet } => list(root, format, *quiet)?,
         Cmd::Spec {
             bundle,

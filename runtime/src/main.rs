@@ -1,5 +1,6 @@
 //! `oxrun`: an OCI container runtime with runc's command line.
 
+mod cgroup_cmds;
 mod cli;
 mod exec;
 mod log;

@@ -1,0 +1,194 @@
+//! Container operations on cgroups, with runc's rules: `pause`/`resume`
+//! (freezer), `update` (merge new resources into the saved ones and
+//! re-apply), `stats`/`events` (usage and OOM notifications), `ps` (the
+//! container's pids). Each locks the container's state directory like
+//! `container.rs` does; the long-running `events` holds the lock only while
+//! it reads the state.
+
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use oci_spec::runtime::LinuxResources;
+
+use crate::cgroups::oom::OomWatcher;
+use crate::cgroups::stats::Event;
+use crate::cgroups::{resources, CgroupError};
+use crate::state::{State, StateDir, StateError, Status};
+use crate::sys;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{op}: {source}")]
+    Io { op: String, source: std::io::Error },
+}
+
+type Result<T> = std::result::Result<T, OpsError>;
+
+fn load(root: &Path, id: &str) -> Result<(StateDir, State, Status)> {
+    let sd = StateDir::open(root, id)?;
+    let st = sd.load()?;
+    let status = st.status();
+    Ok((sd, st, status))
+}
+
+/// Freeze every process of a running (or created) container.
+pub fn pause(root: &Path, id: &str) -> Result<()> {
+    let (_sd, st, status) = load(root, id)?;
+    match status {
+        Status::Running | Status::Created => {}
+        Status::Paused => {
+            return Err(OpsError::Invalid(format!(
+                "container {id} is already paused"
+            )))
+        }
+        _ => return Err(OpsError::Invalid(format!("container {id} is not running"))),
+    }
+    st.cgroups.freeze()?;
+    Ok(())
+}
+
+/// Thaw a paused container.
+pub fn resume(root: &Path, id: &str) -> Result<()> {
+    let (_sd, st, status) = load(root, id)?;
+    if status != Status::Paused {
+        return Err(OpsError::Invalid(format!("container {id} is not paused")));
+    }
+    st.cgroups.thaw()?;
+    Ok(())
+}
+
+/// Merge `new` into the container's resources, apply the result (device
+/// rules are never changed, as with runc) and save it in the state.
+/// Returns warnings.
+pub fn update(root: &Path, id: &str, new: &LinuxResources) -> Result<Vec<String>> {
+    let (sd, mut st, status) = load(root, id)?;
+    if status == Status::Stopped {
+        return Err(OpsError::Invalid(format!("container {id} is not running")));
+    }
+    let old = st
+        .config
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().clone());
+    let merged = resources::merge(old.as_ref(), new)
+        .map_err(|e| OpsError::Invalid(format!("linux.resources: {e}")))?;
+    let warnings = st.cgroups.apply_with(&merged, true)?;
+    let mut linux = st.config.linux().clone().unwrap_or_default();
+    linux.set_resources(Some(merged));
+    st.config.set_linux(Some(linux));
+    sd.save(&st)?;
+    Ok(warnings)
+}
+
+/// The container's current usage as runc's `events --stats` line.
+pub fn stats(root: &Path, id: &str) -> Result<Event> {
+    let (_sd, st, status) = load(root, id)?;
+    if status == Status::Stopped {
+        return Err(OpsError::Invalid(format!("container {id} is not running")));
+    }
+    Ok(Event {
+        typ: "stats".into(),
+        id: id.to_string(),
+        data: Some(st.cgroups.stats()),
+    })
+}
+
+/// Host pids of every process in the container's cgroup (and below).
+pub fn ps(root: &Path, id: &str) -> Result<Vec<i32>> {
+    let (_sd, st, _) = load(root, id)?;
+    Ok(st.cgroups.all_pids())
+}
+
+/// Stream events until the container stops: a stats event every
+/// `interval` and an `oom` event whenever the OOM killer fires. `emit`
+/// failing (e.g. a closed stdout) ends the stream with that error.
+pub fn events(
+    root: &Path,
+    id: &str,
+    interval: Duration,
+    emit: &mut dyn FnMut(&Event) -> std::io::Result<()>,
+) -> Result<()> {
+    if interval.is_zero() {
+        return Err(OpsError::Invalid(
+            "--interval must be greater than 0".into(),
+        ));
+    }
+    let (sd, st, status) = load(root, id)?;
+    drop(sd);
+    if status == Status::Stopped {
+        return Err(OpsError::Invalid(format!("container {id} is not running")));
+    }
+    let pidfd = sys::pidfd_open(st.pid).map_err(|e| OpsError::Io {
+        op: format!("pidfd_open {}", st.pid),
+        source: e.into(),
+    })?;
+    if crate::state::proc_stat(st.pid).map(|s| s.1) != Some(st.init_start_time) {
+        return Err(OpsError::Invalid(format!("container {id} is not running")));
+    }
+    let mut oom = OomWatcher::new(&st.cgroups)?;
+    let io_err = |source: std::io::Error| OpsError::Io {
+        op: "write event".into(),
+        source,
+    };
+    let oom_event = || Event {
+        typ: "oom".into(),
+        id: id.to_string(),
+        data: None,
+    };
+    let mut next = Instant::now() + interval;
+    loop {
+        let wait = next.saturating_duration_since(Instant::now());
+        let ms = u16::try_from(wait.as_millis().max(1)).unwrap_or(u16::MAX);
+        let (exited, oom_ready) = {
+            let mut fds = vec![PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+            if let Some(w) = &oom {
+                fds.push(PollFd::new(w.fd(), PollFlags::POLLIN));
+            }
+            match nix::poll::poll(&mut fds, PollTimeout::from(ms)) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => {
+                    return Err(OpsError::Io {
+                        op: "poll".into(),
+                        source: e.into(),
+                    })
+                }
+            }
+            let ready = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
+            (ready(&fds[0]), fds.get(1).is_some_and(ready))
+        };
+        if oom_ready {
+            match oom.as_mut().and_then(OomWatcher::read) {
+                Some(n) => {
+                    for _ in 0..n {
+                        emit(&oom_event()).map_err(io_err)?;
+                    }
+                }
+                // The cgroup is gone: the container was deleted.
+                None => oom = None,
+            }
+        }
+        if exited {
+            if oom.as_mut().is_some_and(OomWatcher::unreported) {
+                emit(&oom_event()).map_err(io_err)?;
+            }
+            return Ok(());
+        }
+        if Instant::now() >= next {
+            next += interval;
+            let ev = Event {
+                typ: "stats".into(),
+                id: id.to_string(),
+                data: Some(st.cgroups.stats()),
+            };
+            emit(&ev).map_err(io_err)?;
+        }
+    }
+}

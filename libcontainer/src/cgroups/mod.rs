@@ -1,0 +1,583 @@
+//! cgroups for containers on cgroup v1 (incl. the hybrid layout) and pure
+//! v2: where a container's cgroups are, creating them, applying
+//! `linux.resources` (runc's semantics and v1 <-> v2 conversions), putting
+//! processes in, freezing, statistics, OOM notification, killing what is
+//! inside, and removing them.
+//!
+//! Submodules: [`resources`] validates and normalises the spec's resources,
+//! `v1`/`v2` write them, `devices`/`bpf` turn device rules into v1 list
+//! entries or a v2 eBPF program, `freezer` pauses, [`stats`] reads usage,
+//! [`oom`] watches for OOM kills.
+
+mod bpf;
+mod devices;
+mod freezer;
+pub mod oom;
+pub mod resources;
+pub mod stats;
+mod v1;
+mod v2;
+
+use std::collections::BTreeMap;
+use std::io::{ErrorKind, Write};
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("linux.cgroupsPath: {0:?} must not contain '..' or be empty")]
+    BadPath(PathBuf),
+    #[error("no cgroup hierarchy is mounted")]
+    NoHierarchy,
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cgroup {0} still has processes after SIGKILL")]
+    Busy(PathBuf),
+    /// A resource value that cannot be applied (checked before writing).
+    #[error("{field}: {msg}")]
+    Invalid { field: String, msg: String },
+    /// The kernel refused a value.
+    #[error("{field}: write {value:?} to {}: {source}{hint}", path.display())]
+    Write {
+        field: String,
+        path: PathBuf,
+        value: String,
+        source: std::io::Error,
+        hint: String,
+    },
+    #[error("linux.resources.devices: {0}")]
+    Devices(#[from] bpf::BpfError),
+    #[error("{0}")]
+    Freezer(String),
+}
+
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> CgroupError + 'a {
+    move |source| CgroupError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+pub(crate) fn invalid(field: impl Into<String>, msg: impl Into<String>) -> CgroupError {
+    CgroupError::Invalid {
+        field: field.into(),
+        msg: msg.into(),
+    }
+}
+
+/// Write `value` to `dir/file` in one write(2), as cgroupfs wants.
+pub(crate) fn try_write(dir: &Path, file: &str, value: &str) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join(file))?;
+    f.write_all(value.as_bytes())
+}
+
+/// The error for a failed cgroup file write, with a hint for common causes.
+pub(crate) fn write_error(
+    field: &str,
+    dir: &Path,
+    file: &str,
+    value: &str,
+    source: std::io::Error,
+) -> CgroupError {
+    let hint = match source.raw_os_error() {
+        Some(libc::ENOENT) if file.contains("weight") => {
+            " (this kernel has no blkio/io weight support)".to_string()
+        }
+        Some(libc::ENOENT) if dir.join("cgroup.controllers").exists() => format!(
+            " (no {file} here: is the {} controller enabled in the parent's cgroup.subtree_control?)",
+            file.split('.').next().unwrap_or(file)
+        ),
+        Some(libc::ENOENT) => format!(" (this kernel has no {file})"),
+        _ => String::new(),
+    };
+    CgroupError::Write {
+        field: field.to_string(),
+        path: dir.join(file),
+        value: value.to_string(),
+        source,
+        hint,
+    }
+}
+
+/// Write a resource file, naming the spec field on failure.
+pub(crate) fn write(field: &str, dir: &Path, file: &str, value: &str) -> Result<(), CgroupError> {
+    try_write(dir, file, value).map_err(|e| write_error(field, dir, file, value, e))
+}
+
+pub(crate) fn read_string(dir: &Path, file: &str) -> Result<String, CgroupError> {
+    let p = dir.join(file);
+    std::fs::read_to_string(&p).map_err(io("read", &p))
+}
+
+/// A file holding one number (`max` reads as u64::MAX).
+pub(crate) fn read_u64(dir: &Path, file: &str) -> Result<u64, CgroupError> {
+    let s = read_string(dir, file)?;
+    parse_u64(s.trim()).ok_or_else(|| CgroupError::Io {
+        op: "parse",
+        path: dir.join(file),
+        source: std::io::Error::new(ErrorKind::InvalidData, format!("not a number: {s:?}")),
+    })
+}
+
+pub(crate) fn parse_u64(s: &str) -> Option<u64> {
+    if s == "max" {
+        return Some(u64::MAX);
+    }
+    s.parse().ok()
+}
+
+/// The value of `key` in a flat-keyed file (`key value` lines).
+pub(crate) fn read_keyed(dir: &Path, file: &str, key: &str) -> Result<u64, CgroupError> {
+    let s = read_string(dir, file)?;
+    Ok(s.lines()
+        .filter_map(|l| l.split_once(' '))
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, v)| parse_u64(v.trim()))
+        .unwrap_or(0))
+}
+
+/// The directories of one container's cgroup, one per mounted hierarchy.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CgroupPaths {
+    /// One directory per hierarchy (v1 controllers, named hierarchies, v2).
+    pub dirs: Vec<PathBuf>,
+    /// v1 freezer directory, when there is one.
+    pub freezer: Option<PathBuf>,
+    /// Pure cgroup v2 (unified) host.
+    pub unified: bool,
+    /// The v2 directory (pure v2, or the hybrid's unified hierarchy).
+    pub v2_dir: Option<PathBuf>,
+    /// v1 only: controller name (`memory`, `cpu`, `name=systemd`, ...) to
+    /// the container's directory in the hierarchy holding it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub v1: BTreeMap<String, PathBuf>,
+}
+
+struct Hierarchy {
+    mount: PathBuf,
+    /// v1 controllers (or `name=xyz`); empty for cgroup2.
+    controllers: Vec<String>,
+}
+
+fn hierarchies() -> Result<Vec<Hierarchy>, CgroupError> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(io("read", Path::new("/proc/self/mountinfo")))?;
+    let mut out = Vec::new();
+    for line in info.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mut post = post.split(' ');
+        let fstype = post.next().unwrap_or("");
+        let _source = post.next();
+        let superopts = post.next().unwrap_or("");
+        let mut fields = pre.split(' ');
+        let (root, mount) = match (fields.nth(3), fields.next()) {
+            (Some(r), Some(m)) => (r, PathBuf::from(m)),
+            _ => continue,
+        };
+        // A bind of part of a hierarchy is not the hierarchy.
+        if root != "/" {
+            continue;
+        }
+        let h = match fstype {
+            "cgroup2" => Hierarchy {
+                mount,
+                controllers: Vec::new(),
+            },
+            "cgroup" => {
+                let controllers = superopts
+                    .split(',')
+                    .filter(|o| {
+                        !matches!(*o, "rw" | "ro")
+                            && !o.starts_with("release_agent")
+                            && *o != "xattr"
+                            && *o != "noprefix"
+                            && *o != "clone_children"
+                            && *o != "cpuset_v2_mode"
+                    })
+                    .map(str::to_string)
+                    .collect();
+                Hierarchy { mount, controllers }
+            }
+            _ => continue,
+        };
+        // The same hierarchy mounted twice: keep one, preferring
+        // /sys/fs/cgroup.
+        match out
+            .iter_mut()
+            .find(|o: &&mut Hierarchy| o.controllers == h.controllers)
+        {
+            Some(o) if !o.mount.starts_with("/sys/fs/cgroup") => *o = h,
+            Some(_) => {}
+            None => out.push(h),
+        }
+    }
+    if out.is_empty() {
+        return Err(CgroupError::NoHierarchy);
+    }
+    Ok(out)
+}
+
+/// The cgroup of this process in the hierarchy with `controllers` (v1) or v2.
+fn own_cgroup(controllers: &[String]) -> PathBuf {
+    let data = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    for line in data.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, ctrls, path) = (
+            parts.next(),
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or("/"),
+        );
+        let set: Vec<&str> = ctrls.split(',').filter(|c| !c.is_empty()).collect();
+        let matches = if controllers.is_empty() {
+            set.is_empty()
+        } else {
+            controllers.iter().all(|c| set.contains(&c.as_str())) && set.len() == controllers.len()
+        };
+        if matches {
+            return PathBuf::from(path);
+        }
+    }
+    PathBuf::from("/")
+}
+
+fn relative(p: &Path) -> Result<PathBuf, CgroupError> {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::RootDir | Component::CurDir => {}
+            _ => return Err(CgroupError::BadPath(p.to_path_buf())),
+        }
+    }
+    Ok(out)
+}
+
+impl CgroupPaths {
+    /// Work out where the container's cgroups go. An absolute `cgroups_path`
+    /// is taken from each hierarchy's root; a relative one from our own
+    /// cgroup (runc's rule); none gives `/<id>`.
+    pub fn plan(cgroups_path: Option<&Path>, id: &str) -> Result<Self, CgroupError> {
+        let (absolute, rel) = match cgroups_path {
+            Some(p) if p.is_absolute() => (true, relative(p)?),
+            Some(p) => (false, relative(p)?),
+            None => (true, PathBuf::from(id)),
+        };
+        if rel.as_os_str().is_empty() {
+            return Err(CgroupError::BadPath(
+                cgroups_path.map(Path::to_path_buf).unwrap_or_default(),
+            ));
+        }
+        let hs = hierarchies()?;
+        // Pure v2: cgroup2 is /sys/fs/cgroup itself (a named v1 hierarchy
+        // mounted elsewhere does not change that).
+        let unified = hs
+            .iter()
+            .any(|h| h.controllers.is_empty() && h.mount == Path::new("/sys/fs/cgroup"));
+        let mut paths = CgroupPaths {
+            unified,
+            ..Default::default()
+        };
+        for h in hs {
+            let base = if absolute {
+                h.mount.clone()
+            } else {
+                h.mount.join(relative(&own_cgroup(&h.controllers))?)
+            };
+            let dir = base.join(&rel);
+            if h.controllers.iter().any(|c| c == "freezer") {
+                paths.freezer = Some(dir.clone());
+            }
+            if h.controllers.is_empty() {
+                paths.v2_dir = Some(dir.clone());
+            }
+            for c in &h.controllers {
+                paths.v1.entry(c.clone()).or_insert_with(|| dir.clone());
+            }
+            paths.dirs.push(dir);
+        }
+        Ok(paths)
+    }
+
+    /// Create every directory (parents too). v1 cpuset needs cpus/mems copied
+    /// down from the parent before a task can join; on pure v2 every
+    /// ancestor gets the available controllers in its subtree_control (as
+    /// runc does), so the container's directory has their files.
+    pub fn create(&self) -> Result<(), CgroupError> {
+        for dir in &self.dirs {
+            if self.unified && Some(dir) == self.v2_dir.as_ref() {
+                v2::create(dir)?;
+                continue;
+            }
+            std::fs::create_dir_all(dir).map_err(io("mkdir", dir))?;
+            if !self.unified && dir.join("cpuset.cpus").exists() {
+                init_cpuset(dir)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Apply `linux.resources` to the container's cgroups. Returns warnings
+    /// for settings that are accepted but have no effect. Everything is
+    /// validated before the first write; on error the caller removes the
+    /// cgroup.
+    pub fn apply(
+        &self,
+        resources: &oci_spec::runtime::LinuxResources,
+    ) -> Result<Vec<String>, CgroupError> {
+        self.apply_with(resources, false)
+    }
+
+    /// [`CgroupPaths::apply`]; with `skip_devices` the device rules are left
+    /// alone (`update`, like runc, never changes them).
+    pub fn apply_with(
+        &self,
+        resources: &oci_spec::runtime::LinuxResources,
+        skip_devices: bool,
+    ) -> Result<Vec<String>, CgroupError> {
+        let mut r = resources::Res::from_spec(resources, self.unified)?;
+        if skip_devices {
+            r.devices = None;
+        }
+        let mut warnings = Vec::new();
+        if self.unified {
+            let dir = self.v2_dir.as_deref().ok_or(CgroupError::NoHierarchy)?;
+            v2::apply(dir, &r, &mut warnings)?;
+        } else {
+            v1::apply(&self.v1_dirs()?, &r, &mut warnings)?;
+        }
+        Ok(warnings)
+    }
+
+    /// Controller -> directory for v1 (derived from the mounts for state
+    /// written before the map existed).
+    fn v1_dirs(&self) -> Result<BTreeMap<String, PathBuf>, CgroupError> {
+        if !self.v1.is_empty() {
+            return Ok(self.v1.clone());
+        }
+        let mut map = BTreeMap::new();
+        for h in hierarchies()? {
+            if let Some(dir) = self.dirs.iter().find(|d| d.starts_with(&h.mount)) {
+                for c in h.controllers {
+                    map.entry(c).or_insert_with(|| dir.clone());
+                }
+            }
+        }
+        Ok(map)
+    }
+
+    /// The directory holding v1 `controller`, or the v2 directory.
+    pub(crate) fn dir_for(&self, controller: &str) -> Option<PathBuf> {
+        if self.unified {
+            return self.v2_dir.clone();
+        }
+        self.v1_dirs().ok()?.remove(controller)
+    }
+
+    /// Move `pid` into every hierarchy.
+    pub fn add(&self, pid: i32) -> Result<(), CgroupError> {
+        let s = pid.to_string();
+        for dir in &self.dirs {
+            let f = dir.join("cgroup.procs");
+            std::fs::write(&f, &s).map_err(io("write", &f))?;
+        }
+        Ok(())
+    }
+
+    /// Pids in the container's cgroup (from the first hierarchy that exists).
+    pub fn pids(&self) -> Vec<i32> {
+        for dir in &self.dirs {
+            if let Ok(data) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+                return data.lines().filter_map(|l| l.trim().parse().ok()).collect();
+            }
+        }
+        Vec::new()
+    }
+
+    /// Pids in the container's cgroup and every cgroup below it (runc's
+    /// `GetAllPids`), sorted.
+    pub fn all_pids(&self) -> Vec<i32> {
+        let mut out = Vec::new();
+        if let Some(dir) = self.dirs.iter().find(|d| d.join("cgroup.procs").exists()) {
+            collect_pids(dir, &mut out, 0);
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    pub fn is_frozen(&self) -> bool {
+        if let Some(f) = &self.freezer {
+            return std::fs::read_to_string(f.join("freezer.state"))
+                .is_ok_and(|s| s.trim() == "FROZEN");
+        }
+        if self.unified {
+            if let Some(d) = &self.v2_dir {
+                return std::fs::read_to_string(d.join("cgroup.freeze"))
+                    .is_ok_and(|s| s.trim() == "1");
+            }
+        }
+        false
+    }
+
+    /// Freeze every process and wait until the kernel reports the group
+    /// frozen (v1 `freezer.state` FROZEN, v2 `cgroup.events` frozen 1).
+    pub fn freeze(&self) -> Result<(), CgroupError> {
+        freezer::set(self, true)
+    }
+
+    /// Thaw the group and wait until it reads back thawed.
+    pub fn thaw(&self) -> Result<(), CgroupError> {
+        freezer::set(self, false)
+    }
+
+    /// Signal every process in the cgroup. With the v1 freezer (or v2
+    /// cgroup.freeze) the group is frozen first so nothing forks away.
+    pub fn signal_all(&self, sig: i32) {
+        if sig == libc::SIGKILL && self.unified {
+            // cgroup.kill (5.14+) kills the whole subtree atomically.
+            if let Some(d) = &self.v2_dir {
+                if try_write(d, "cgroup.kill", "1").is_ok() {
+                    return;
+                }
+            }
+        }
+        let freeze = self
+            .freezer
+            .clone()
+            .map(|f| (f.join("freezer.state"), "FROZEN", "THAWED"));
+        let freeze = freeze.or_else(|| {
+            self.unified
+                .then(|| self.v2_dir.clone())
+                .flatten()
+                .map(|d| (d.join("cgroup.freeze"), "1", "0"))
+        });
+        let was_frozen = self.is_frozen();
+        if let Some((file, on, _)) = &freeze {
+            let _ = std::fs::write(file, on);
+        }
+        for pid in self.all_pids() {
+            // SAFETY: kill(2) with a pid read from the container's cgroup.
+            unsafe { libc::kill(pid, sig) };
+        }
+        if let Some((file, _, off)) = &freeze {
+            // A paused container stays paused, unless it is being killed.
+            if !was_frozen || sig == libc::SIGKILL {
+                let _ = std::fs::write(file, off);
+            }
+        }
+    }
+
+    /// SIGKILL whatever is left, wait for the cgroup to empty, and remove the
+    /// directories (only the container's own: parents are left, as runc
+    /// does). Missing directories are fine (delete is idempotent).
+    pub fn destroy(&self) -> Result<(), CgroupError> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut first_err = None;
+        for dir in &self.dirs {
+            loop {
+                match std::fs::remove_dir(dir) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == ErrorKind::NotFound => break,
+                    Err(e)
+                        if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline =>
+                    {
+                        // Sub-cgroups made inside the container go first.
+                        remove_children(dir);
+                        self.signal_all(libc::SIGKILL);
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(e) => {
+                        first_err.get_or_insert(if e.raw_os_error() == Some(libc::EBUSY) {
+                            CgroupError::Busy(dir.clone())
+                        } else {
+                            CgroupError::Io {
+                                op: "rmdir",
+                                path: dir.clone(),
+                                source: e,
+                            }
+                        });
+                        break;
+                    }
+                }
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+fn collect_pids(dir: &Path, out: &mut Vec<i32>, depth: usize) {
+    if let Ok(data) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+        out.extend(data.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+    }
+    if depth > 32 {
+        return;
+    }
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                collect_pids(&e.path(), out, depth + 1);
+            }
+        }
+    }
+}
+
+/// Remove (deepest first) the cgroups a container created below its own.
+fn remove_children(dir: &Path) {
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_children(&e.path());
+                let _ = std::fs::remove_dir(e.path());
+            }
+        }
+    }
+}
+
+fn init_cpuset(dir: &Path) -> Result<(), CgroupError> {
+    for file in ["cpuset.cpus", "cpuset.mems"] {
+        let f = dir.join(file);
+        let cur = std::fs::read_to_string(&f).map_err(io("read", &f))?;
+        if !cur.trim().is_empty() {
+            continue;
+        }
+        if let Some(parent) = dir.parent() {
+            init_cpuset(parent)?;
+            let pf = parent.join(file);
+            let val = std::fs::read_to_string(&pf).map_err(io("read", &pf))?;
+            std::fs::write(&f, val.trim()).map_err(io("write", &f))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dotdot_is_refused() {
+        assert!(relative(Path::new("/a/../../etc")).is_err());
+        assert_eq!(
+            relative(Path::new("/a/b")).expect("ok"),
+            PathBuf::from("a/b")
+        );
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(parse_u64("max"), Some(u64::MAX));
+        assert_eq!(parse_u64("42"), Some(42));
+        assert_eq!(parse_u64("x"), None);
+    }
+}
