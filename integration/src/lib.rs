@@ -419,6 +419,21 @@ impl Bundle {
         self
     }
 
+    /// A new user namespace mapping container ids 0..65536 to host ids
+    /// 100000.., with the rootfs chowned to match.
+    pub fn use_userns(&mut self) -> &mut Self {
+        host(
+            "chown",
+            &["-R", "100000:100000", self.rootfs().to_str().unwrap()],
+        );
+        self.add_namespace(json!({"type": "user"}));
+        self.config["linux"]["uidMappings"] =
+            json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        self.config["linux"]["gidMappings"] =
+            json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        self
+    }
+
     /// Remove a namespace type from `linux.namespaces`.
     pub fn remove_namespace(&mut self, typ: &str) -> &mut Self {
         self.config["linux"]["namespaces"]

@@ -321,13 +321,7 @@ fn detached_tty_needs_a_console_socket() {
 fn created_init_is_not_reachable_through_proc_exe() {
     let rt = Runtime::new();
     let mut b = Bundle::new();
-    host(
-        "chown",
-        &["-R", "100000:100000", b.rootfs().to_str().expect("utf8")],
-    );
-    b.add_namespace(json!({"type": "user"}));
-    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.use_userns();
     b.set_args(&["sleep", "300"]);
     let all = CAP_NAMES.to_vec();
     b.config["process"]["capabilities"] =

@@ -52,13 +52,7 @@ fn idmap_defaults_to_the_containers_user_namespace() {
     let rt = Runtime::new();
     let data = data_dir(&rt);
     let mut b = Bundle::new();
-    host(
-        "chown",
-        &["-R", "100000:100000", b.rootfs().to_str().expect("utf8")],
-    );
-    b.add_namespace(json!({"type": "user"}));
-    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.use_userns();
     b.add_mount(json!({"destination": "/mnt/idm", "type": "bind", "source": data, "options": ["bind", "idmap"]}));
     b.set_script("stat -c 'idm=%u:%g' /mnt/idm/f");
     let id = rt.id("idmapns");

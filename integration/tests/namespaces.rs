@@ -116,14 +116,8 @@ fn join_namespace_by_path() {
 fn user_namespace_with_mappings() {
     let rt = Runtime::new();
     let mut b = Bundle::new();
-    host(
-        "chown",
-        &["-R", "100000:100000", b.rootfs().to_str().unwrap()],
-    );
     b.config["root"]["readonly"] = json!(false);
-    b.add_namespace(json!({"type": "user"}));
-    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.use_userns();
     b.set_script(
         &(print_ns_script()
             + "echo uidmap=$(cat /proc/self/uid_map); echo gidmap=$(cat /proc/self/gid_map); \

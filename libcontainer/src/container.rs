@@ -51,9 +51,9 @@ type Result<T> = std::result::Result<T, ContainerError>;
 
 pub struct CreateOptions {
     pub id: String,
-    /// An already connected console socket (foreground `run -t` passes a
-    /// socketpair end); takes the place of `console_socket`.
-    pub console_fd: Option<OwnedFd>,
+    /// With `process.terminal` and no `console_socket`: send the pty master
+    /// back to the caller (`Created::console`) instead of failing.
+    pub pty_to_caller: bool,
     pub bundle: PathBuf,
     pub root: PathBuf,
     pub console_socket: Option<PathBuf>,
@@ -68,6 +68,8 @@ pub struct Created {
     pub warnings: Vec<String>,
     /// Notes for `--debug` logging only.
     pub debug: Vec<String>,
+    /// Where the pty master arrives, with `pty_to_caller`.
+    pub console: Option<OwnedFd>,
 }
 
 /// Undoes a half-made container unless disarmed.
@@ -148,27 +150,14 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         .as_ref()
         .and_then(|p| p.terminal())
         .unwrap_or(false);
-    if terminal && opts.console_socket.is_none() && opts.console_fd.is_none() {
-        return Err(ContainerError::Invalid(
-            "process.terminal is true: --console-socket is required".into(),
-        ));
-    }
-    if !terminal && opts.console_socket.is_some() {
-        return Err(ContainerError::Invalid(
-            "--console-socket given but process.terminal is false".into(),
-        ));
-    }
+    let (console, caller_console) =
+        tty::console_for(terminal, opts.console_socket.as_deref(), opts.pty_to_caller)?;
     let plan = Plan::from_spec(linux.namespaces().as_deref().unwrap_or(&[]))?;
     if !plan.has(oci_spec::runtime::LinuxNamespaceType::Mount) {
         warnings.push("linux.namespaces: no mount namespace: mounts, masked and read-only paths are not applied; the container is only chrooted".into());
     }
     let idmapped = crate::rootfs::idmap::prepare(&spec, &loaded_maps, &bundle)?;
     let cgroups = CgroupPaths::plan(linux.cgroups_path().as_deref(), &opts.id)?;
-    let connected: Option<OwnedFd> = match (&opts.console_fd, &opts.console_socket, terminal) {
-        (None, Some(p), true) => Some(tty::connect(p)?),
-        _ => None,
-    };
-    let console = opts.console_fd.as_ref().or(connected.as_ref());
 
     let state_dir = StateDir::create(&opts.root, &opts.id)?;
     let mut undo = Undo {
@@ -194,7 +183,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         plan: &plan,
         cgroups: &cgroups,
         state_dir: sd,
-        console,
+        console: console.as_ref(),
         no_pivot: opts.no_pivot,
         no_new_keyring: opts.no_new_keyring,
         preserve_fds: opts.preserve_fds,
@@ -231,6 +220,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         pid,
         warnings,
         debug,
+        console: caller_console,
     })
 }
 
@@ -326,11 +316,7 @@ fn not_running(id: &str) -> ContainerError {
 }
 
 fn signal_init(st: &State, sig: i32) -> Result<()> {
-    let fd = sys::pidfd_open(st.pid).map_err(|_| not_running(&st.id))?;
-    // The pid could have been recycled between reading state and pidfd_open.
-    if state::proc_stat(st.pid).map(|s| s.1) != Some(st.init_start_time) {
-        return Err(not_running(&st.id));
-    }
+    let fd = st.init_pidfd().ok_or_else(|| not_running(&st.id))?;
     sys::pidfd_send_signal(fd.as_fd(), sig).map_err(|e| ContainerError::Io {
         op: format!("signal {sig} to {}", st.pid),
         source: e.into(),
@@ -369,17 +355,24 @@ pub struct ExecRequest {
     pub root: PathBuf,
     pub process: oci_spec::runtime::Process,
     pub console_socket: Option<PathBuf>,
-    /// An already connected console socket (e.g. a socketpair end).
-    pub console_fd: Option<OwnedFd>,
+    /// As `CreateOptions::pty_to_caller`.
+    pub pty_to_caller: bool,
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: u32,
     pub ignore_paused: bool,
     pub cgroup: Option<String>,
 }
 
-/// Start `req.process` in a running container. Returns its host pid once it
-/// has execve'd (the caller waits for it, unless detached).
-pub fn exec(req: &ExecRequest) -> Result<i32> {
+/// An exec'd process: its host pid, and where its pty master arrives with
+/// `pty_to_caller`.
+pub struct Execed {
+    pub pid: i32,
+    pub console: Option<OwnedFd>,
+}
+
+/// Start `req.process` in a running container. Returns once it has
+/// execve'd (the caller waits for it, unless detached).
+pub fn exec(req: &ExecRequest) -> Result<Execed> {
     let sd = StateDir::open(&req.root, &req.id)?;
     let st = sd.load()?;
     match st.status() {
@@ -398,33 +391,12 @@ pub fn exec(req: &ExecRequest) -> Result<i32> {
         _ => {}
     }
     let p = &req.process;
-    if p.args().as_ref().is_none_or(|a| a.is_empty()) {
-        return Err(ContainerError::Invalid(
-            "process.args: must have at least one entry".into(),
-        ));
-    }
-    if !p.cwd().is_absolute() {
-        return Err(ContainerError::Invalid(format!(
-            "process.cwd {:?} is not an absolute path",
-            p.cwd()
-        )));
-    }
-    let terminal = p.terminal().unwrap_or(false);
-    let connected = match (&req.console_fd, &req.console_socket, terminal) {
-        (None, Some(path), true) => Some(tty::connect(path)?),
-        (None, None, true) => {
-            return Err(ContainerError::Invalid(
-                "process.terminal is true: --console-socket is required".into(),
-            ))
-        }
-        (_, Some(_), false) => {
-            return Err(ContainerError::Invalid(
-                "--console-socket given but process.terminal is false".into(),
-            ))
-        }
-        _ => None,
-    };
-    let console = req.console_fd.as_ref().or(connected.as_ref());
+    crate::spec::validate_process(p)?;
+    let (console, caller_console) = tty::console_for(
+        p.terminal().unwrap_or(false),
+        req.console_socket.as_deref(),
+        req.pty_to_caller,
+    )?;
     let seccomp = match st
         .config
         .linux()
@@ -436,7 +408,7 @@ pub fn exec(req: &ExecRequest) -> Result<i32> {
     };
     let opts = process::exec::ExecOptions {
         process: p,
-        console,
+        console: console.as_ref(),
         preserve_fds: req.preserve_fds,
         cgroup_subpath: req.cgroup.as_deref(),
         seccomp: seccomp.as_ref(),
@@ -445,5 +417,8 @@ pub fn exec(req: &ExecRequest) -> Result<i32> {
     if let Some(pf) = &req.pid_file {
         write_pid_file(pf, pid)?;
     }
-    Ok(pid)
+    Ok(Execed {
+        pid,
+        console: caller_console,
+    })
 }

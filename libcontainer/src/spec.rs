@@ -181,42 +181,7 @@ fn validate(spec: &Spec) -> Result<(), SpecError> {
         return Err(invalid("root.path", "empty"));
     }
     if let Some(p) = spec.process() {
-        if p.args().as_ref().is_none_or(|a| a.is_empty()) {
-            return Err(invalid("process.args", "must have at least one entry"));
-        }
-        if !p.cwd().is_absolute() {
-            return Err(invalid(
-                "process.cwd",
-                format!("{:?} is not an absolute path", p.cwd()),
-            ));
-        }
-        if let Some(rl) = p.rlimits() {
-            let mut seen = HashSet::new();
-            for (i, r) in rl.iter().enumerate() {
-                if r.soft() > r.hard() {
-                    return Err(invalid(
-                        format!("process.rlimits[{i}]"),
-                        "soft limit is above the hard limit",
-                    ));
-                }
-                if !seen.insert(format!("{:?}", r.typ())) {
-                    return Err(invalid(
-                        format!("process.rlimits[{i}].type"),
-                        format!("duplicate {:?}", r.typ()),
-                    ));
-                }
-            }
-        }
-        if let Some(env) = p.env() {
-            for (i, e) in env.iter().enumerate() {
-                if !e.contains('=') {
-                    return Err(invalid(
-                        format!("process.env[{i}]"),
-                        format!("{e:?} is not KEY=value"),
-                    ));
-                }
-            }
-        }
+        validate_process(p)?;
     }
     let linux = spec
         .linux()
@@ -322,6 +287,47 @@ fn validate(spec: &Spec) -> Result<(), SpecError> {
                 return Err(invalid(
                     format!("hooks.{kind}[{i}].path"),
                     format!("{:?} is not absolute", h.path()),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks on a process, shared by config.json and `exec`'s process.
+pub fn validate_process(p: &oci_spec::runtime::Process) -> Result<(), SpecError> {
+    if p.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(invalid("process.args", "must have at least one entry"));
+    }
+    if !p.cwd().is_absolute() {
+        return Err(invalid(
+            "process.cwd",
+            format!("{:?} is not an absolute path", p.cwd()),
+        ));
+    }
+    if let Some(rl) = p.rlimits() {
+        let mut seen = HashSet::new();
+        for (i, r) in rl.iter().enumerate() {
+            if r.soft() > r.hard() {
+                return Err(invalid(
+                    format!("process.rlimits[{i}]"),
+                    "soft limit is above the hard limit",
+                ));
+            }
+            if !seen.insert(format!("{:?}", r.typ())) {
+                return Err(invalid(
+                    format!("process.rlimits[{i}].type"),
+                    format!("duplicate {:?}", r.typ()),
+                ));
+            }
+        }
+    }
+    if let Some(env) = p.env() {
+        for (i, e) in env.iter().enumerate() {
+            if !e.contains('=') {
+                return Err(invalid(
+                    format!("process.env[{i}]"),
+                    format!("{e:?} is not KEY=value"),
                 ));
             }
         }

@@ -130,6 +130,14 @@ impl State {
         }
     }
 
+    /// A pidfd of the init, or None once it has exited. Checked after
+    /// opening: the pidfd pins the process, so a matching start time now
+    /// means the pid was not recycled.
+    pub fn init_pidfd(&self) -> Option<OwnedFd> {
+        let fd = crate::sys::pidfd_open(self.pid).ok()?;
+        (proc_stat(self.pid).map(|s| s.1) == Some(self.init_start_time)).then_some(fd)
+    }
+
     pub fn oci(&self, status: Status) -> OciState<'_> {
         OciState {
             oci_version: OCI_VERSION,

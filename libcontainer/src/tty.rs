@@ -15,6 +15,8 @@ use crate::sys;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TtyError {
+    #[error("{0}")]
+    Usage(&'static str),
     #[error("--console-socket {path}: {source}")]
     Connect {
         path: PathBuf,
@@ -26,6 +28,37 @@ pub enum TtyError {
 
 fn err(op: &'static str) -> impl FnOnce(Errno) -> TtyError {
     move |errno| TtyError::Sys { op, errno }
+}
+
+/// The socket a process' pty master is sent to, chosen before clone:
+/// the caller's `--console-socket`, or, when `to_caller` and there is none,
+/// a socketpair whose other end is returned for the caller to receive the
+/// master on. Returns (socket for the container side, caller's end).
+pub fn console_for(
+    terminal: bool,
+    path: Option<&Path>,
+    to_caller: bool,
+) -> Result<(Option<OwnedFd>, Option<OwnedFd>), TtyError> {
+    match (terminal, path) {
+        (false, None) => Ok((None, None)),
+        (false, Some(_)) => Err(TtyError::Usage(
+            "--console-socket given but process.terminal is false",
+        )),
+        (true, Some(p)) => Ok((Some(connect(p)?), None)),
+        (true, None) if to_caller => {
+            let (ours, theirs) = nix::sys::socket::socketpair(
+                nix::sys::socket::AddressFamily::Unix,
+                nix::sys::socket::SockType::Stream,
+                None,
+                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+            )
+            .map_err(err("socketpair"))?;
+            Ok((Some(theirs), Some(ours)))
+        }
+        (true, None) => Err(TtyError::Usage(
+            "process.terminal is true: --console-socket is required",
+        )),
+    }
 }
 
 /// Connect to the caller's console socket (done by the runtime, before clone).

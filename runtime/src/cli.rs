@@ -129,17 +129,8 @@ fn create_options(root: &std::path::Path, a: &CreateArgs) -> CreateOptions {
         no_pivot: a.no_pivot,
         no_new_keyring: a.no_new_keyring,
         preserve_fds: a.preserve_fds,
-        console_fd: None,
+        pty_to_caller: false,
     }
-}
-
-/// `process.terminal` of a bundle's config (create validates it properly).
-fn config_wants_terminal(bundle: &std::path::Path) -> bool {
-    std::fs::read(bundle.join("config.json"))
-        .ok()
-        .and_then(|d| serde_json::from_slice::<serde_json::Value>(&d).ok())
-        .and_then(|v| v.pointer("/process/terminal").and_then(|t| t.as_bool()))
-        .unwrap_or(false)
 }
 
 fn print_json(v: &impl serde::Serialize, pretty: bool) -> Result<(), String> {
@@ -194,10 +185,7 @@ pub fn dispatch(cli: &Cli, log: &Logger) -> Result<u8, String> {
             create,
             detach,
             keep,
-        } => {
-            let terminal = config_wants_terminal(&create.bundle);
-            return crate::run::run(create_options(root, create), *detach, *keep, terminal, log);
-        }
+        } => return crate::run::run(create_options(root, create), *detach, *keep, log),
         Cmd::Exec(a) => return crate::exec::exec(root, a, log),
         Cmd::Cgroup(c) => return crate::cgroup_cmds::dispatch(c, root, log),
         Cmd::List { format, quiet } => list(root, format, *quiet)?,

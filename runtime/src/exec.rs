@@ -161,18 +161,7 @@ fn build_process(root: &Path, a: &ExecArgs) -> Result<Process, String> {
 
 pub fn exec(root: &Path, a: &ExecArgs, log: &Logger) -> Result<u8, String> {
     let process = build_process(root, a)?;
-    let terminal = process.terminal().unwrap_or(false);
-    if terminal && a.detach && a.console_socket.is_none() {
-        return Err("cannot allocate a tty for a detached exec without --console-socket".into());
-    }
     let set = wait::forwarded();
-    let mut ours = None;
-    let mut console_fd = None;
-    if terminal && a.console_socket.is_none() {
-        let (x, y) = wait::console_pair()?;
-        ours = Some(x);
-        console_fd = Some(y);
-    }
     if !a.detach {
         wait::block(&set)?;
     }
@@ -181,18 +170,19 @@ pub fn exec(root: &Path, a: &ExecArgs, log: &Logger) -> Result<u8, String> {
         root: root.to_path_buf(),
         process,
         console_socket: a.console_socket.clone(),
-        console_fd,
+        // Foreground with a terminal and no socket: the pty comes to us.
+        pty_to_caller: !a.detach,
         pid_file: a.pid_file.clone(),
         preserve_fds: a.preserve_fds,
         ignore_paused: a.ignore_paused,
         cgroup: a.cgroup.clone(),
     };
-    let pid = container::exec(&req).map_err(|e| e.to_string())?;
-    drop(req);
+    let execed = container::exec(&req).map_err(|e| e.to_string())?;
+    let pid = execed.pid;
     log.debug(&format!("exec in {}: pid {pid}", a.id));
     if a.detach {
         return Ok(0);
     }
-    let master = ours.as_ref().map(wait::recv_master).transpose()?;
+    let master = execed.console.as_ref().map(wait::recv_master).transpose()?;
     wait::wait(pid, &set, master)
 }

@@ -11,26 +11,14 @@ use libcontainer::container::{self, CreateOptions};
 use crate::log::Logger;
 use crate::wait;
 
-pub fn run(
-    mut opts: CreateOptions,
-    detach: bool,
-    keep: bool,
-    terminal: bool,
-    log: &Logger,
-) -> Result<u8, String> {
+pub fn run(mut opts: CreateOptions, detach: bool, keep: bool, log: &Logger) -> Result<u8, String> {
     let set = wait::forwarded();
     // A foreground terminal without --console-socket: the pty comes to us.
-    let mut ours = None;
-    if terminal && !detach && opts.console_socket.is_none() {
-        let (a, b) = wait::console_pair()?;
-        opts.console_fd = Some(b);
-        ours = Some(a);
-    }
+    opts.pty_to_caller = !detach;
     if !detach {
         wait::block(&set)?;
     }
-    let created = container::create(&opts).map_err(|e| e.to_string())?;
-    opts.console_fd = None;
+    let mut created = container::create(&opts).map_err(|e| e.to_string())?;
     created.warnings.iter().for_each(|w| log.warn(w));
     created.debug.iter().for_each(|d| log.debug(d));
     let cleanup = |log: &Logger| {
@@ -41,7 +29,13 @@ pub fn run(
             }
         }
     };
-    let master = match ours.as_ref().map(wait::recv_master).transpose() {
+    let master = match created
+        .console
+        .take()
+        .as_ref()
+        .map(wait::recv_master)
+        .transpose()
+    {
         Ok(m) => m,
         Err(e) => {
             let _ = nix::sys::signal::kill(Pid::from_raw(created.pid), Signal::SIGKILL);

@@ -9,7 +9,7 @@ use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::socket::{self, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{self, ControlMessageOwned, MsgFlags};
 use nix::sys::termios;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -41,17 +41,6 @@ pub fn forwarded() -> SigSet {
 pub fn block(set: &SigSet) -> Result<(), String> {
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(set), None)
         .map_err(|e| format!("sigprocmask: {e}"))
-}
-
-/// A socketpair standing in for `--console-socket`: (ours, theirs).
-pub fn console_pair() -> Result<(OwnedFd, OwnedFd), String> {
-    socket::socketpair(
-        AddressFamily::Unix,
-        SockType::Stream,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .map_err(|e| format!("socketpair: {e}"))
 }
 
 /// Receive the pty master sent with SCM_RIGHTS.

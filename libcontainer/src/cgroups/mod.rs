@@ -80,6 +80,25 @@ pub(crate) fn try_write(dir: &Path, file: &str, value: &str) -> std::io::Result<
     f.write_all(value.as_bytes())
 }
 
+/// Write `value` (if any) to `file`. When the kernel refuses it with
+/// EINVAL and `retry_later` (a value it depends on is written next, as
+/// period/burst depend on quota), hand it back to be written after that
+/// (runc's ordering).
+pub(crate) fn write_or_defer(
+    dir: &Path,
+    file: &str,
+    value: Option<String>,
+    retry_later: bool,
+    err: impl FnOnce(std::io::Error, &str) -> CgroupError,
+) -> Result<Option<String>, CgroupError> {
+    let Some(v) = value else { return Ok(None) };
+    match try_write(dir, file, &v) {
+        Ok(()) => Ok(None),
+        Err(e) if retry_later && e.raw_os_error() == Some(libc::EINVAL) => Ok(Some(v)),
+        Err(e) => Err(err(e, &v)),
+    }
+}
+
 /// The error for a failed cgroup file write, with a hint for common causes.
 pub(crate) fn write_error(
     field: &str,

@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::resources::Res;
-use super::{invalid, read_string, read_u64, try_write, write, write_error, CgroupError};
+use super::{
+    invalid, read_string, read_u64, try_write, write, write_error, write_or_defer, CgroupError,
+};
 
 const F: &str = "linux.resources";
 
@@ -326,38 +328,20 @@ fn cpu(d: &Dirs<'_>, r: &Res) -> Result<(), CgroupError> {
     }
     // Period and quota constrain each other: on EINVAL write the other
     // first and retry (runc).
-    let mut period_later = None;
-    if let Some(p) = r.cpu_period {
-        let s = p.to_string();
-        if let Err(e) = try_write(dir, "cpu.cfs_period_us", &s) {
-            if e.raw_os_error() != Some(libc::EINVAL) || r.cpu_quota.is_none() {
-                return Err(write_error(
-                    &format!("{F}.cpu.period"),
-                    dir,
-                    "cpu.cfs_period_us",
-                    &s,
-                    e,
-                ));
-            }
-            period_later = Some(s);
-        }
-    }
-    let mut burst_later = None;
-    if let Some(b) = r.cpu_burst {
-        let s = b.to_string();
-        if let Err(e) = try_write(dir, "cpu.cfs_burst_us", &s) {
-            if e.raw_os_error() != Some(libc::EINVAL) || r.cpu_quota.is_none() {
-                return Err(write_error(
-                    &format!("{F}.cpu.burst"),
-                    dir,
-                    "cpu.cfs_burst_us",
-                    &s,
-                    e,
-                ));
-            }
-            burst_later = Some(s);
-        }
-    }
+    let period_later = write_or_defer(
+        dir,
+        "cpu.cfs_period_us",
+        r.cpu_period.map(|v| v.to_string()),
+        r.cpu_quota.is_some(),
+        |e, v| write_error(&format!("{F}.cpu.period"), dir, "cpu.cfs_period_us", v, e),
+    )?;
+    let burst_later = write_or_defer(
+        dir,
+        "cpu.cfs_burst_us",
+        r.cpu_burst.map(|v| v.to_string()),
+        r.cpu_quota.is_some(),
+        |e, v| write_error(&format!("{F}.cpu.burst"), dir, "cpu.cfs_burst_us", v, e),
+    )?;
     if let Some(q) = r.cpu_quota {
         write(
             &format!("{F}.cpu.quota"),
@@ -396,16 +380,13 @@ fn rt(dir: &Path, r: &Res) -> Result<(), CgroupError> {
             write_error(&format!("{F}.{field}"), dir, file, v, e)
         }
     };
-    let mut period_later = None;
-    if let Some(p) = r.rt_period {
-        let s = p.to_string();
-        if let Err(e) = try_write(dir, "cpu.rt_period_us", &s) {
-            if e.raw_os_error() != Some(libc::EINVAL) || r.rt_runtime.is_none() {
-                return Err(hint(e, "cpu.realtimePeriod", "cpu.rt_period_us", &s));
-            }
-            period_later = Some(s);
-        }
-    }
+    let period_later = write_or_defer(
+        dir,
+        "cpu.rt_period_us",
+        r.rt_period.map(|v| v.to_string()),
+        r.rt_runtime.is_some(),
+        |e, v| hint(e, "cpu.realtimePeriod", "cpu.rt_period_us", v),
+    )?;
     if let Some(rt) = r.rt_runtime {
         let s = rt.to_string();
         try_write(dir, "cpu.rt_runtime_us", &s)

@@ -7,7 +7,9 @@ use std::path::{Component, Path};
 
 use super::resources::{blkio_to_io_weight, shares_to_weight, swap_to_v2, Res};
 use super::v1::{check_usage_against, cpuset_write, rdma_line};
-use super::{invalid, io, read_string, read_u64, try_write, write, write_error, CgroupError};
+use super::{
+    invalid, io, read_string, read_u64, try_write, write, write_error, write_or_defer, CgroupError,
+};
 
 const F: &str = "linux.resources";
 
@@ -215,22 +217,13 @@ fn cpu(dir: &Path, r: &Res) -> Result<(), CgroupError> {
             &shares_to_weight(s).to_string(),
         )?;
     }
-    let mut burst_later = None;
-    if let Some(b) = r.cpu_burst {
-        let s = b.to_string();
-        if let Err(e) = try_write(dir, "cpu.max.burst", &s) {
-            if e.raw_os_error() != Some(libc::EINVAL) || r.cpu_quota.is_none() {
-                return Err(write_error(
-                    &format!("{F}.cpu.burst"),
-                    dir,
-                    "cpu.max.burst",
-                    &s,
-                    e,
-                ));
-            }
-            burst_later = Some(s);
-        }
-    }
+    let burst_later = write_or_defer(
+        dir,
+        "cpu.max.burst",
+        r.cpu_burst.map(|v| v.to_string()),
+        r.cpu_quota.is_some(),
+        |e, v| write_error(&format!("{F}.cpu.burst"), dir, "cpu.max.burst", v, e),
+    )?;
     if r.cpu_quota.is_some() || r.cpu_period.is_some() {
         let quota = match r.cpu_quota {
             Some(q) if q > 0 => q.to_string(),

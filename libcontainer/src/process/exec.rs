@@ -69,10 +69,9 @@ fn ns_flags(st: &State) -> i32 {
 
 /// Start the process; returns its host pid once it has execve'd.
 pub fn spawn(st: &State, opts: &ExecOptions<'_>) -> Result<i32, ExecError> {
-    let pidfd = sys::pidfd_open(st.pid).map_err(|_| ExecError::NotRunning(st.id.clone()))?;
-    if crate::state::proc_stat(st.pid).map(|s| s.1) != Some(st.init_start_time) {
-        return Err(ExecError::NotRunning(st.id.clone()));
-    }
+    let pidfd = st
+        .init_pidfd()
+        .ok_or_else(|| ExecError::NotRunning(st.id.clone()))?;
     let dirs = cgroup_dirs(st, opts.cgroup_subpath)?;
     let flags = ns_flags(st);
     // SAFETY: prctl with integer arguments; this process never becomes dumpable again.
