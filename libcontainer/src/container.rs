@@ -3,7 +3,7 @@
 //! Every operation locks the container's state directory; a failed create
 //! undoes everything it did (process, cgroup, state directory).
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -61,6 +61,8 @@ pub struct CreateOptions {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
+    /// The init's stdin, stdout and stderr (all >= 3); `None`: inherit ours.
+    pub stdio: Option<[RawFd; 3]>,
 }
 
 pub struct Created {
@@ -189,6 +191,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         preserve_fds: opts.preserve_fds,
         seccomp: seccomp.as_ref(),
         idmapped: &idmapped,
+        stdio: opts.stdio,
     };
     let pid = process::spawn(&args, &mut undo.spawned)?;
     let init_start_time = state::proc_stat(pid)
@@ -361,6 +364,8 @@ pub struct ExecRequest {
     pub preserve_fds: u32,
     pub ignore_paused: bool,
     pub cgroup: Option<String>,
+    /// As `CreateOptions::stdio`.
+    pub stdio: Option<[RawFd; 3]>,
 }
 
 /// An exec'd process: its host pid, and where its pty master arrives with
@@ -412,6 +417,7 @@ pub fn exec(req: &ExecRequest) -> Result<Execed> {
         preserve_fds: req.preserve_fds,
         cgroup_subpath: req.cgroup.as_deref(),
         seccomp: seccomp.as_ref(),
+        stdio: req.stdio,
     };
     let pid = process::exec::spawn(&st, &opts)?;
     if let Some(pf) = &req.pid_file {

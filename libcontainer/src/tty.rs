@@ -2,13 +2,13 @@
 //! the caller's `--console-socket` with SCM_RIGHTS, the slave as stdio and
 //! controlling terminal, and bound onto /dev/console.
 
-use std::io::IoSlice;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 
 use crate::rootfs::resolve;
 use crate::sys;
@@ -59,6 +59,30 @@ pub fn console_for(
             "process.terminal is true: --console-socket is required",
         )),
     }
+}
+
+/// Receive a pty master sent with SCM_RIGHTS on `sock` (the caller's end
+/// of `console_for`'s socketpair, or an accepted console-socket connection).
+pub fn recv_master(sock: &OwnedFd) -> Result<OwnedFd, TtyError> {
+    let mut buf = [0u8; 256];
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(err("receive pty master"))?;
+    for c in msg.cmsgs().map_err(err("receive pty master"))? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(fd) = fds.first() {
+                // SAFETY: the kernel just installed this fd for us.
+                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
+            }
+        }
+    }
+    Err(TtyError::Usage("receive pty master: no fd in the message"))
 }
 
 /// Connect to the caller's console socket (done by the runtime, before clone).

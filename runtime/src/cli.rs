@@ -130,6 +130,7 @@ fn create_options(root: &std::path::Path, a: &CreateArgs) -> CreateOptions {
         no_new_keyring: a.no_new_keyring,
         preserve_fds: a.preserve_fds,
         pty_to_caller: false,
+        stdio: None,
     }
 }
 

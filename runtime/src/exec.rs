@@ -176,6 +176,7 @@ pub fn exec(root: &Path, a: &ExecArgs, log: &Logger) -> Result<u8, String> {
         preserve_fds: a.preserve_fds,
         ignore_paused: a.ignore_paused,
         cgroup: a.cgroup.clone(),
+        stdio: None,
     };
     let execed = container::exec(&req).map_err(|e| e.to_string())?;
     let pid = execed.pid;

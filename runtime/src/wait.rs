@@ -2,14 +2,12 @@
 //! forward signals to it, reap children, relay a pty to our own terminal,
 //! and return its exit status (128+signal when killed).
 
-use std::io::IoSliceMut;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::socket::{self, ControlMessageOwned, MsgFlags};
 use nix::sys::termios;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -45,28 +43,7 @@ pub fn block(set: &SigSet) -> Result<(), String> {
 
 /// Receive the pty master sent with SCM_RIGHTS.
 pub fn recv_master(sock: &OwnedFd) -> Result<OwnedFd, String> {
-    let mut buf = [0u8; 256];
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let msg = socket::recvmsg::<()>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .map_err(|e| format!("receive pty master: {e}"))?;
-    for c in msg
-        .cmsgs()
-        .map_err(|e| format!("receive pty master: {e}"))?
-    {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            if let Some(fd) = fds.first() {
-                // SAFETY: the kernel just installed this fd for us.
-                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
-            }
-        }
-    }
-    Err("receive pty master: no fd in the message".into())
+    libcontainer::tty::recv_master(sock).map_err(|e| e.to_string())
 }
 
 /// Restores the terminal mode when dropped.

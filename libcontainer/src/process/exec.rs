@@ -51,6 +51,8 @@ pub struct ExecOptions<'a> {
     /// `--cgroup`: a sub-cgroup of the container's cgroup to join.
     pub cgroup_subpath: Option<&'a str>,
     pub seccomp: Option<&'a crate::seccomp::Filter>,
+    /// The process's stdin, stdout and stderr; `None`: inherit ours.
+    pub stdio: Option<[std::os::fd::RawFd; 3]>,
 }
 
 fn sys_err(op: &'static str) -> impl FnOnce(Errno) -> ExecError {
@@ -78,13 +80,30 @@ pub fn spawn(st: &State, opts: &ExecOptions<'_>) -> Result<i32, ExecError> {
     if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
         return Err(sys_err("prctl(PR_SET_DUMPABLE)")(Errno::last()));
     }
-    if flags & libc::CLONE_NEWPID != 0 {
-        // Only our children are affected: the child is born in the container's pid ns.
+    // Only our children are affected: the child is born in the container's
+    // pid ns. A long-lived caller (the shim) gets its own back afterwards.
+    let own_pidns = if flags & libc::CLONE_NEWPID != 0 {
+        let own = sys::openat2(
+            sys::cwd(),
+            c"/proc/thread-self/ns/pid",
+            libc::O_RDONLY | libc::O_CLOEXEC,
+            0,
+            0,
+        )
+        .map_err(sys_err("open own pid namespace"))?;
         sys::setns(pidfd.as_fd(), libc::CLONE_NEWPID).map_err(sys_err("join pid namespace"))?;
-    }
+        Some(own)
+    } else {
+        None
+    };
     let (parent, child) = channel::pair()?;
     // SAFETY: the runtime is single-threaded; the child ends in execve or _exit.
-    let pid = match unsafe { sys::clone3(0, None) }.map_err(sys_err("clone3"))? {
+    let cloned = unsafe { sys::clone3(0, None) };
+    if let (Some(own), Ok(sys::CloneResult::Parent { .. }) | Err(_)) = (&own_pidns, &cloned) {
+        sys::setns(own.as_fd(), libc::CLONE_NEWPID)
+            .map_err(sys_err("return to own pid namespace"))?;
+    }
+    let pid = match cloned.map_err(sys_err("clone3"))? {
         sys::CloneResult::Child => {
             drop(parent);
             let err = match child_main(&child, &pidfd, flags & !libc::CLONE_NEWPID, st, opts) {
@@ -163,6 +182,12 @@ fn child_main(
         Some(Msg::Go(pid)) => pid,
         other => return Err(InitError::Msg(format!("expected Go, got {other:?}"))),
     };
+    if let Some(fds) = opts.stdio {
+        super::install_stdio(fds).map_err(|errno| InitError::Sys {
+            op: "set up stdio".into(),
+            errno,
+        })?;
+    }
     if flags != 0 {
         sys::setns(pidfd.as_fd(), flags).map_err(|errno| InitError::Sys {
             op: "join the container's namespaces".into(),

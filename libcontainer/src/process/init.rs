@@ -66,6 +66,7 @@ pub struct InitArgs<'a> {
     pub preserve_fds: u32,
     pub seccomp: Option<&'a crate::seccomp::Filter>,
     pub idmapped: &'a crate::rootfs::idmap::Prepared,
+    pub stdio: Option<[std::os::fd::RawFd; 3]>,
 }
 
 /// Entry point of the clone3 child on the single-clone path.
@@ -176,6 +177,9 @@ pub fn state_json(args_id: &str, status: &str, pid: i32, bundle: &Path, spec: &S
 pub(crate) enum Never {}
 
 fn init(args: &InitArgs<'_>) -> Result<Never> {
+    if let Some(fds) = args.stdio {
+        super::install_stdio(fds).map_err(sys_err("set up stdio"))?;
+    }
     let host_pid = expect_go(args.channel)?;
     if args.plan.single_clone() {
         if args.plan.creates(LinuxNamespaceType::User) {

@@ -52,6 +52,19 @@ pub struct SpawnArgs<'a> {
     pub preserve_fds: u32,
     pub seccomp: Option<&'a crate::seccomp::Filter>,
     pub idmapped: &'a crate::rootfs::idmap::Prepared,
+    pub stdio: Option<[std::os::fd::RawFd; 3]>,
+}
+
+/// In a new child: make `fds` (all >= 3, close-on-exec) its stdin, stdout
+/// and stderr. dup2 clears close-on-exec on the copies.
+pub(crate) fn install_stdio(fds: [std::os::fd::RawFd; 3]) -> Result<(), Errno> {
+    for (target, fd) in (0..).zip(fds) {
+        // SAFETY: dup2 on fd numbers; the targets are ours to replace.
+        if unsafe { libc::dup2(fd, target) } < 0 {
+            return Err(Errno::last());
+        }
+    }
+    Ok(())
 }
 
 /// The processes we started, so a failed create can kill and reap them.
@@ -118,6 +131,7 @@ pub fn spawn(a: &SpawnArgs<'_>, spawned: &mut Spawned) -> Result<i32, ProcessErr
         preserve_fds: a.preserve_fds,
         seccomp: a.seccomp,
         idmapped: a.idmapped,
+        stdio: a.stdio,
     };
     // Non-dumpable before anything can see us from inside: until init
     // execve's the user's program its /proc/1/exe is this binary, and a
