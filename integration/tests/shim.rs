@@ -1,0 +1,366 @@
+//! Our shim, `containerd-shim-rust-v2` (`io.containerd.rust.v2`), under
+//! containerd 1.6, driven by `ctr`: the same client tests as the Go shim
+//! gets in `containerd.rs` (harness and bodies in `common_containerd/`),
+//! then what only a shim can get wrong: event order, OOM events, stdin,
+//! a killed shim, a containerd restart, many containers at once.
+
+#[path = "common_clients/mod.rs"]
+mod common_clients;
+#[path = "common_containerd/mod.rs"]
+mod common_containerd;
+
+use std::fs;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use common_clients::*;
+use common_containerd::*;
+use integration::*;
+
+const RUST: Flavor = Flavor::RustShim;
+
+#[test]
+fn ctr_run_rm_returns_exit_code_and_output() {
+    common_containerd::ctr_run_rm_returns_exit_code_and_output(RUST);
+}
+
+#[test]
+fn ctr_run_tty_gives_a_pty() {
+    common_containerd::ctr_run_tty_gives_a_pty(RUST);
+}
+
+#[test]
+fn ctr_detached_exec_kill_delete() {
+    common_containerd::ctr_detached_exec_kill_delete(RUST);
+}
+
+#[test]
+fn ctr_kill_all_reaches_exec_processes() {
+    common_containerd::ctr_kill_all_reaches_exec_processes(RUST);
+}
+
+#[test]
+fn ctr_task_delete_force_of_an_exited_task() {
+    common_containerd::ctr_task_delete_force_of_an_exited_task(RUST);
+}
+
+#[test]
+fn ctr_task_metrics_count_exec_processes() {
+    common_containerd::ctr_task_metrics_count_exec_processes(RUST);
+}
+
+#[test]
+fn ctr_task_ps_lists_init_and_exec() {
+    common_containerd::ctr_task_ps_lists_init_and_exec(RUST);
+}
+
+#[test]
+fn ctr_task_pause_resume() {
+    common_containerd::ctr_task_pause_resume(RUST);
+}
+
+#[test]
+fn ctr_run_failure_reports_the_error() {
+    common_containerd::ctr_run_failure_reports_the_error(RUST);
+}
+
+/// `ctr events`, running in the background until dropped.
+struct Events {
+    child: Child,
+    out: std::path::PathBuf,
+}
+
+impl Events {
+    /// Subscribe, and return once events are flowing (a probe container's
+    /// create event has arrived).
+    fn start(c: &Containerd) -> Events {
+        let out = c.dir.join(format!("{}.events", unique("ev")));
+        let f = fs::File::create(&out).unwrap();
+        let child = Command::new("nsenter")
+            .args(c.ctr_argv(&["events"]))
+            .stdin(Stdio::null())
+            .stdout(f)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn ctr events");
+        let ev = Events { child, out };
+        let probe = unique("probe");
+        let rootfs = c.rootfs.rootfs().display().to_string();
+        let got = poll(WAIT, || {
+            c.ctr(&[
+                "container",
+                "create",
+                "--rootfs",
+                &rootfs,
+                &probe,
+                "/bin/true",
+            ]);
+            let seen = ev.text().contains(&probe);
+            c.ctr(&["container", "rm", &probe]);
+            seen.then_some(())
+        });
+        assert!(got.is_some(), "ctr events shows nothing: {}", ev.text());
+        ev
+    }
+
+    fn text(&self) -> String {
+        read_file(&self.out)
+    }
+
+    /// Topics of the task events of `id`, in order.
+    fn topics(&self, id: &str) -> Vec<String> {
+        let needle = format!("\"container_id\":\"{id}\"");
+        self.text()
+            .lines()
+            .filter(|l| l.contains(&needle))
+            .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("/tasks/")))
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn wait_for(&self, id: &str, topic: &str) -> Vec<String> {
+        poll(WAIT, || {
+            let t = self.topics(id);
+            t.iter().any(|x| x == topic).then_some(t)
+        })
+        .unwrap_or_else(|| panic!("no {topic} event for {id}:\n{}", self.text()))
+    }
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// containerd requires create -> start -> exit -> delete for every task,
+/// exec-added -> exec-started -> exit for an exec, and an OOM event when
+/// the memory limit kills the container (v1: eventfd on
+/// memory.oom_control; v2: inotify on memory.events), before its exit.
+#[test]
+fn events_come_in_order_with_oom() {
+    let mut c = Containerd::start(RUST);
+    let ev = Events::start(&c);
+
+    let out = c.ctr_run(&["--rm"], "evok", &["/bin/sh", "-c", "exit 2"]);
+    assert_eq!(out.code(), 2, "{}", out.describe());
+    let t = ev.wait_for("evok", "/tasks/delete");
+    assert_eq!(
+        t,
+        [
+            "/tasks/create",
+            "/tasks/start",
+            "/tasks/exit",
+            "/tasks/delete"
+        ],
+        "{}",
+        ev.text()
+    );
+    let exit = ev
+        .text()
+        .lines()
+        .find(|l| l.contains("/tasks/exit") && l.contains("\"evok\""))
+        .unwrap_or_default()
+        .to_string();
+    assert!(exit.contains("\"exit_status\":2"), "{exit}");
+
+    // The exec'd process's events sit between start and the init's exit.
+    c.run_detached("evexec", &["/bin/sleep", "300"], None);
+    let x = c.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "x1",
+        "evexec",
+        "/bin/sh",
+        "-c",
+        "exit 9",
+    ]);
+    assert_eq!(x.code(), 9, "{}", x.describe());
+    c.ctr(&["task", "kill", "-s", "KILL", "evexec"]).ok();
+    c.wait_status("evexec", "STOPPED");
+    c.delete("evexec");
+    let t = ev.wait_for("evexec", "/tasks/delete");
+    assert_eq!(
+        t,
+        [
+            "/tasks/create",
+            "/tasks/start",
+            "/tasks/exec-added",
+            "/tasks/exec-started",
+            "/tasks/exit",
+            "/tasks/exit",
+            "/tasks/delete"
+        ],
+        "{}",
+        ev.text()
+    );
+
+    // 16 MB limit; `tail /dev/zero` keeps one ever-growing line.
+    let out = c.ctr_run(
+        &["--rm", "--memory-limit", "16777216"],
+        "evoom",
+        &["/bin/sh", "-c", "tail /dev/zero"],
+    );
+    assert_eq!(out.code(), 137, "{}", out.describe());
+    let t = ev.wait_for("evoom", "/tasks/delete");
+    let oom = t.iter().position(|x| x == "/tasks/oom");
+    let exit = t.iter().position(|x| x == "/tasks/exit");
+    assert!(
+        matches!((oom, exit), (Some(o), Some(e)) if o < e),
+        "want an oom event before the exit: {t:?}\n{}",
+        ev.text()
+    );
+    assert_eq!(t[..2], ["/tasks/create", "/tasks/start"], "{t:?}");
+    assert_eq!(t.last().map(String::as_str), Some("/tasks/delete"));
+    drop(ev);
+    c.assert_clean();
+}
+
+/// stdin: containerd's fifo is pumped into the container; when ctr's
+/// stdin ends the container sees EOF (CloseIO).
+#[test]
+fn stdin_reaches_the_container_and_ends() {
+    let mut c = Containerd::start(RUST);
+    c.seen.lock().unwrap().push(("stdin".into(), 0));
+    let args = c.run_args(&["--rm"], "stdin", &["/bin/sh", "-c", "wc -c; cat"]);
+    let line = format!(
+        "printf 'abc\\nline2\\n' | {}",
+        shell_line("nsenter", &{
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            c.ctr_argv(&refs)
+        })
+    );
+    let out = run_with_timeout(Command::new("sh").args(["-c", &line]), CTR_TIMEOUT, None);
+    assert_eq!(out.code(), 0, "{}", out.describe());
+    // wc consumed all 10 bytes and saw EOF; cat then sees EOF at once.
+    assert_eq!(out.stdout.trim(), "10", "{}", out.describe());
+    c.assert_clean();
+}
+
+/// The shim is SIGKILLed: containerd notices, runs `containerd-shim-rust-v2
+/// delete` in the bundle, which kills the container and removes its state,
+/// cgroup and mounts.
+#[test]
+fn killed_shim_is_cleaned_up_by_containerd() {
+    let mut c = Containerd::start(RUST);
+    let id = "shimkill";
+    let pid = c.run_detached(id, &["/bin/sleep", "300"], None);
+    let shims = procs_with_cmdline(&c.sock.display().to_string());
+    let shim = shims
+        .iter()
+        .find(|(p, cl)| *p != c.pid && cl.contains("containerd-shim-rust-v2"))
+        .map(|(p, _)| *p)
+        .unwrap_or_else(|| panic!("no shim found: {shims:?}"));
+    unsafe { libc::kill(shim, libc::SIGKILL) };
+    let gone = poll(WAIT, || (!pid_alive(pid)).then_some(()));
+    assert!(gone.is_some(), "container init {pid} survived its shim");
+    let stopped = poll(WAIT, || {
+        c.task(id)
+            .is_none_or(|(_, s)| s == "STOPPED" || s == "UNKNOWN")
+            .then_some(())
+    });
+    assert!(stopped.is_some(), "{}", c.tasks());
+    let _ = c.ctr(&["task", "delete", id]);
+    c.ctr(&["container", "rm", id]).ok();
+    assert!(
+        c.container_pids(id).is_empty(),
+        "processes left in the container's cgroup"
+    );
+    c.assert_clean();
+}
+
+/// containerd restarts while a container runs: the shim and container
+/// keep running, containerd reconnects through the bundle's `address`
+/// file, and the container's later exit still arrives (event and status).
+#[test]
+fn containerd_restart_keeps_containers_and_exits_arrive() {
+    let mut c = Containerd::start(RUST);
+    let id = "restart";
+    let log = c.dir.join("restart.log");
+    let pid = c.run_detached(id, TRAP_INIT, Some(&log));
+    wait_log(&log, "ready");
+    let shims = procs_with_cmdline(&c.sock.display().to_string());
+    let shim = shims
+        .iter()
+        .find(|(p, cl)| *p != c.pid && cl.contains("containerd-shim-rust-v2"))
+        .map(|(p, _)| *p)
+        .unwrap_or_else(|| panic!("no shim found: {shims:?}"));
+
+    c.restart(shim);
+    assert!(pid_alive(shim), "the shim died with containerd");
+    assert!(pid_alive(pid), "the container died with containerd");
+    assert_eq!(
+        c.task(id),
+        Some((pid, "RUNNING".to_string())),
+        "{}",
+        c.tasks()
+    );
+
+    let ev = Events::start(&c);
+    c.ctr(&["task", "kill", id]).ok();
+    c.wait_status(id, "STOPPED");
+    let t = ev.wait_for(id, "/tasks/exit");
+    assert!(t.contains(&"/tasks/exit".to_string()), "{t:?}");
+    let del = c.delete(id);
+    assert!(del.output().contains("exit code 7"), "{}", del.describe());
+    drop(ev);
+    c.assert_clean();
+}
+
+/// 50 `ctr run --rm` at once, each with its own exit code: every one gets
+/// its own code back, and nothing is left afterwards.
+#[test]
+fn fifty_concurrent_containers_report_their_exit_codes() {
+    let mut c = Containerd::start(RUST);
+    let n = 50;
+    let results: Vec<(usize, CmdOut)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                let c = &c;
+                s.spawn(move || {
+                    let id = format!("many{i}");
+                    let code = format!("echo out{i}; exit {}", i + 1);
+                    (i, c.ctr_run(&["--rm"], &id, &["/bin/sh", "-c", &code]))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let wrong: Vec<String> = results
+        .iter()
+        .filter(|(i, out)| out.code() != *i as i32 + 1 || out.stdout != format!("out{i}\n"))
+        .map(|(i, out)| format!("many{i}: {}", out.describe()))
+        .collect();
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    c.assert_clean();
+}
+
+/// The shim's socket lives in /run/containerd/s and is 0600; the bundle
+/// gets the `address` containerd reconnects with.
+#[test]
+fn shim_socket_and_address_file() {
+    let mut c = Containerd::start(RUST);
+    let id = "addr";
+    c.run_detached(id, &["/bin/sleep", "300"], None);
+    let bundle = c
+        .dir
+        .join("state/io.containerd.runtime.v2.task")
+        .join(&c.ns)
+        .join(id);
+    let address = read_file(&bundle.join("address"));
+    let path = address
+        .strip_prefix("unix://")
+        .unwrap_or_else(|| panic!("address {address:?} is not unix://"));
+    assert!(path.starts_with("/run/containerd/s/"), "{address}");
+    let in_ns = Path::new(&format!("/proc/{}/root", c.pid)).join(path.trim_start_matches('/'));
+    let meta = fs::metadata(&in_ns).unwrap_or_else(|e| panic!("{}: {e}", in_ns.display()));
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    c.ctr(&["task", "kill", "-s", "KILL", id]).ok();
+    c.wait_status(id, "STOPPED");
+    c.delete(id);
+    c.assert_clean();
+}
