@@ -111,11 +111,7 @@ pub fn parse(data: &[u8], path: &Path) -> Result<Loaded, SpecError> {
     let mut warnings = Vec::new();
     drop_unknown_capabilities(&mut value, &mut warnings);
     let mount_maps = crate::rootfs::idmap::maps_from_json(&value);
-    let spec: Spec = serde_path_to_error::deserialize(value).map_err(|e| SpecError::Field {
-        path: path.to_path_buf(),
-        field: e.path().to_string(),
-        msg: e.inner().to_string(),
-    })?;
+    let spec: Spec = typed(&value, path)?;
     validate(&spec)?;
     Ok(Loaded {
         spec,
@@ -133,13 +129,99 @@ pub fn parse_process(data: &[u8], path: &Path) -> Result<oci_spec::runtime::Proc
     let mut ignored = Vec::new();
     let mut wrapper = serde_json::json!({ "process": value.take() });
     drop_unknown_capabilities(&mut wrapper, &mut ignored);
-    let p: oci_spec::runtime::Process = serde_path_to_error::deserialize(wrapper["process"].take())
-        .map_err(|e| SpecError::Field {
+    typed(&wrapper["process"], path)
+}
+
+/// Deserialize `value` into `T`, naming the field on error. The value is
+/// deserialized from its compact text, so the error has a column; the
+/// field is the JSON path at that column.
+fn typed<T: serde::de::DeserializeOwned>(value: &Value, path: &Path) -> Result<T, SpecError> {
+    let text = serde_json::to_vec(value).map_err(|source| SpecError::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_slice(&text).map_err(|e| {
+        let field = json_path_at(&text, e.column().saturating_sub(1));
+        let msg = e.to_string();
+        // serde_json appends " at line L column C": meaningless here.
+        let msg = match msg.rfind(" at line ") {
+            Some(i) => msg[..i].to_string(),
+            None => msg,
+        };
+        SpecError::Field {
             path: path.to_path_buf(),
-            field: e.path().to_string(),
-            msg: e.inner().to_string(),
-        })?;
-    Ok(p)
+            field: if field.is_empty() { ".".into() } else { field },
+            msg,
+        }
+    })
+}
+
+/// The path (`process.user.uid`, `mounts[2].type`) of the innermost value
+/// containing byte `offset` of compact JSON `text`.
+pub(crate) fn json_path_at(text: &[u8], offset: usize) -> String {
+    enum Frame {
+        Object(Option<String>),
+        Array(usize),
+    }
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut i = 0;
+    // After a key's ':' we are in its value until ',' or the closing bracket.
+    let mut expect_key = false;
+    while i < text.len() && i <= offset {
+        match text[i] {
+            b'{' => {
+                stack.push(Frame::Object(None));
+                expect_key = true;
+            }
+            b'[' => stack.push(Frame::Array(0)),
+            b'}' | b']' if i < offset => {
+                stack.pop();
+                expect_key = false;
+            }
+            b',' => match stack.last_mut() {
+                Some(Frame::Array(n)) => *n += 1,
+                Some(Frame::Object(k)) => {
+                    *k = None;
+                    expect_key = true;
+                }
+                None => {}
+            },
+            b'"' => {
+                let start = i + 1;
+                i += 1;
+                while i < text.len() && text[i] != b'"' {
+                    if text[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+                if expect_key {
+                    if let Some(Frame::Object(k)) = stack.last_mut() {
+                        *k = Some(
+                            String::from_utf8_lossy(&text[start..i.min(text.len())]).into_owned(),
+                        );
+                    }
+                    expect_key = false;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    let mut out = String::new();
+    for f in &stack {
+        match f {
+            Frame::Object(Some(k)) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(k);
+            }
+            Frame::Object(None) => {}
+            Frame::Array(n) => out.push_str(&format!("[{n}]")),
+        }
+    }
+    out
 }
 
 /// The runtime-spec says capabilities that cannot be mapped to the kernel are
@@ -382,6 +464,34 @@ fn validate_sysctl(key: &str, has: &dyn Fn(LinuxNamespaceType) -> bool) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_path_names_the_innermost_field() {
+        let t = br#"{"a":{"b":[1,{"c":"x"}]},"d":2}"#;
+        let at = |needle: &str| {
+            let i = t
+                .windows(needle.len())
+                .position(|w| w == needle.as_bytes())
+                .unwrap();
+            json_path_at(t, i + needle.len() - 1)
+        };
+        assert_eq!(at(r#""x""#), "a.b[1].c");
+        assert_eq!(at("[1"), "a.b[0]");
+        assert_eq!(at(":2"), "d");
+        assert_eq!(at("}]"), "a.b[1]");
+    }
+
+    #[test]
+    fn bad_field_is_named() {
+        let mut v = base();
+        v["process"] = serde_json::json!({"cwd": "/", "user": {"uid": "zero", "gid": 0}});
+        let e = parse(&serde_json::to_vec(&v).unwrap(), Path::new("c.json"))
+            .err()
+            .expect("a string uid is refused");
+        let msg = e.to_string();
+        assert!(msg.contains("process.user.uid"), "{msg}");
+        assert!(!msg.contains(" at line "), "{msg}");
+    }
 
     fn base() -> Value {
         serde_json::to_value(Spec::default()).expect("default spec serialises")
