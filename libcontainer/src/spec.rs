@@ -485,9 +485,9 @@ mod tests {
     fn bad_field_is_named() {
         let mut v = base();
         v["process"] = serde_json::json!({"cwd": "/", "user": {"uid": "zero", "gid": 0}});
-        let e = parse(&serde_json::to_vec(&v).unwrap(), Path::new("c.json"))
-            .err()
-            .expect("a string uid is refused");
+        let Err(e) = parse(&serde_json::to_vec(&v).unwrap(), Path::new("c.json")) else {
+            panic!("a string uid must be refused");
+        };
         let msg = e.to_string();
         assert!(msg.contains("process.user.uid"), "{msg}");
         assert!(!msg.contains(" at line "), "{msg}");
