@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use containerd_shim_protos::events::task as ev;
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
-use containerd_shim_protos::protobuf::MessageFull;
+use containerd_shim_protos::protobuf::Message;
 use containerd_shim_protos::shim::event::Envelope;
 use containerd_shim_protos::shim::events::ForwardRequest;
 
@@ -36,16 +36,42 @@ pub fn timestamp(t: SystemTime) -> Timestamp {
     ts
 }
 
-/// An `Any` holding `m`, with containerd's type URL (the proto full name).
-pub fn any<M: MessageFull>(m: &M) -> Any {
+/// A message with containerd's type URL for it (its proto full name).
+/// Spelled out rather than read from the reflection descriptors: those
+/// cost heap in every idle shim and code in the binary.
+pub trait TypeUrl: Message {
+    const TYPE_URL: &'static str;
+}
+
+/// An `Any` holding `m`.
+pub fn any<M: TypeUrl>(m: &M) -> Any {
     let mut a = Any::new();
-    a.type_url = M::descriptor().full_name().to_string();
+    a.type_url = M::TYPE_URL.to_string();
     a.value = m.write_to_bytes().unwrap_or_default();
     a
 }
 
+macro_rules! type_urls {
+    ($($t:ty => $s:expr),* $(,)?) => { $(impl TypeUrl for $t { const TYPE_URL: &'static str = $s; })* };
+}
+
+type_urls! {
+    ev::TaskCreate => "containerd.events.TaskCreate",
+    ev::TaskStart => "containerd.events.TaskStart",
+    ev::TaskExit => "containerd.events.TaskExit",
+    ev::TaskDelete => "containerd.events.TaskDelete",
+    ev::TaskExecAdded => "containerd.events.TaskExecAdded",
+    ev::TaskExecStarted => "containerd.events.TaskExecStarted",
+    ev::TaskPaused => "containerd.events.TaskPaused",
+    ev::TaskResumed => "containerd.events.TaskResumed",
+    ev::TaskOOM => "containerd.events.TaskOOM",
+    containerd_shim_protos::shim::oci::ProcessDetails => "containerd.runc.v1.ProcessDetails",
+    containerd_shim_protos::cgroups::metrics::Metrics => "io.containerd.cgroups.v1.Metrics",
+    containerd_shim_protos::cgroups_v2::metrics::Metrics => "io.containerd.cgroups.v2.Metrics",
+}
+
 /// The topic of each event message.
-pub trait Topic: MessageFull {
+pub trait Topic: TypeUrl {
     const TOPIC: &'static str;
 }
 
@@ -147,10 +173,25 @@ impl Publisher {
 mod tests {
     use super::*;
 
+    /// The spelled-out URLs are the proto full names containerd registers.
     #[test]
     fn type_urls_are_proto_names() {
-        let a = any(&ev::TaskExit::new());
-        assert_eq!(a.type_url, "containerd.events.TaskExit");
+        use containerd_shim_protos::protobuf::MessageFull;
+        fn check<M: TypeUrl + MessageFull>() {
+            assert_eq!(M::TYPE_URL, M::descriptor().full_name());
+        }
+        check::<ev::TaskCreate>();
+        check::<ev::TaskStart>();
+        check::<ev::TaskExit>();
+        check::<ev::TaskDelete>();
+        check::<ev::TaskExecAdded>();
+        check::<ev::TaskExecStarted>();
+        check::<ev::TaskPaused>();
+        check::<ev::TaskResumed>();
+        check::<ev::TaskOOM>();
+        check::<containerd_shim_protos::shim::oci::ProcessDetails>();
+        check::<containerd_shim_protos::cgroups::metrics::Metrics>();
+        check::<containerd_shim_protos::cgroups_v2::metrics::Metrics>();
         assert_eq!(ev::TaskOOM::TOPIC, "/tasks/oom");
     }
 
