@@ -481,6 +481,23 @@ mod tests {
         assert_eq!(at("}]"), "a.b[1]");
     }
 
+    /// oci-spec checks execCPUAffinity with a regex (served by regex-lite,
+    /// see vendor/regex-lite-compat): it must still accept and refuse.
+    #[test]
+    fn exec_cpu_affinity_is_checked() {
+        let mut v = base();
+        v["process"] = serde_json::json!({"cwd": "/", "user": {"uid": 0, "gid": 0}, "args": ["/bin/true"],
+            "execCPUAffinity": {"initial": "0-1,3", "final": "2"}});
+        if let Err(e) = parse(&serde_json::to_vec(&v).unwrap(), Path::new("c.json")) {
+            panic!("{e}");
+        }
+        v["process"]["execCPUAffinity"]["initial"] = "one".into();
+        let Err(e) = parse(&serde_json::to_vec(&v).unwrap(), Path::new("c.json")) else {
+            panic!("a malformed execCPUAffinity must be refused");
+        };
+        assert!(e.to_string().contains("execCPUAffinity"), "{e}");
+    }
+
     #[test]
     fn bad_field_is_named() {
         let mut v = base();
