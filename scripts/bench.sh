@@ -3,11 +3,13 @@
 # hyperfine. Run as root.
 #
 #   scripts/bench.sh [--runs N] [--warmup N] [--runtimes "oxrun runc crun"]
-#                    [--measures "lifecycle run create start delete"] [--out DIR]
+#                    [--measures "lifecycle run exec create start delete"] [--out DIR]
 #
 # Measures, for a busybox bundle running /bin/true (linux.cgroupsPath unset):
-#   lifecycle  create + start + poll `state` until stopped + delete, driven by
-#              scripts/bench-ctl.sh (so it includes one bash start-up, ~1 ms)
+#   lifecycle  create + start + wait + delete as a shim does it: a small C
+#              driver (scripts/bench-lifecycle.c, compiled here) that is a
+#              child subreaper and reaps the init itself
+#   exec       `exec <id> /bin/true` into a running container (`sleep`)
 #   run        `run` in the foreground (exits and deletes when /bin/true exits)
 #   create / start / delete   each phase alone, the others done in --prepare
 #              by bench-ctl.sh (a created container is started and left to
@@ -27,7 +29,7 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 runs=50
 warmup=5
 runtimes="oxrun runc crun"
-measures="lifecycle run create start delete"
+measures="lifecycle run exec create start delete"
 outdir="$repo/target/bench"
 
 die() {
@@ -68,7 +70,7 @@ for r in "${rts[@]}"; do
     fi
     [[ -x "${bin[$r]}" ]] || die "runtime '$r' not found (${bin[$r]:-not on PATH}); build it or pass --runtimes"
 done
-for tool in hyperfine jq strip /usr/bin/time; do
+for tool in hyperfine jq strip /usr/bin/time cc; do
     command -v "$tool" >/dev/null || die "$tool missing: run scripts/setup.sh"
 done
 
@@ -80,7 +82,7 @@ tmp="$(mktemp -d /tmp/oxrun-bench.XXXXXX)"
 mount -t tmpfs -o size=256m,mode=0700 oxrun-bench "$tmp"
 bundle="$tmp/bundle"
 prefix="oxbench-$$"
-ids=(probe lifecycle run create start delete rss)
+ids=(probe lifecycle run exec create start delete rss)
 
 cleanup() {
     local rc=$? r id d
@@ -121,6 +123,7 @@ set_config 'del(.linux.cgroupsPath)'
 
 # The multi-step drivers, copied to a path hyperfine -N can split safely.
 install -m 0755 "$repo/scripts/bench-ctl.sh" "$tmp/ctl"
+cc -O2 -o "$tmp/lifecycle" "$repo/scripts/bench-lifecycle.c"
 ctl() { "$tmp/ctl" "${bin[$1]}" "$tmp/state/$1" "$bundle" "$prefix-$1-$2" "$3"; }
 
 probe_all() {
@@ -138,6 +141,9 @@ if ! probe_all; then
     probe_all || die "sanity run failed"
 fi
 log "bundle: ociVersion $(jq -r .ociVersion "$bundle/config.json"), args $(jq -c .process.args "$bundle/config.json")"
+# exec needs a running container: the same bundle running sleep.
+cp -a "$bundle" "$tmp/bundle-sleep"
+jq '.process.args = ["/bin/sleep", "100000"]' "$bundle/config.json" >"$tmp/bundle-sleep/config.json"
 
 # --- hyperfine ----------------------------------------------------------------
 mkdir -p "$outdir"
@@ -148,7 +154,12 @@ bench() { # bench MEASURE
         local ctl="$tmp/ctl $R $S $bundle $id"
         args+=(-n "$r")
         case $m in
-        lifecycle) args+=(--prepare "$ctl reset" "$ctl lifecycle") ;;
+        lifecycle) args+=(--prepare "$ctl reset" "$tmp/lifecycle $R $S $bundle $id") ;;
+        exec)
+            "$tmp/ctl" "$R" "$S" "$tmp/bundle-sleep" "$id" reset
+            "$R" --root "$S" run -d -b "$tmp/bundle-sleep" "$id" </dev/null >/dev/null 2>&1
+            args+=("$R --root $S exec $id /bin/true")
+            ;;
         run) args+=(--prepare "$ctl reset" "$R --root $S run -b $bundle $id") ;;
         create) args+=(--prepare "$ctl reset" "$R --root $S create -b $bundle $id") ;;
         start) args+=(--prepare "$ctl created" "$R --root $S start $id") ;;
@@ -158,7 +169,10 @@ bench() { # bench MEASURE
     done
     printf '\n==> %s\n' "$m"
     hyperfine -N --warmup "$warmup" --runs "$runs" --export-json "$outdir/$m.json" "${args[@]}"
-    for r in "${rts[@]}"; do ctl "$r" "$m" reset; done
+    for r in "${rts[@]}"; do
+        [[ $m == exec ]] && "${bin[$r]}" --root "$tmp/state/$r" kill "$prefix-$r-$m" KILL >/dev/null 2>&1
+        ctl "$r" "$m" reset
+    done
 }
 for m in "${ms_list[@]}"; do bench "$m"; done
 
