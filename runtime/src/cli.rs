@@ -17,24 +17,24 @@ use crate::log::{Format, Logger};
 )]
 pub struct Cli {
     /// Root directory for container state (put it on tmpfs).
-    #[arg(long, global = true, default_value = "/run/oxrun")]
+    #[arg(long, default_value = "/run/oxrun")]
     pub root: PathBuf,
     /// Write log lines (and errors) to this file.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub log: Option<PathBuf>,
-    #[arg(long, global = true, value_enum, default_value = "text")]
+    #[arg(long, value_enum, default_value = "text")]
     pub log_format: Format,
     /// Debug logging.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub debug: bool,
     /// Use systemd to manage cgroups (not supported yet).
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub systemd_cgroup: bool,
     /// Rootless mode: true, false or auto (only root is supported so far).
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub rootless: Option<String>,
     /// Accepted for runc compatibility; checkpointing is not supported.
-    #[arg(long, global = true, hide = true)]
+    #[arg(long, hide = true)]
     pub criu: Option<String>,
     #[command(subcommand)]
     pub cmd: Cmd,

@@ -11,11 +11,19 @@ mod wait;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 fn main() -> ExitCode {
     // Usage errors exit 1 as in runc (clap's default is 2); help/version 0.
-    let cli = match cli::Cli::try_parse() {
+    let mut cmd = cli::Cli::command();
+    let parsed = cmd
+        .try_get_matches_from_mut(std::env::args_os())
+        .and_then(|mut m| cli::Cli::from_arg_matches_mut(&mut m))
+        .map_err(|e| e.format(&mut cmd));
+    // The command tree lives until exit: freeing it would cost as much as
+    // building it (a fifth of a short command's run time).
+    std::mem::forget(cmd);
+    let cli = match parsed {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
