@@ -225,7 +225,13 @@ fn cve_2024_21626_only_stdio_and_preserved_fds_at_execve() {
     // SAFETY: dup2 in the child before exec; async-signal-safe.
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut c, move || {
-            if libc::dup2(raw, 3) < 0 {
+            // dup2 onto itself would keep close-on-exec set.
+            let r = if raw == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(raw, 3)
+            };
+            if r < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())

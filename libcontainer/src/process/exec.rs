@@ -227,10 +227,13 @@ fn child_main(
     let exe = init::find_executable(process, &env)?;
     // Before the filter is loaded (trampoline.rs); `create` warned if the
     // container's filter rules it out.
-    let tramp = super::trampoline::prepare(opts.seccomp).map_err(|errno| InitError::Sys {
-        op: "exec trampoline".into(),
-        errno,
-    })?;
+    let tramp =
+        super::trampoline::prepare(opts.seccomp, 3 + opts.preserve_fds).map_err(|errno| {
+            InitError::Sys {
+                op: "exec trampoline".into(),
+                errno,
+            }
+        })?;
     let caps = match process.capabilities() {
         Some(c) => {
             let mut sets = capabilities::CapSets::from_spec(c)?;

@@ -268,7 +268,8 @@ fn init(args: &InitArgs<'_>) -> Result<Never> {
     let env = environment(process);
     let exe = find_executable(process, &env)?;
     // Made now, before the filter is loaded: see trampoline.rs.
-    let tramp = super::trampoline::prepare(args.seccomp).map_err(sys_err("exec trampoline"))?;
+    let tramp = super::trampoline::prepare(args.seccomp, 3 + args.preserve_fds)
+        .map_err(sys_err("exec trampoline"))?;
     if tramp.is_none() && args.seccomp.is_some() {
         ctx_warn(args.channel, super::trampoline::NO_TRAMPOLINE.into())?;
     }

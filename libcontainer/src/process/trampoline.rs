@@ -179,11 +179,26 @@ pub fn create() -> Result<OwnedFd, Errno> {
 /// before its seccomp filter is loaded. `None` when it cannot be used: on
 /// an architecture without one, or when `seccomp` would not let the
 /// process execveat it (then the caller execs directly and should warn).
-pub fn prepare(seccomp: Option<&crate::seccomp::Filter>) -> Result<Option<OwnedFd>, Errno> {
+///
+/// The fd is placed at `first_free` or above (3 + preserve_fds), so that
+/// it can never be one of the fds handed to the container.
+pub fn prepare(
+    seccomp: Option<&crate::seccomp::Filter>,
+    first_free: u32,
+) -> Result<Option<OwnedFd>, Errno> {
     if CODE.is_empty() {
         return Ok(None);
     }
-    let fd = create()?;
+    let made = create()?;
+    let min = libc::c_int::try_from(first_free).map_err(|_| Errno::EBADF)?;
+    // SAFETY: fcntl on an fd we own; the new fd is ours and close-on-exec.
+    let fd = unsafe { libc::fcntl(made.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) };
+    if fd < 0 {
+        return Err(Errno::last());
+    }
+    drop(made);
+    // SAFETY: F_DUPFD_CLOEXEC just gave us this fd.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     let args = [
         fd.as_raw_fd() as u64,
         0,
