@@ -8,7 +8,12 @@ use std::path::Path;
 fuzz_target!(|data: &[u8]| {
     if let Ok(loaded) = libcontainer::spec::parse(data, Path::new("config.json")) {
         // What create does next with a valid spec's seccomp section.
-        if let Some(sc) = loaded.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        if let Some(sc) = loaded
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.seccomp().as_ref())
+        {
             let _ = libcontainer::seccomp::build(sc);
         }
     }

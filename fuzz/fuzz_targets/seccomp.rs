@@ -19,13 +19,17 @@ fuzz_target!(|data: &[u8]| {
     };
     assert!(f.prog.len() <= 4096, "{} instructions", f.prog.len());
     // Probe syscall numbers and arguments taken from the input itself.
-    let mut probes: Vec<u32> = (0..8).chain([59, 322, 435, 1000, 0x4000_0000 | 59]).collect();
+    let mut probes: Vec<u32> = (0..8)
+        .chain([59, 322, 435, 1000, 0x4000_0000 | 59])
+        .collect();
     probes.extend(data.chunks(4).take(16).map(|c| {
         let mut b = [0u8; 4];
         b[..c.len()].copy_from_slice(c);
         u32::from_le_bytes(b) % 1024
     }));
-    let arg = data.iter().fold(0u64, |a, b| a.rotate_left(7) ^ u64::from(*b));
+    let arg = data
+        .iter()
+        .fold(0u64, |a, b| a.rotate_left(7) ^ u64::from(*b));
     for &arch in &ARCHES {
         for &nr in &probes {
             for args in [[0u64; 6], [arg; 6], [u64::MAX; 6]] {
