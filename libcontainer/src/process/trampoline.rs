@@ -244,7 +244,6 @@ pub fn exec(tramp: BorrowedFd<'_>, path: &CStr, args: &[CString], env: &[CString
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::AsFd;
 
     #[test]
     fn image_is_a_sane_elf() {
@@ -254,50 +253,30 @@ mod tests {
         assert_eq!(entry, BASE + HEADERS as u64);
     }
 
-    /// Run the trampoline in a child: it must exec `path` (here `/bin/sh
-    /// -c 'exit 7'`), and without the marker it must exit 127.
+    /// Run the trampoline (through /proc/self/fd, as a plain child): with
+    /// the marker it must exec `/bin/sh -c 'exit 7'`, without it exit 127.
     #[test]
     fn trampoline_execs_and_refuses_without_marker() {
+        use std::os::unix::process::CommandExt;
         let fd = create().expect("memfd");
-        let run = |marker: bool| -> i32 {
-            let args = [c"sh".to_owned(), c"-c".to_owned(), c"exit 7".to_owned()];
-            let env = [c"PATH=/bin".to_owned()];
-            // SAFETY: the child only calls async-signal-safe functions
-            // (execveat, _exit) after fork.
-            match unsafe { libc::fork() } {
-                0 => {
-                    if marker {
-                        exec(fd.as_fd(), c"/bin/sh", &args, &env);
-                    } else {
-                        let argv = [c"/proc/self/exe".as_ptr(), std::ptr::null()];
-                        let envp = [std::ptr::null::<libc::c_char>()];
-                        // SAFETY: valid NUL-terminated arrays.
-                        unsafe {
-                            libc::syscall(
-                                libc::SYS_execveat,
-                                fd.as_raw_fd(),
-                                c"".as_ptr(),
-                                argv.as_ptr(),
-                                envp.as_ptr(),
-                                libc::AT_EMPTY_PATH,
-                            )
-                        };
-                    }
-                    // SAFETY: always safe.
-                    unsafe { libc::_exit(99) }
-                }
-                pid => {
-                    let mut st = 0;
-                    // SAFETY: waiting for our own child.
-                    unsafe { libc::waitpid(pid, &mut st, 0) };
-                    libc::WEXITSTATUS(st)
-                }
-            }
+        let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        let status = |argv0: &str, rest: &[&str]| {
+            std::process::Command::new(&path)
+                .arg0(argv0)
+                .args(rest)
+                .env_clear()
+                .status()
+                .expect("spawn")
+                .code()
         };
-        assert_eq!(run(true), 7);
-        assert_eq!(run(false), 127);
-        // Sealed: no write, no truncation.
-        // SAFETY: write of one byte from a static buffer.
+        assert_eq!(status("\x01", &["/bin/sh", "sh", "-c", "exit 7"]), Some(7));
+        assert_eq!(
+            status("/proc/self/exe", &["/bin/sh", "-c", "exit 7"]),
+            Some(127)
+        );
+        assert_eq!(status("\x01", &[]), Some(127));
+        // Sealed: no write.
+        // SAFETY: pwrite of one byte from a static buffer to an fd we own.
         let w = unsafe { libc::pwrite(fd.as_raw_fd(), c"x".as_ptr().cast(), 1, 0) };
         assert_eq!(w, -1);
     }
