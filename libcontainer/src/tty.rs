@@ -112,6 +112,12 @@ pub fn setup(
         sys::RESOLVE_NO_SYMLINKS,
     )
     .map_err(err("open /dev/pts/ptmx"))?;
+    // The pty must come from a devpts, not from a node the image planted.
+    if resolve::fs_magic(master.as_fd()).map_err(err("statfs /dev/pts/ptmx"))? != DEVPTS_MAGIC {
+        return Err(TtyError::Usage(
+            "/dev/pts/ptmx in the container is not on a devpts filesystem",
+        ));
+    }
     let mut unlock: libc::c_int = 0;
     let mut n: libc::c_uint = 0;
     // SAFETY: TIOCSPTLCK/TIOCGPTN take a pointer to an int we own.
@@ -186,11 +192,51 @@ pub fn setup(
 }
 
 /// Bind the pty slave onto /dev/console (created as an empty file first).
+/// CVE-2025-52565: the target is opened without following any symlink and
+/// must be a regular file or character device that is not on procfs or
+/// sysfs, so a hostile /dev cannot send the bind onto a procfs file.
 fn bind_console(slave: &OwnedFd) -> Result<(), TtyError> {
     let root = sys::openat2(sys::cwd(), c"/", libc::O_PATH | libc::O_DIRECTORY, 0, 0)
         .map_err(err("open /"))?;
-    let target = resolve::create_file(root.as_fd(), Path::new("/dev/console"))
-        .map_err(err("create /dev/console"))?;
+    let no_links = sys::RESOLVE_NO_SYMLINKS;
+    let dev = resolve::open_in_root(
+        root.as_fd(),
+        Path::new("/dev"),
+        libc::O_PATH | libc::O_DIRECTORY,
+        no_links,
+    )
+    .map_err(err("open /dev"))?;
+    // SAFETY: `dev` is a directory fd; mknodat never follows a final symlink.
+    let r = unsafe {
+        libc::mknodat(
+            dev.as_raw_fd(),
+            c"console".as_ptr(),
+            libc::S_IFREG | 0o644,
+            0,
+        )
+    };
+    if r != 0 && Errno::last() != Errno::EEXIST {
+        return Err(err("create /dev/console")(Errno::last()));
+    }
+    let target = sys::openat2(
+        dev.as_fd(),
+        c"console",
+        libc::O_PATH | libc::O_NOFOLLOW,
+        0,
+        no_links | sys::RESOLVE_BENEATH,
+    )
+    .map_err(err("open /dev/console"))?;
+    let st = resolve::fstat(target.as_fd()).map_err(err("stat /dev/console"))?;
+    let kind = st.st_mode & libc::S_IFMT;
+    let magic = resolve::fs_magic(target.as_fd()).map_err(err("statfs /dev/console"))?;
+    if (kind != libc::S_IFREG && kind != libc::S_IFCHR)
+        || magic == resolve::PROC_SUPER_MAGIC
+        || magic == SYSFS_MAGIC
+    {
+        return Err(TtyError::Usage(
+            "/dev/console in the container is not a plain file or device; refusing to mount the console there",
+        ));
+    }
     let tree = sys::open_tree(
         slave.as_fd(),
         c"",
@@ -199,3 +245,6 @@ fn bind_console(slave: &OwnedFd) -> Result<(), TtyError> {
     .map_err(err("open_tree pty"))?;
     sys::move_mount_fd(tree.as_fd(), target.as_fd()).map_err(err("bind /dev/console"))
 }
+
+const SYSFS_MAGIC: i64 = 0x6265_6572;
+const DEVPTS_MAGIC: i64 = 0x1cd1;

@@ -225,6 +225,15 @@ fn child_main(
     }
     let env = init::environment(process);
     let exe = init::find_executable(process, &env)?;
+    // Before the filter is loaded (trampoline.rs); `create` warned if the
+    // container's filter rules it out.
+    let tramp =
+        super::trampoline::prepare(opts.seccomp, 3 + opts.preserve_fds).map_err(|errno| {
+            InitError::Sys {
+                op: "exec trampoline".into(),
+                errno,
+            }
+        })?;
     let caps = match process.capabilities() {
         Some(c) => {
             let mut sets = capabilities::CapSets::from_spec(c)?;
@@ -243,5 +252,5 @@ fn child_main(
         state: &init::state_json(&st.id, "running", st.pid, &st.bundle, &st.config),
     };
     init::finalize(&fin, process, process.cwd(), caps.as_ref())?;
-    init::exec(&exe, process, &env).map(|n| match n {})
+    init::exec(&exe, process, &env, tramp.as_ref().map(|t| t.as_fd())).map(|n| match n {})
 }

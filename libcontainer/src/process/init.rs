@@ -267,6 +267,12 @@ fn init(args: &InitArgs<'_>) -> Result<Never> {
     let cwd = process.cwd().clone();
     let env = environment(process);
     let exe = find_executable(process, &env)?;
+    // Made now, before the filter is loaded: see trampoline.rs.
+    let tramp = super::trampoline::prepare(args.seccomp, 3 + args.preserve_fds)
+        .map_err(sys_err("exec trampoline"))?;
+    if tramp.is_none() && args.seccomp.is_some() {
+        ctx_warn(args.channel, super::trampoline::NO_TRAMPOLINE.into())?;
+    }
     let caps = match process.capabilities() {
         Some(c) => {
             let mut sets = capabilities::CapSets::from_spec(c)?;
@@ -319,7 +325,7 @@ fn init(args: &InitArgs<'_>) -> Result<Never> {
             state: &created,
         };
         finalize(&fin, process, &cwd, caps.as_ref())?;
-        exec(&exe, process, &env)
+        exec(&exe, process, &env, tramp.as_ref().map(|t| t.as_fd()))
     })();
     let e = match result {
         Ok(never) => match never {},
@@ -510,7 +516,15 @@ pub(crate) fn finalize(
     Ok(())
 }
 
-pub(crate) fn exec(exe: &CString, process: &Process, env: &[String]) -> Result<Never> {
+/// execve the user's program: through the trampoline when there is one
+/// (CVE-2019-5736, see trampoline.rs), so that nothing the kernel resolves
+/// on the way can name this binary.
+pub(crate) fn exec(
+    exe: &CString,
+    process: &Process,
+    env: &[String],
+    tramp: Option<BorrowedFd<'_>>,
+) -> Result<Never> {
     let args: Vec<CString> = process
         .args()
         .iter()
@@ -523,9 +537,12 @@ pub(crate) fn exec(exe: &CString, process: &Process, env: &[String]) -> Result<N
         .map(|a| CString::new(a.as_bytes()))
         .collect::<std::result::Result<_, _>>()
         .map_err(|_| InitError::Msg("process.env: NUL byte".into()))?;
-    let e = nix::unistd::execve(exe, &args, &env)
-        .err()
-        .unwrap_or(Errno::EINVAL);
+    let e = match tramp {
+        Some(t) => super::trampoline::exec(t, exe, &args, &env),
+        None => nix::unistd::execve(exe, &args, &env)
+            .err()
+            .unwrap_or(Errno::EINVAL),
+    };
     Err(InitError::Sys {
         op: format!("exec {:?}", exe),
         errno: e,

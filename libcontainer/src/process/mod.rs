@@ -4,6 +4,7 @@
 pub mod channel;
 pub mod exec;
 pub mod init;
+pub mod trampoline;
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;

@@ -193,6 +193,7 @@ fn mount_one(ctx: &mut Context<'_>, root: BorrowedFd<'_>, i: usize, m: &Mount) -
         let fd = resolve::open_path(root, dest).map_err(sys_err("open", dest))?;
         return set_attrs(fd.as_fd(), &opts, dest);
     }
+    check_proc_destination(i, dest, &typ, opts.bind)?;
     // /proc and /sys must be real directories: a symlink there is an attack
     // (CVE-2019-19921 / CVE-2023-27561) even if it points inside the root.
     let no_symlinks = matches!(typ.as_str(), "proc" | "sysfs");
@@ -227,6 +228,15 @@ fn mount_one(ctx: &mut Context<'_>, root: BorrowedFd<'_>, i: usize, m: &Mount) -
             sys::open_tree(sys::cwd(), &src_c, flags).map_err(sys_err("open bind source", &src))?;
         let st = resolve::fstat(tree.as_fd()).map_err(sys_err("stat", &src))?;
         let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+        if resolve::clean(dest) == Path::new("proc")
+            && resolve::fs_magic(tree.as_fd()).map_err(sys_err("statfs", &src))?
+                != resolve::PROC_SUPER_MAGIC
+        {
+            return Err(field(format!(
+                "{} is bound onto /proc but is not procfs",
+                src.display()
+            )));
+        }
         prepare_target(root, dest, is_dir, no_symlinks)?;
         tree
     } else if typ == "cgroup" || typ == "cgroup2" {
@@ -266,6 +276,54 @@ fn mount_one(ctx: &mut Context<'_>, root: BorrowedFd<'_>, i: usize, m: &Mount) -
             };
             sys::mount_setattr(top.as_fd(), *rec, &attr)
                 .map_err(sys_err("set propagation", dest))?;
+        }
+    }
+    Ok(())
+}
+
+/// Files below /proc a bind mount may cover (as runc allows, for lxcfs).
+const PROC_BIND_ALLOWED: &[&str] = &[
+    "proc/cpuinfo",
+    "proc/diskstats",
+    "proc/meminfo",
+    "proc/stat",
+    "proc/swaps",
+    "proc/uptime",
+    "proc/loadavg",
+    "proc/slabinfo",
+    "proc/net/dev",
+    "proc/sys/kernel/ns_last_pid",
+];
+
+/// /proc is procfs and nothing the container did not get from the kernel
+/// covers its files (CVE-2023-28642 / CVE-2025-52881: masked paths, sysctl
+/// and other procfs writes must not land on something else): /proc itself
+/// takes only `type: proc` (a bind is checked to be procfs once opened),
+/// and below it only bind mounts of the files runc allows.
+fn check_proc_destination(i: usize, dest: &Path, typ: &str, bind: bool) -> Result<()> {
+    let rel = resolve::clean(dest);
+    let bad = |msg: String| {
+        Err(RootfsError::Invalid {
+            field: format!("mounts[{i}]"),
+            msg,
+        })
+    };
+    if rel == Path::new("proc") {
+        if typ != "proc" && !bind {
+            return bad(format!("{typ} on /proc: only procfs may be mounted there"));
+        }
+    } else if rel.starts_with("proc") {
+        let allowed = bind && PROC_BIND_ALLOWED.iter().any(|p| rel == Path::new(p));
+        if !allowed {
+            return bad(format!(
+                "{} is inside /proc: only bind mounts onto {} are allowed there",
+                dest.display(),
+                PROC_BIND_ALLOWED
+                    .iter()
+                    .map(|p| format!("/{p}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
         }
     }
     Ok(())

@@ -602,6 +602,15 @@ impl Filter {
         Ok(r)
     }
 
+    /// Whether the filter lets an x86_64 process make `nr` with `args`
+    /// (pointer arguments given as 0) without it failing: ALLOW or LOG.
+    pub fn allows(&self, nr: u32, args: [u64; 6]) -> bool {
+        matches!(
+            bpf::eval(&self.prog, nr, AUDIT_ARCH_X86_64, args),
+            Some((RET_ALLOW | RET_LOG, _))
+        )
+    }
+
     /// Install a filter without NOTIFY rules on the calling thread (and all
     /// threads, with TSYNC).
     pub fn load(&self) -> Result<(), SeccompError> {
