@@ -405,8 +405,36 @@ impl CgroupPaths {
 
     /// Move `pid` into every hierarchy.
     pub fn add(&self, pid: i32) -> Result<(), CgroupError> {
+        self.add_to(pid, false)
+    }
+
+    /// The v2 directory as an fd for `clone3(CLONE_INTO_CGROUP)`: the child
+    /// is born in it, so no cgroup.procs write (which, when the cgroup
+    /// rwsem is cold, waits for an RCU grace period) is needed there.
+    pub fn v2_fd(&self) -> Option<std::os::fd::OwnedFd> {
+        let dir = self.v2_dir.as_ref()?;
+        let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
+        crate::sys::openat2(
+            crate::sys::cwd(),
+            &c,
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            0,
+            0,
+        )
+        .ok()
+    }
+
+    /// Move `pid` into every hierarchy but v2 (it was cloned into it).
+    pub fn add_except_v2(&self, pid: i32) -> Result<(), CgroupError> {
+        self.add_to(pid, true)
+    }
+
+    fn add_to(&self, pid: i32, skip_v2: bool) -> Result<(), CgroupError> {
         let s = pid.to_string();
         for dir in &self.dirs {
+            if skip_v2 && self.v2_dir.as_ref() == Some(dir) {
+                continue;
+            }
             let f = dir.join("cgroup.procs");
             std::fs::write(&f, &s).map_err(io("write", &f))?;
         }

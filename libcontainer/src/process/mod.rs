@@ -145,9 +145,21 @@ pub fn spawn(a: &SpawnArgs<'_>, spawned: &mut Spawned) -> Result<i32, ProcessErr
             Errno::last()
         )));
     }
+    // Born in its v2 cgroup (CLONE_INTO_CGROUP) when there is one; v1
+    // hierarchies still get a cgroup.procs write below.
+    let cgroup_fd = if single { a.cgroups.v2_fd() } else { None };
     // SAFETY: the runtime is single-threaded; the child only runs init code and
     // always ends in execve or _exit.
-    let pid = match unsafe { sys::clone3(flags, None) }.map_err(ProcessError::Clone)? {
+    let cloned = match unsafe { sys::clone3(flags, cgroup_fd.as_ref().map(|f| f.as_raw_fd())) } {
+        // Kernels before 5.7 lack CLONE_INTO_CGROUP.
+        Err(Errno::EINVAL | Errno::E2BIG | Errno::ENOSYS) if cgroup_fd.is_some() => {
+            // SAFETY: as above.
+            unsafe { sys::clone3(flags, None) }.map(|r| (r, false))
+        }
+        r => r.map(|r| (r, cgroup_fd.is_some())),
+    };
+    let (cloned, into_cgroup) = cloned.map_err(ProcessError::Clone)?;
+    let pid = match cloned {
         sys::CloneResult::Child => {
             drop(parent);
             // SAFETY: our copy of the locked fd; this process never returns to
@@ -163,8 +175,13 @@ pub fn spawn(a: &SpawnArgs<'_>, spawned: &mut Spawned) -> Result<i32, ProcessErr
     };
     drop(listener);
     drop(child);
+    drop(cgroup_fd);
     spawned.children.push(pid);
-    a.cgroups.add(pid)?;
+    if into_cgroup {
+        a.cgroups.add_except_v2(pid)?;
+    } else {
+        a.cgroups.add(pid)?;
+    }
     let oom = a.spec.process().as_ref().and_then(|p| p.oom_score_adj());
     let init_pid = if single {
         if a.plan.creates(LinuxNamespaceType::User) {
