@@ -14,7 +14,8 @@
 #   idle memory    --idle N (default 10) `sleep` containers per shim flavor,
 #                  one shim each; RSS and PSS of every shim from
 #                  /proc/<pid>/smaps_rollup, mean per shim.
-#   throughput     a container writes --mib MiB (default 256) to stdout:
+#   throughput     a container writes --mib MiB (default 256) to stdout
+#                  (dd, 1 MiB writes):
 #                  to a `--log-uri file://` log (`run -d`, timed until the
 #                  task is STOPPED; shim CPU from /proc/<shim>/stat), and
 #                  through containerd's fifos to ctr (`run --rm`, stdout to
@@ -193,7 +194,7 @@ for f in "${flavors[@]}"; do
     ns="bench-$f"
     rm -f "$tmp/tp.log"
     t0=$(now_ms)
-    C -n "$ns" run -d ${rtargs[$f]} --log-uri "file://$tmp/tp.log" --rootfs "$rootfs" tp /bin/head -c "$((mib << 20))" /dev/zero
+    C -n "$ns" run -d ${rtargs[$f]} --log-uri "file://$tmp/tp.log" --rootfs "$rootfs" tp /bin/sh -c "dd if=/dev/zero bs=1048576 count=$mib 2>/dev/null"
     wait_stopped "$ns" tp || die "$f: throughput task never stopped"
     t1=$(now_ms)
     p=$(shim_of "$ns")
@@ -205,7 +206,7 @@ for f in "${flavors[@]}"; do
     C -n "$ns" container rm tp >/dev/null
     rm -f "$tmp/tp.log"
     t0=$(now_ms)
-    C -n "$ns" run --rm ${rtargs[$f]} --rootfs "$rootfs" tpf /bin/head -c "$((mib << 20))" /dev/zero >/dev/null
+    C -n "$ns" run --rm ${rtargs[$f]} --rootfs "$rootfs" tpf /bin/sh -c "dd if=/dev/zero bs=1048576 count=$mib 2>/dev/null" >/dev/null
     t1=$(now_ms)
     tp_fifo[$f]=$(awk -v m="$mib" -v ms="$((t1 - t0))" 'BEGIN{printf "%.0f", m*1000/ms}')
     log "$f: file:// ${tp_file[$f]} MiB/s (shim CPU ${tp_cpu[$f]} ms), fifo ${tp_fifo[$f]} MiB/s"
