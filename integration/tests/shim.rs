@@ -7,6 +7,7 @@
 #[path = "common_clients/mod.rs"]
 mod common_clients;
 #[path = "common_containerd/mod.rs"]
+#[macro_use]
 mod common_containerd;
 
 use std::fs;
@@ -19,50 +20,17 @@ use integration::*;
 
 const RUST: Flavor = Flavor::RustShim;
 
-#[test]
-fn ctr_run_rm_returns_exit_code_and_output() {
-    common_containerd::ctr_run_rm_returns_exit_code_and_output(RUST);
-}
-
-#[test]
-fn ctr_run_tty_gives_a_pty() {
-    common_containerd::ctr_run_tty_gives_a_pty(RUST);
-}
-
-#[test]
-fn ctr_detached_exec_kill_delete() {
-    common_containerd::ctr_detached_exec_kill_delete(RUST);
-}
-
-#[test]
-fn ctr_kill_all_reaches_exec_processes() {
-    common_containerd::ctr_kill_all_reaches_exec_processes(RUST);
-}
-
-#[test]
-fn ctr_task_delete_force_of_an_exited_task() {
-    common_containerd::ctr_task_delete_force_of_an_exited_task(RUST);
-}
-
-#[test]
-fn ctr_task_metrics_count_exec_processes() {
-    common_containerd::ctr_task_metrics_count_exec_processes(RUST);
-}
-
-#[test]
-fn ctr_task_ps_lists_init_and_exec() {
-    common_containerd::ctr_task_ps_lists_init_and_exec(RUST);
-}
-
-#[test]
-fn ctr_task_pause_resume() {
-    common_containerd::ctr_task_pause_resume(RUST);
-}
-
-#[test]
-fn ctr_run_failure_reports_the_error() {
-    common_containerd::ctr_run_failure_reports_the_error(RUST);
-}
+shared_tests!(RUST;
+    ctr_run_rm_returns_exit_code_and_output,
+    ctr_run_tty_gives_a_pty,
+    ctr_detached_exec_kill_delete,
+    ctr_kill_all_reaches_exec_processes,
+    ctr_task_delete_force_of_an_exited_task,
+    ctr_task_metrics_count_exec_processes,
+    ctr_task_ps_lists_init_and_exec,
+    ctr_task_pause_resume,
+    ctr_run_failure_reports_the_error,
+);
 
 /// `ctr events`, running in the background until dropped.
 struct Events {

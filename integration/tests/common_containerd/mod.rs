@@ -26,6 +26,18 @@ use crate::common_clients::*;
 use integration::*;
 use serde_json::Value;
 
+/// `#[test]` wrappers running the shared test bodies with one flavor.
+macro_rules! shared_tests {
+    ($flavor:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                common_containerd::$name($flavor);
+            }
+        )*
+    };
+}
+
 /// Which shim runs the containers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flavor {
