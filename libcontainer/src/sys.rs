@@ -99,7 +99,10 @@ fn unit_result(ret: libc::c_long) -> nix::Result<()> {
     }
 }
 
-/// openat2(2). `O_CLOEXEC` is always added.
+/// openat2(2). `O_CLOEXEC` is always added. With `RESOLVE_IN_ROOT` or
+/// `RESOLVE_BENEATH`, a `..` walked while any rename or mount happens on the
+/// system fails with EAGAIN (the kernel cannot prove it stayed inside); that
+/// is retried, as openat2(2) advises, a bounded number of times.
 pub fn openat2(
     dirfd: BorrowedFd<'_>,
     path: &CStr,
@@ -112,17 +115,24 @@ pub fn openat2(
         mode: u64::from(mode),
         resolve,
     };
-    // SAFETY: `how` and `path` outlive the call; the size matches the struct.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dirfd.as_raw_fd(),
-            path.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
-    };
-    fd_result(ret)
+    let scoped = resolve & (libc::RESOLVE_IN_ROOT | libc::RESOLVE_BENEATH) != 0;
+    let mut attempts = 0;
+    loop {
+        // SAFETY: `how` and `path` outlive the call; the size matches the struct.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dirfd.as_raw_fd(),
+                path.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        match fd_result(ret) {
+            Err(Errno::EAGAIN) if scoped && attempts < 256 => attempts += 1,
+            r => return r,
+        }
+    }
 }
 
 /// The result of `clone3` as seen by the caller.
