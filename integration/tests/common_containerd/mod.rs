@@ -26,8 +26,21 @@ use crate::common_clients::*;
 use integration::*;
 use serde_json::Value;
 
-/// `#[test]` wrappers running the shared test bodies with one flavor.
+/// `#[test]` wrappers running every shared test body with one flavor.
 macro_rules! shared_tests {
+    ($flavor:expr) => {
+        shared_tests!($flavor;
+            ctr_run_rm_returns_exit_code_and_output,
+            ctr_run_tty_gives_a_pty,
+            ctr_detached_exec_kill_delete,
+            ctr_kill_all_reaches_exec_processes,
+            ctr_task_delete_force_of_an_exited_task,
+            ctr_task_metrics_count_exec_processes,
+            ctr_task_ps_lists_init_and_exec,
+            ctr_task_pause_resume,
+            ctr_run_failure_reports_the_error,
+        );
+    };
     ($flavor:expr; $($name:ident),* $(,)?) => {
         $(
             #[test]
