@@ -30,6 +30,13 @@ pub enum OpsError {
     Io { op: String, source: std::io::Error },
 }
 
+impl OpsError {
+    /// The container does not exist (what a client maps to NotFound).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, OpsError::State(StateError::NotFound(_)))
+    }
+}
+
 type Result<T> = std::result::Result<T, OpsError>;
 
 fn load(root: &Path, id: &str) -> Result<(StateDir, State, Status)> {

@@ -47,6 +47,13 @@ pub enum ContainerError {
     Io { op: String, source: std::io::Error },
 }
 
+impl ContainerError {
+    /// The container does not exist (what a client maps to NotFound).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ContainerError::State(StateError::NotFound(_)))
+    }
+}
+
 type Result<T> = std::result::Result<T, ContainerError>;
 
 pub struct CreateOptions {
@@ -72,6 +79,8 @@ pub struct Created {
     pub debug: Vec<String>,
     /// Where the pty master arrives, with `pty_to_caller`.
     pub console: Option<OwnedFd>,
+    /// The container's cgroups (for a caller that watches them, e.g. OOM).
+    pub cgroups: CgroupPaths,
 }
 
 /// Undoes a half-made container unless disarmed.
@@ -207,7 +216,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         owner: String::new(),
         annotations: spec.annotations().clone().unwrap_or_default(),
         started: false,
-        cgroups,
+        cgroups: cgroups.clone(),
         config: spec,
     };
     sd.save(&st)?;
@@ -224,6 +233,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         warnings,
         debug,
         console: caller_console,
+        cgroups,
     })
 }
 

@@ -40,14 +40,28 @@ fn unknown(e: impl std::fmt::Display) -> RpcError {
     err(Code::Unknown, e)
 }
 
-/// libcontainer errors: "does not exist" is NotFound, the rest Unknown.
-fn lc_err(e: impl std::fmt::Display) -> RpcError {
-    let s = e.to_string();
-    if s.contains("does not exist") {
-        err(Code::NotFound, s)
+/// libcontainer's state root when the options name none.
+fn default_root(namespace: &str) -> PathBuf {
+    Path::new("/run/containerd/oxrun").join(namespace)
+}
+
+/// libcontainer errors: a missing container is NotFound, the rest Unknown.
+fn lc_err(e: container::ContainerError) -> RpcError {
+    let code = if e.is_not_found() {
+        Code::NotFound
     } else {
-        unknown(s)
-    }
+        Code::Unknown
+    };
+    err(code, e)
+}
+
+fn ops_err(e: cgroup_ops::OpsError) -> RpcError {
+    let code = if e.is_not_found() {
+        Code::NotFound
+    } else {
+        Code::Unknown
+    };
+    err(code, e)
 }
 
 pub struct Shim {
@@ -96,7 +110,7 @@ impl Shim {
     }
 
     fn default_root(&self) -> PathBuf {
-        Path::new("/run/containerd/oxrun").join(&self.namespace)
+        default_root(&self.namespace)
     }
 
     /// Run one call. `conn`/`stream` identify it for a parked Wait.
@@ -235,11 +249,8 @@ impl Shim {
                     .map_err(unknown)
                     .map_err(cleanup)?;
             }
-            let (st, _) = container::state(&root, &r.id)
-                .map_err(lc_err)
-                .map_err(cleanup)?;
-            let oom = OomWatcher::new(&st.cgroups).ok().flatten();
-            Ok((created.pid, io, st.cgroups.unified, oom))
+            let oom = OomWatcher::new(&created.cgroups).ok().flatten();
+            Ok((created.pid, io, created.cgroups.unified, oom))
         })();
         let (pid, io, unified, oom) = match result {
             Ok(v) => v,
@@ -486,7 +497,7 @@ impl Shim {
                 let t = self.task(&r.id)?;
                 match container::delete(&t.root, &t.id, true) {
                     Ok(_) => {}
-                    Err(e) if lc_err(&e).0 == Code::NotFound => {}
+                    Err(e) if e.is_not_found() => {}
                     Err(e) => return Err(lc_err(e)),
                 }
             }
@@ -540,7 +551,7 @@ impl Shim {
 
     fn pids(&mut self, r: api::PidsRequest) -> Rpc<api::PidsResponse> {
         let t = self.task(&r.id)?;
-        let pids = cgroup_ops::ps(&t.root, &t.id).map_err(lc_err)?;
+        let pids = cgroup_ops::ps(&t.root, &t.id).map_err(ops_err)?;
         let mut resp = api::PidsResponse::new();
         for pid in pids {
             let mut info = api::ProcessInfo::new();
@@ -557,7 +568,7 @@ impl Shim {
 
     fn pause(&mut self, r: api::PauseRequest) -> Rpc<Empty> {
         let t = self.task_mut(&r.id)?;
-        cgroup_ops::pause(&t.root, &t.id).map_err(lc_err)?;
+        cgroup_ops::pause(&t.root, &t.id).map_err(ops_err)?;
         t.paused = true;
         let mut e = ev::TaskPaused::new();
         e.container_id = r.id;
@@ -567,7 +578,7 @@ impl Shim {
 
     fn resume(&mut self, r: api::ResumeRequest) -> Rpc<Empty> {
         let t = self.task_mut(&r.id)?;
-        cgroup_ops::resume(&t.root, &t.id).map_err(lc_err)?;
+        cgroup_ops::resume(&t.root, &t.id).map_err(ops_err)?;
         t.paused = false;
         let mut e = ev::TaskResumed::new();
         e.container_id = r.id;
@@ -609,13 +620,13 @@ impl Shim {
             .unwrap_or_default();
         let res: oci_spec::runtime::LinuxResources = serde_json::from_slice(value)
             .map_err(|e| err(Code::InvalidArgument, format!("update resources: {e}")))?;
-        cgroup_ops::update(&t.root, &t.id, &res).map_err(lc_err)?;
+        cgroup_ops::update(&t.root, &t.id, &res).map_err(ops_err)?;
         Ok(Empty::new())
     }
 
     fn stats(&mut self, r: api::StatsRequest) -> Rpc<api::StatsResponse> {
         let t = self.task(&r.id)?;
-        let ev = cgroup_ops::stats(&t.root, &t.id).map_err(lc_err)?;
+        let ev = cgroup_ops::stats(&t.root, &t.id).map_err(ops_err)?;
         let stats = ev.data.unwrap_or_default();
         let mut resp = api::StatsResponse::new();
         resp.stats = Some(crate::metrics::for_container(t.unified, &stats)).into();
@@ -729,7 +740,7 @@ impl Shim {
 pub fn cleanup_after_crash(bundle: &Path, id: &str, namespace: &str) -> u32 {
     let root = std::fs::read(bundle.join(crate::ROOT_FILE))
         .map(|b| PathBuf::from(String::from_utf8_lossy(&b).into_owned()))
-        .unwrap_or_else(|_| Path::new("/run/containerd/oxrun").join(namespace));
+        .unwrap_or_else(|_| default_root(namespace));
     let _ = container::delete(&root, id, true);
     mounts::unmount_rootfs(bundle);
     let _ = std::fs::remove_file(bundle.join(crate::ROOT_FILE));
