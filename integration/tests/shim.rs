@@ -205,12 +205,7 @@ fn killed_shim_is_cleaned_up_by_containerd() {
     let mut c = Containerd::start(RUST);
     let id = "shimkill";
     let pid = c.run_detached(id, &["/bin/sleep", "300"], None);
-    let shims = procs_with_cmdline(&c.sock.display().to_string());
-    let shim = shims
-        .iter()
-        .find(|(p, cl)| *p != c.pid && cl.contains("containerd-shim-rust-v2"))
-        .map(|(p, _)| *p)
-        .unwrap_or_else(|| panic!("no shim found: {shims:?}"));
+    let shim = c.rust_shim_pid();
     unsafe { libc::kill(shim, libc::SIGKILL) };
     let gone = poll(WAIT, || (!pid_alive(pid)).then_some(()));
     assert!(gone.is_some(), "container init {pid} survived its shim");
@@ -239,12 +234,7 @@ fn containerd_restart_keeps_containers_and_exits_arrive() {
     let log = c.dir.join("restart.log");
     let pid = c.run_detached(id, TRAP_INIT, Some(&log));
     wait_log(&log, "ready");
-    let shims = procs_with_cmdline(&c.sock.display().to_string());
-    let shim = shims
-        .iter()
-        .find(|(p, cl)| *p != c.pid && cl.contains("containerd-shim-rust-v2"))
-        .map(|(p, _)| *p)
-        .unwrap_or_else(|| panic!("no shim found: {shims:?}"));
+    let shim = c.rust_shim_pid();
 
     c.restart(shim);
     assert!(pid_alive(shim), "the shim died with containerd");

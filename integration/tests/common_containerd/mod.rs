@@ -178,6 +178,43 @@ disabled_plugins = [
         c
     }
 
+    /// `ctr task exec -d --exec-id bg <id> /bin/sleep 301`; returns the
+    /// container's pids (sorted) once the exec'd process is in its cgroup
+    /// next to the init.
+    pub fn exec_background(&self, id: &str) -> Vec<i32> {
+        self.ctr(&[
+            "task",
+            "exec",
+            "-d",
+            "--exec-id",
+            "bg",
+            id,
+            "/bin/sleep",
+            "301",
+        ])
+        .ok();
+        poll(WAIT, || {
+            let p = self.container_pids(id);
+            (p.len() == 2).then_some(p)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "exec -d: expected 2 processes, got {:?}",
+                self.container_pids(id)
+            )
+        })
+    }
+
+    /// The pid of the (single) containerd-shim-rust-v2 serving this containerd.
+    pub fn rust_shim_pid(&self) -> i32 {
+        let shims = procs_with_cmdline(&self.sock.display().to_string());
+        shims
+            .iter()
+            .find(|(p, cl)| *p != self.pid && cl.contains("containerd-shim-rust-v2"))
+            .map(|(p, _)| *p)
+            .unwrap_or_else(|| panic!("no shim found: {shims:?}"))
+    }
+
     /// Stop containerd and start it again in the same mount namespace
     /// (the one `holder`, e.g. a shim, is in), as a node restart of
     /// containerd would: running shims and containers stay.
@@ -687,27 +724,7 @@ pub fn ctr_kill_all_reaches_exec_processes(flavor: Flavor) {
     let mut c = Containerd::start(flavor);
     let id = "killall";
     let pid = c.run_detached(id, &["/bin/sleep", "300"], None);
-    c.ctr(&[
-        "task",
-        "exec",
-        "-d",
-        "--exec-id",
-        "bg",
-        id,
-        "/bin/sleep",
-        "301",
-    ])
-    .ok();
-    let pids = poll(WAIT, || {
-        let p = c.container_pids(id);
-        (p.len() == 2).then_some(p)
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "exec -d: expected 2 processes, got {:?}",
-            c.container_pids(id)
-        )
-    });
+    let pids = c.exec_background(id);
     assert!(pids.contains(&pid), "{pids:?}");
     let bg = *pids.iter().find(|p| **p != pid).unwrap();
     assert!(cmdline(bg).contains("sleep 301"), "{}", cmdline(bg));
@@ -791,22 +808,7 @@ pub fn ctr_task_ps_lists_init_and_exec(flavor: Flavor) {
     let mut c = Containerd::start(flavor);
     let id = "ps";
     let pid = c.run_detached(id, &["/bin/sleep", "300"], None);
-    c.ctr(&[
-        "task",
-        "exec",
-        "-d",
-        "--exec-id",
-        "bg",
-        id,
-        "/bin/sleep",
-        "301",
-    ])
-    .ok();
-    let want = poll(WAIT, || {
-        let p = c.container_pids(id);
-        (p.len() == 2).then_some(p)
-    })
-    .expect("two processes in the container");
+    let want = c.exec_background(id);
     let out = c.ctr(&["task", "ps", id]).ok();
     // PID  INFO
     let mut got: Vec<i32> = out
