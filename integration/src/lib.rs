@@ -119,6 +119,7 @@ pub fn unmount_under(dir: &Path) {
         mps.sort_by_key(|m| std::cmp::Reverse(m.len()));
         for mp in mps {
             if let Ok(c) = CString::new(mp) {
+                // SAFETY: umount2 with a valid C string; detaching a test mount.
                 unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
             }
         }
@@ -1010,16 +1011,19 @@ fn recv_one_fd(sock: RawFd) -> Result<OwnedFd, String> {
         iov_len: data.len(),
     };
     let mut cbuf = [0u64; 64];
+    // SAFETY: msghdr is plain data; all-zero is a valid empty value.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
     msg.msg_controllen = std::mem::size_of_val(&cbuf) as _;
+    // SAFETY: msg points at live buffers (iov, cbuf) sized as declared.
     let n = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
     if n < 0 {
         return Err(format!("recvmsg: {}", std::io::Error::last_os_error()));
     }
     let mut found: Vec<RawFd> = Vec::new();
+    // SAFETY: walking the control messages recvmsg filled in, within cbuf.
     unsafe {
         let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
         while !cmsg.is_null() {
@@ -1036,6 +1040,7 @@ fn recv_one_fd(sock: RawFd) -> Result<OwnedFd, String> {
     }
     if found.len() != 1 {
         for fd in &found {
+            // SAFETY: closing fds we received and own.
             unsafe { libc::close(*fd) };
         }
         return Err(format!(
@@ -1043,6 +1048,7 @@ fn recv_one_fd(sock: RawFd) -> Result<OwnedFd, String> {
             found.len()
         ));
     }
+    // SAFETY: found[0] was just received and is owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(found[0]) })
 }
 
@@ -1061,6 +1067,7 @@ pub fn read_until(fd: RawFd, timeout: Duration, pred: impl Fn(&str) -> bool) -> 
             events: libc::POLLIN,
             revents: 0,
         };
+        // SAFETY: pfd is a live pollfd; count 1.
         let r = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(1000) as i32) };
         if r < 0 {
             break;
@@ -1069,6 +1076,7 @@ pub fn read_until(fd: RawFd, timeout: Duration, pred: impl Fn(&str) -> bool) -> 
             continue;
         }
         let mut buf = [0u8; 4096];
+        // SAFETY: buf is a live buffer of the given length.
         let n = unsafe { libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
         if n <= 0 {
             break;
@@ -1082,6 +1090,7 @@ pub fn read_until(fd: RawFd, timeout: Duration, pred: impl Fn(&str) -> bool) -> 
 pub fn write_all_fd(fd: RawFd, data: &[u8]) {
     let mut off = 0;
     while off < data.len() {
+        // SAFETY: the pointer and length are of a live slice.
         let n = unsafe {
             libc::write(
                 fd,

@@ -274,10 +274,8 @@ fn exec_tty_over_console_socket() {
     drop(out);
     let master = sock.recv_fd(TIMEOUT).expect("pty master");
     // SAFETY: isatty on an fd we own.
-    assert_eq!(
-        unsafe { libc::isatty(std::os::fd::AsRawFd::as_raw_fd(&master)) },
-        1
-    );
+    let is_tty = unsafe { libc::isatty(std::os::fd::AsRawFd::as_raw_fd(&master)) };
+    assert_eq!(is_tty, 1);
     let mut f = std::fs::File::from(master);
     let mut got = String::new();
     let deadline = std::time::Instant::now() + TIMEOUT;

@@ -421,7 +421,7 @@ fn spec_rootless() {
         !ns.iter().any(|n| n["type"] == "network"),
         "rootless spec shares the network ns"
     );
-    let uid = unsafe { libc::geteuid() };
+    let uid = effective_uid();
     let um = &cfg["linux"]["uidMappings"][0];
     assert_eq!(um["containerID"], 0, "{cfg}");
     assert_eq!(um["hostID"], uid, "{cfg}");
@@ -469,4 +469,9 @@ fn features_json() {
             .is_some_and(|m| m.iter().any(|o| o == "rbind")),
         "{v}"
     );
+}
+
+fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no arguments and cannot fail.
+    unsafe { libc::geteuid() }
 }

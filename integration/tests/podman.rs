@@ -51,7 +51,9 @@ fn ulimit_arg(resource: libc::__rlimit_resource_t, cap: u64) -> String {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    assert_eq!(unsafe { libc::getrlimit(resource, &mut rl) }, 0);
+    // SAFETY: rl is a live rlimit the call fills in.
+    let r = unsafe { libc::getrlimit(resource, &mut rl) };
+    assert_eq!(r, 0);
     format!("{0}:{0}", rl.rlim_max.min(cap))
 }
 

@@ -323,6 +323,7 @@ fn fds_of_ls(out: &str) -> Vec<u32> {
 
 /// Make `fd` appear (without CLOEXEC) as `target` in the child.
 fn leak_fd_as(cmd: &mut std::process::Command, fd: i32, target: i32) {
+    // SAFETY: the pre_exec closure only calls async-signal-safe fcntl/dup2/close.
     unsafe {
         cmd.pre_exec(move || {
             let tmp = libc::fcntl(fd, libc::F_DUPFD, 100);

@@ -206,6 +206,7 @@ fn killed_shim_is_cleaned_up_by_containerd() {
     let id = "shimkill";
     let pid = c.run_detached(id, &["/bin/sleep", "300"], None);
     let shim = c.rust_shim_pid();
+    // SAFETY: kill(2) with a pid and a signal number; no memory is involved.
     unsafe { libc::kill(shim, libc::SIGKILL) };
     let gone = poll(WAIT, || (!pid_alive(pid)).then_some(()));
     assert!(gone.is_some(), "container init {pid} survived its shim");

@@ -29,18 +29,14 @@ fn console_socket_interactive_shell() {
         .recv_fd(TIMEOUT)
         .unwrap_or_else(|e| panic!("console fd: {e}"));
     let fd = master.as_raw_fd();
-    assert_eq!(
-        unsafe { libc::isatty(fd) },
-        1,
-        "received fd is not a terminal"
-    );
+    // SAFETY: isatty on an fd we own.
+    let is_tty = unsafe { libc::isatty(fd) };
+    assert_eq!(is_tty, 1, "received fd is not a terminal");
     // A pty master: TIOCGPTN gives the slave number.
     let mut ptn: libc::c_uint = 0;
-    assert_eq!(
-        unsafe { libc::ioctl(fd, libc::TIOCGPTN, &mut ptn) },
-        0,
-        "received fd is not a pty master"
-    );
+    // SAFETY: TIOCGPTN writes one c_uint into ptn.
+    let r = unsafe { libc::ioctl(fd, libc::TIOCGPTN, &mut ptn) };
+    assert_eq!(r, 0, "received fd is not a pty master");
 
     rt.start(&id).ok();
     // Markers are computed by the shell so the echoed input never matches.
@@ -101,7 +97,9 @@ fn console_socket_detached_run_and_window_size() {
         ws_xpixel: 0,
         ws_ypixel: 0,
     };
-    assert_eq!(unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) }, 0);
+    // SAFETY: TIOCSWINSZ reads one winsize from ws.
+    let r = unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) };
+    assert_eq!(r, 0);
     write_all_fd(
         fd,
         b"echo SIZE=$(stty size)=$((1+1)); echo PID=$$=; exit 0\n",

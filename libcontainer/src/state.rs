@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{self, OFlag};
+use nix::fcntl::{self, Flock, FlockArg, OFlag};
 use nix::sys::stat::Mode;
 use serde::{Deserialize, Serialize};
 
@@ -191,7 +191,7 @@ pub fn validate_id(id: &str) -> Result<(), StateError> {
 /// A locked container state directory.
 pub struct StateDir {
     pub path: PathBuf,
-    dir: OwnedFd,
+    dir: Flock<OwnedFd>,
 }
 
 fn open_dir(path: &Path) -> nix::Result<OwnedFd> {
@@ -204,20 +204,18 @@ fn open_dir(path: &Path) -> nix::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn lock(fd: &OwnedFd, path: &Path) -> Result<(), StateError> {
+/// Take the directory's exclusive lock, waiting for it (retried on EINTR).
+fn lock(fd: OwnedFd, path: &Path) -> Result<Flock<OwnedFd>, StateError> {
+    let mut fd = fd;
     loop {
-        // SAFETY: flock on an fd we own.
-        let r = unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX) };
-        if r == 0 {
-            return Ok(());
-        }
-        match Errno::last() {
-            Errno::EINTR => continue,
-            e => {
+        match Flock::lock(fd, FlockArg::LockExclusive) {
+            Ok(locked) => return Ok(locked),
+            Err((back, Errno::EINTR)) => fd = back,
+            Err((_, errno)) => {
                 return Err(StateError::Sys {
                     op: "flock",
                     path: path.to_path_buf(),
-                    errno: e,
+                    errno,
                 })
             }
         }
@@ -240,7 +238,7 @@ impl StateDir {
             Err(e) => return Err(sys("mkdir", &path)(e)),
         }
         let dir = open_dir(&path).map_err(sys("open", &path))?;
-        lock(&dir, &path)?;
+        let dir = lock(dir, &path)?;
         Ok(StateDir { path, dir })
     }
 
@@ -255,7 +253,7 @@ impl StateDir {
             }
             Err(e) => return Err(sys("open", &path)(e)),
         };
-        lock(&dir, &path)?;
+        let dir = lock(dir, &path)?;
         // A concurrent delete may have removed it while we waited for the lock.
         match fcntl::openat(
             Some(dir.as_raw_fd()),

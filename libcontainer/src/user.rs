@@ -17,11 +17,7 @@ pub enum UserError {
 }
 
 fn keepcaps(on: bool) -> Result<(), UserError> {
-    // SAFETY: prctl with integer arguments.
-    if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, libc::c_ulong::from(on), 0, 0, 0) } != 0 {
-        return Err(UserError::KeepCaps(Errno::last()));
-    }
-    Ok(())
+    nix::sys::prctl::set_keepcaps(on).map_err(UserError::KeepCaps)
 }
 
 /// setgroups + setresgid + setresuid, with PR_SET_KEEPCAPS around the uid change.

@@ -95,13 +95,7 @@ fn become_daemon(oom_score: i32) -> Result<(), StartError> {
             .map_err(sys("dup2 /dev/null"))?;
     }
     nix::unistd::chdir("/").map_err(sys("chdir /"))?;
-    // SAFETY: prctl with integer arguments.
-    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
-        return Err(StartError::Sys {
-            op: "PR_SET_CHILD_SUBREAPER",
-            errno: nix::errno::Errno::last(),
-        });
-    }
+    nix::sys::prctl::set_child_subreaper(true).map_err(sys("PR_SET_CHILD_SUBREAPER"))?;
     let score = (oom_score + 1).clamp(-1000, 1000);
     // Raising our score needs no privilege; failing to is not fatal.
     let _ = std::fs::write("/proc/self/oom_score_adj", score.to_string());

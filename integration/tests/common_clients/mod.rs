@@ -167,6 +167,7 @@ pub fn remove_cgroup_tree(rel: &str) {
 /// SIGKILL the given processes.
 pub fn kill_all(procs: &[(i32, String)]) {
     for (p, _) in procs {
+        // SAFETY: kill(2) with a pid and a signal number; no memory is involved.
         unsafe { libc::kill(*p, libc::SIGKILL) };
     }
 }

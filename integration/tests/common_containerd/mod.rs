@@ -406,6 +406,7 @@ disabled_plugins = [
         let Some(mut child) = self.child.take() else {
             return;
         };
+        // SAFETY: kill(2) with a pid and a signal number; no memory is involved.
         unsafe { libc::kill(self.pid, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {

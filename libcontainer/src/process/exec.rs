@@ -76,10 +76,8 @@ pub fn spawn(st: &State, opts: &ExecOptions<'_>) -> Result<i32, ExecError> {
         .ok_or_else(|| ExecError::NotRunning(st.id.clone()))?;
     let dirs = cgroup_dirs(st, opts.cgroup_subpath)?;
     let flags = ns_flags(st);
-    // SAFETY: prctl with integer arguments; this process never becomes dumpable again.
-    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
-        return Err(sys_err("prctl(PR_SET_DUMPABLE)")(Errno::last()));
-    }
+    // This process never becomes dumpable again.
+    nix::sys::prctl::set_dumpable(false).map_err(sys_err("prctl(PR_SET_DUMPABLE)"))?;
     // Only our children are affected: the child is born in the container's
     // pid ns. A long-lived caller (the shim) gets its own back afterwards.
     let own_pidns = if flags & libc::CLONE_NEWPID != 0 {

@@ -416,14 +416,14 @@ pub(crate) fn finalize(
         rlimits::apply(rl)?;
     }
     if let Some(p) = args.personality {
+        // PER_LINUX is 0 and PER_LINUX32 is 8 (<linux/personality.h>);
+        // nix names only the flag bits.
         let domain = match p.domain() {
             oci_spec::runtime::LinuxPersonalityDomain::PerLinux => 0,
             oci_spec::runtime::LinuxPersonalityDomain::PerLinux32 => 8,
         };
-        // SAFETY: personality with an integer argument.
-        if unsafe { libc::personality(domain) } < 0 {
-            return Err(sys_err("linux.personality")(Errno::last()));
-        }
+        nix::sys::personality::set(nix::sys::personality::Persona::from_bits_retain(domain))
+            .map_err(sys_err("linux.personality"))?;
     }
     if !args.no_new_keyring {
         let name = CString::new(format!("_ses.{}", args.id)).unwrap_or_default();
@@ -505,10 +505,7 @@ pub(crate) fn finalize(
         c.apply_rest()?;
     }
     if nnp {
-        // SAFETY: prctl with integer arguments.
-        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-            return Err(sys_err("process.noNewPrivileges")(Errno::last()));
-        }
+        nix::sys::prctl::set_no_new_privs().map_err(sys_err("process.noNewPrivileges"))?;
         if let Some(f) = args.seccomp {
             f.install(args.pid, args.state)?;
         }

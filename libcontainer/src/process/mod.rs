@@ -60,10 +60,7 @@ pub struct SpawnArgs<'a> {
 /// and stderr. dup2 clears close-on-exec on the copies.
 pub(crate) fn install_stdio(fds: [std::os::fd::RawFd; 3]) -> Result<(), Errno> {
     for (target, fd) in (0..).zip(fds) {
-        // SAFETY: dup2 on fd numbers; the targets are ours to replace.
-        if unsafe { libc::dup2(fd, target) } < 0 {
-            return Err(Errno::last());
-        }
+        nix::unistd::dup2(fd, target)?;
     }
     Ok(())
 }
@@ -138,13 +135,8 @@ pub fn spawn(a: &SpawnArgs<'_>, spawned: &mut Spawned) -> Result<i32, ProcessErr
     // execve's the user's program its /proc/1/exe is this binary, and a
     // process exec'd into a created container must not open it
     // (CVE-2019-5736). execve resets the flag for the user's program.
-    // SAFETY: prctl with integer arguments.
-    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
-        return Err(ProcessError::Init(format!(
-            "prctl(PR_SET_DUMPABLE): {}",
-            Errno::last()
-        )));
-    }
+    nix::sys::prctl::set_dumpable(false)
+        .map_err(|e| ProcessError::Init(format!("prctl(PR_SET_DUMPABLE): {e}")))?;
     // Born in its v2 cgroup (CLONE_INTO_CGROUP) when there is one; v1
     // hierarchies still get a cgroup.procs write below.
     let cgroup_fd = if single { a.cgroups.v2_fd() } else { None };
