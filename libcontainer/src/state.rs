@@ -27,12 +27,8 @@ pub enum StateError {
     Exists(String),
     #[error("container {0} does not exist")]
     NotFound(String),
-    #[error("{op} {path}: {errno}")]
-    Sys {
-        op: &'static str,
-        path: PathBuf,
-        errno: Errno,
-    },
+    #[error(transparent)]
+    Sys(#[from] crate::sys::SysError),
     #[error("{path}: corrupt state: {source}")]
     Corrupt {
         path: PathBuf,
@@ -40,13 +36,7 @@ pub enum StateError {
     },
 }
 
-fn sys<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(Errno) -> StateError + 'a {
-    move |errno| StateError::Sys {
-        op,
-        path: path.to_path_buf(),
-        errno,
-    }
-}
+use crate::sys::err_at as sys;
 
 /// The lifecycle status of a container, as the runtime-spec names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -212,11 +202,11 @@ fn lock(fd: OwnedFd, path: &Path) -> Result<Flock<OwnedFd>, StateError> {
             Ok(locked) => return Ok(locked),
             Err((back, Errno::EINTR)) => fd = back,
             Err((_, errno)) => {
-                return Err(StateError::Sys {
-                    op: "flock",
-                    path: path.to_path_buf(),
+                return Err(StateError::Sys(crate::sys::SysError::at(
+                    "flock",
+                    path.to_path_buf(),
                     errno,
-                })
+                )))
             }
         }
     }
@@ -226,16 +216,18 @@ impl StateDir {
     /// Create `<root>/<id>` exclusively and lock it.
     pub fn create(root: &Path, id: &str) -> Result<Self, StateError> {
         validate_id(id)?;
-        std::fs::create_dir_all(root).map_err(|e| StateError::Sys {
-            op: "mkdir",
-            path: root.to_path_buf(),
-            errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        std::fs::create_dir_all(root).map_err(|e| {
+            StateError::Sys(crate::sys::SysError::at(
+                "mkdir",
+                root.to_path_buf(),
+                Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            ))
         })?;
         let path = root.join(id);
         match nix::unistd::mkdir(&path, Mode::from_bits_truncate(0o700)) {
             Ok(()) => {}
             Err(Errno::EEXIST) => return Err(StateError::Exists(id.to_string())),
-            Err(e) => return Err(sys("mkdir", &path)(e)),
+            Err(e) => return Err(sys("mkdir", &path)(e).into()),
         }
         let dir = open_dir(&path).map_err(sys("open", &path))?;
         let dir = lock(dir, &path)?;
@@ -251,7 +243,7 @@ impl StateDir {
             Err(Errno::ENOENT) | Err(Errno::ENOTDIR) => {
                 return Err(StateError::NotFound(id.to_string()))
             }
-            Err(e) => return Err(sys("open", &path)(e)),
+            Err(e) => return Err(sys("open", &path)(e).into()),
         };
         let dir = lock(dir, &path)?;
         // A concurrent delete may have removed it while we waited for the lock.
@@ -266,7 +258,7 @@ impl StateDir {
                 drop(unsafe { OwnedFd::from_raw_fd(fd) });
             }
             Err(Errno::ENOENT) => return Err(StateError::NotFound(id.to_string())),
-            Err(e) => return Err(sys("open", &path.join(STATE_FILE))(e)),
+            Err(e) => return Err(sys("open", path.join(STATE_FILE))(e).into()),
         }
         Ok(StateDir { path, dir })
     }
@@ -295,10 +287,8 @@ impl StateDir {
             path: self.path.clone(),
             source,
         })?;
-        f.write_all(&data).map_err(|e| StateError::Sys {
-            op: "write",
-            path: self.path.join(tmp),
-            errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        f.write_all(&data).map_err(|e| {
+            StateError::Sys(crate::sys::SysError::io("write", self.path.join(tmp), &e))
         })?;
         drop(f);
         fcntl::renameat(
@@ -307,7 +297,8 @@ impl StateDir {
             Some(self.dir.as_raw_fd()),
             STATE_FILE,
         )
-        .map_err(sys("rename", &self.path.join(STATE_FILE)))
+        .map_err(sys("rename", self.path.join(STATE_FILE)))?;
+        Ok(())
     }
 
     /// Remove the directory and everything in it (it holds only our files).
@@ -315,11 +306,11 @@ impl StateDir {
         match std::fs::remove_dir_all(&self.path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(StateError::Sys {
-                op: "rmdir",
-                path: self.path.clone(),
-                errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-            }),
+            Err(e) => Err(StateError::Sys(crate::sys::SysError::at(
+                "rmdir",
+                self.path.clone(),
+                Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            ))),
         }
     }
 }
@@ -337,11 +328,11 @@ pub fn read_state(dir: &Path) -> Result<State, StateError> {
             return Err(StateError::NotFound(id));
         }
         Err(e) => {
-            return Err(StateError::Sys {
-                op: "read",
+            return Err(StateError::Sys(crate::sys::SysError::at(
+                "read",
                 path,
-                errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-            })
+                Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            )))
         }
     };
     serde_json::from_slice(&data).map_err(|source| StateError::Corrupt { path, source })

@@ -1,13 +1,80 @@
 //! Thin, safe wrappers over the Linux syscalls that `nix` does not cover:
 //! clone3, openat2, the new mount API, pidfds and close_range.
 //!
-//! Every wrapper returns `nix::Result` so callers attach context in their own
-//! module's error enum.
+//! Every wrapper returns `nix::Result`; callers attach context with
+//! [`SysError`] (through [`err`] / [`err_at`]), the one syscall error type
+//! the modules share.
 
+use std::borrow::Cow;
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
+
+/// A failed system call, with the context every caller needs in its
+/// message: what was attempted, on which path (if any), and the errno.
+/// Modules wrap it in their own error enum (`#[from]`), so the message
+/// reads `<op> <path>: <errno>` wherever it surfaces.
+#[derive(Debug, thiserror::Error)]
+#[error("{op}{}: {errno}", path_suffix(.path))]
+pub struct SysError {
+    pub op: Cow<'static, str>,
+    pub path: Option<PathBuf>,
+    pub errno: Errno,
+}
+
+fn path_suffix(path: &Option<PathBuf>) -> String {
+    path.as_ref()
+        .map(|p| format!(" {}", p.display()))
+        .unwrap_or_default()
+}
+
+impl SysError {
+    pub fn new(op: impl Into<Cow<'static, str>>, errno: Errno) -> Self {
+        SysError {
+            op: op.into(),
+            path: None,
+            errno,
+        }
+    }
+
+    pub fn at(op: impl Into<Cow<'static, str>>, path: impl Into<PathBuf>, errno: Errno) -> Self {
+        SysError {
+            op: op.into(),
+            path: Some(path.into()),
+            errno,
+        }
+    }
+
+    /// From a std I/O error (EIO if it carries no errno).
+    pub fn io(
+        op: impl Into<Cow<'static, str>>,
+        path: impl Into<PathBuf>,
+        e: &std::io::Error,
+    ) -> Self {
+        Self::at(
+            op,
+            path,
+            Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        )
+    }
+}
+
+/// `map_err` adapter: `.map_err(sys::err("setns"))?`.
+pub fn err(op: impl Into<Cow<'static, str>>) -> impl FnOnce(Errno) -> SysError {
+    let op = op.into();
+    move |errno| SysError::new(op, errno)
+}
+
+/// `map_err` adapter with a path: `.map_err(sys::err_at("mount", &dest))?`.
+pub fn err_at(
+    op: impl Into<Cow<'static, str>>,
+    path: impl AsRef<Path>,
+) -> impl FnOnce(Errno) -> SysError {
+    let (op, path) = (op.into(), path.as_ref().to_path_buf());
+    move |errno| SysError::at(op, path, errno)
+}
 
 // openat2(2) resolve flags.
 pub const RESOLVE_NO_XDEV: u64 = 0x01;

@@ -22,12 +22,12 @@ pub enum TtyError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("console {op}: {errno}")]
-    Sys { op: &'static str, errno: Errno },
+    #[error(transparent)]
+    Sys(#[from] crate::sys::SysError),
 }
 
 fn err(op: &'static str) -> impl FnOnce(Errno) -> TtyError {
-    move |errno| TtyError::Sys { op, errno }
+    move |errno| TtyError::Sys(crate::sys::SysError::new(format!("console {op}"), errno))
 }
 
 /// The socket a process' pty master is sent to, chosen before clone:
@@ -123,16 +123,16 @@ pub fn setup(
     // SAFETY: TIOCSPTLCK/TIOCGPTN take a pointer to an int we own.
     unsafe {
         if libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &mut unlock) != 0 {
-            return Err(TtyError::Sys {
-                op: "unlock pty",
-                errno: Errno::last(),
-            });
+            return Err(TtyError::Sys(crate::sys::SysError::new(
+                "console unlock pty",
+                Errno::last(),
+            )));
         }
         if libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN, &mut n) != 0 {
-            return Err(TtyError::Sys {
-                op: "pty number",
-                errno: Errno::last(),
-            });
+            return Err(TtyError::Sys(crate::sys::SysError::new(
+                "console pty number",
+                Errno::last(),
+            )));
         }
     }
     let slave_path = format!("/dev/pts/{n}");
@@ -146,10 +146,10 @@ pub fn setup(
         )
     };
     if slave < 0 {
-        return Err(TtyError::Sys {
-            op: "open pty slave",
-            errno: Errno::last(),
-        });
+        return Err(TtyError::Sys(crate::sys::SysError::new(
+            "console open pty slave",
+            Errno::last(),
+        )));
     }
     // SAFETY: fresh fd from the kernel.
     let slave = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(slave) };
@@ -180,10 +180,10 @@ pub fn setup(
     nix::unistd::setsid().map_err(err("setsid"))?;
     // SAFETY: TIOCSCTTY on our own slave fd.
     if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) } != 0 {
-        return Err(TtyError::Sys {
-            op: "set controlling terminal",
-            errno: Errno::last(),
-        });
+        return Err(TtyError::Sys(crate::sys::SysError::new(
+            "console set controlling terminal",
+            Errno::last(),
+        )));
     }
     for fd in 0..3 {
         nix::unistd::dup2(slave.as_raw_fd(), fd).map_err(err("dup2 pty"))?;

@@ -8,8 +8,8 @@ use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelError {
-    #[error("sync channel {op}: {errno}")]
-    Sys { op: &'static str, errno: Errno },
+    #[error(transparent)]
+    Sys(#[from] crate::sys::SysError),
     #[error("sync channel: unexpected message {0:?}")]
     Unexpected(Vec<u8>),
 }
@@ -89,9 +89,8 @@ pub fn pair() -> Result<(Channel, Channel), ChannelError> {
         None,
         SockFlag::SOCK_CLOEXEC,
     )
-    .map_err(|errno| ChannelError::Sys {
-        op: "socketpair",
-        errno,
+    .map_err(|errno| {
+        ChannelError::Sys(crate::sys::SysError::new("sync channel socketpair", errno))
     })?;
     Ok((Channel(a), Channel(b)))
 }
@@ -103,7 +102,12 @@ impl Channel {
             match socket::send(self.0.as_raw_fd(), &data, MsgFlags::MSG_NOSIGNAL) {
                 Ok(_) => return Ok(()),
                 Err(Errno::EINTR) => continue,
-                Err(errno) => return Err(ChannelError::Sys { op: "send", errno }),
+                Err(errno) => {
+                    return Err(ChannelError::Sys(crate::sys::SysError::new(
+                        "sync channel send",
+                        errno,
+                    )))
+                }
             }
         }
     }
@@ -116,7 +120,12 @@ impl Channel {
                 Ok(0) => return Ok(None),
                 Ok(n) => return Msg::decode(&buf[..n]).map(Some),
                 Err(Errno::EINTR) => continue,
-                Err(errno) => return Err(ChannelError::Sys { op: "recv", errno }),
+                Err(errno) => {
+                    return Err(ChannelError::Sys(crate::sys::SysError::new(
+                        "sync channel recv",
+                        errno,
+                    )))
+                }
             }
         }
     }

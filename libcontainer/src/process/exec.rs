@@ -11,7 +11,6 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
-use nix::errno::Errno;
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, Process};
@@ -28,8 +27,8 @@ pub enum ExecError {
     Channel(#[from] channel::ChannelError),
     #[error("container {0} is not running")]
     NotRunning(String),
-    #[error("{op}: {errno}")]
-    Sys { op: &'static str, errno: Errno },
+    #[error(transparent)]
+    Sys(#[from] crate::sys::SysError),
     #[error("--cgroup {0:?}: must be a relative path without '..'")]
     BadCgroup(String),
     #[error("join cgroup {path}: {source}")]
@@ -55,9 +54,7 @@ pub struct ExecOptions<'a> {
     pub stdio: Option<[std::os::fd::RawFd; 3]>,
 }
 
-fn sys_err(op: &'static str) -> impl FnOnce(Errno) -> ExecError {
-    move |errno| ExecError::Sys { op, errno }
-}
+use crate::sys::err as sys_err;
 
 /// The namespaces to join: every kind the container's config lists.
 fn ns_flags(st: &State) -> i32 {
@@ -181,15 +178,15 @@ fn child_main(
         other => return Err(InitError::Msg(format!("expected Go, got {other:?}"))),
     };
     if let Some(fds) = opts.stdio {
-        super::install_stdio(fds).map_err(|errno| InitError::Sys {
-            op: "set up stdio".into(),
-            errno,
-        })?;
+        super::install_stdio(fds)
+            .map_err(|errno| InitError::Sys(crate::sys::SysError::new("set up stdio", errno)))?;
     }
     if flags != 0 {
-        sys::setns(pidfd.as_fd(), flags).map_err(|errno| InitError::Sys {
-            op: "join the container's namespaces".into(),
-            errno,
+        sys::setns(pidfd.as_fd(), flags).map_err(|errno| {
+            InitError::Sys(crate::sys::SysError::new(
+                "join the container's namespaces",
+                errno,
+            ))
         })?;
     }
     let joined_userns = st
@@ -201,14 +198,10 @@ fn child_main(
     if joined_userns {
         // Become the namespace's root so later steps act on mapped ids.
         let (u, g) = (nix::unistd::Uid::from_raw(0), nix::unistd::Gid::from_raw(0));
-        nix::unistd::setresgid(g, g, g).map_err(|errno| InitError::Sys {
-            op: "setresgid(0)".into(),
-            errno,
-        })?;
-        nix::unistd::setresuid(u, u, u).map_err(|errno| InitError::Sys {
-            op: "setresuid(0)".into(),
-            errno,
-        })?;
+        nix::unistd::setresgid(g, g, g)
+            .map_err(|errno| InitError::Sys(crate::sys::SysError::new("setresgid(0)", errno)))?;
+        nix::unistd::setresuid(u, u, u)
+            .map_err(|errno| InitError::Sys(crate::sys::SysError::new("setresuid(0)", errno)))?;
     }
     let process = opts.process;
     if process.terminal().unwrap_or(false) {
@@ -225,13 +218,8 @@ fn child_main(
     let exe = init::find_executable(process, &env)?;
     // Before the filter is loaded (trampoline.rs); `create` warned if the
     // container's filter rules it out.
-    let tramp =
-        super::trampoline::prepare(opts.seccomp, 3 + opts.preserve_fds).map_err(|errno| {
-            InitError::Sys {
-                op: "exec trampoline".into(),
-                errno,
-            }
-        })?;
+    let tramp = super::trampoline::prepare(opts.seccomp, 3 + opts.preserve_fds)
+        .map_err(|errno| InitError::Sys(crate::sys::SysError::new("exec trampoline", errno)))?;
     let caps = match process.capabilities() {
         Some(c) => {
             let mut sets = capabilities::CapSets::from_spec(c)?;

@@ -37,16 +37,13 @@ pub enum InitError {
     User(#[from] user::UserError),
     #[error(transparent)]
     Seccomp(#[from] crate::seccomp::SeccompError),
-    #[error("{op}: {errno}")]
-    Sys { op: String, errno: Errno },
+    #[error(transparent)]
+    Sys(#[from] crate::sys::SysError),
     #[error("{0}")]
     Msg(String),
 }
 
-fn sys_err(op: impl Into<String>) -> impl FnOnce(Errno) -> InitError {
-    let op = op.into();
-    move |errno| InitError::Sys { op, errno }
-}
+use crate::sys::err as sys_err;
 
 type Result<T> = std::result::Result<T, InitError>;
 
@@ -138,7 +135,7 @@ fn expect_go(ch: &Channel) -> Result<i32> {
 fn become_root() -> Result<()> {
     let (u, g) = (nix::unistd::Uid::from_raw(0), nix::unistd::Gid::from_raw(0));
     nix::unistd::setresgid(g, g, g).map_err(sys_err("setresgid(0) in user namespace"))?;
-    nix::unistd::setresuid(u, u, u).map_err(sys_err("setresuid(0) in user namespace"))
+    Ok(nix::unistd::setresuid(u, u, u).map_err(sys_err("setresuid(0) in user namespace"))?)
 }
 
 fn write_time_offsets(spec: &Spec) -> Result<()> {
@@ -203,7 +200,7 @@ fn init(args: &InitArgs<'_>) -> Result<Never> {
     if let Some(d) = args.spec.domainname() {
         // SAFETY: pointer and length of a live buffer.
         if unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) } != 0 {
-            return Err(sys_err("domainname: setdomainname")(Errno::last()));
+            return Err(sys_err("domainname: setdomainname")(Errno::last()).into());
         }
     }
 
@@ -436,7 +433,7 @@ pub(crate) fn finalize(
             )
         };
         if r < 0 && !matches!(Errno::last(), Errno::ENOSYS | Errno::EPERM | Errno::EACCES) {
-            return Err(sys_err("join session keyring")(Errno::last()));
+            return Err(sys_err("join session keyring")(Errno::last()).into());
         }
     }
     if process
@@ -540,10 +537,10 @@ pub(crate) fn exec(
             .err()
             .unwrap_or(Errno::EINVAL),
     };
-    Err(InitError::Sys {
-        op: format!("exec {:?}", exe),
-        errno: e,
-    })
+    Err(InitError::Sys(crate::sys::SysError::new(
+        format!("exec {:?}", exe),
+        e,
+    )))
 }
 
 /// Write uid_map and gid_map of `pid` (from the parent).

@@ -40,10 +40,8 @@ fn map_text(m: &[LinuxIdMapping]) -> String {
 /// gone by the time this returns).
 fn userns_with(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<OwnedFd, RootfsError> {
     let err = |op: &'static str| {
-        move |errno: Errno| RootfsError::Sys {
-            op,
-            path: "idmap user namespace".into(),
-            errno,
+        move |errno: Errno| {
+            RootfsError::Sys(crate::sys::SysError::at(op, "idmap user namespace", errno))
         }
     };
     // SAFETY: single-threaded runtime; the child only pauses until killed.
@@ -124,10 +122,12 @@ pub fn prepare(
         let src_c =
             CString::new(src.as_os_str().as_bytes()).map_err(|_| field("source has a NUL byte"))?;
         let flags = sys::OPEN_TREE_CLONE | if opts.recursive { sys::AT_RECURSIVE } else { 0 };
-        let tree = sys::open_tree(sys::cwd(), &src_c, flags).map_err(|errno| RootfsError::Sys {
-            op: "open bind source",
-            path: src.clone(),
-            errno,
+        let tree = sys::open_tree(sys::cwd(), &src_c, flags).map_err(|errno| {
+            RootfsError::Sys(crate::sys::SysError::at(
+                "open bind source",
+                src.clone(),
+                errno,
+            ))
         })?;
         let ns = userns_with(&uid, &gid)?;
         let attr = MountAttr {
@@ -140,11 +140,7 @@ pub fn prepare(
                 "{} does not support idmapped mounts",
                 src.display()
             )),
-            errno => RootfsError::Sys {
-                op: "idmap",
-                path: src.clone(),
-                errno,
-            },
+            errno => RootfsError::Sys(crate::sys::SysError::at("idmap", src.clone(), errno)),
         })?;
         out.insert(i, tree);
     }

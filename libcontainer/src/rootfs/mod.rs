@@ -26,19 +26,10 @@ use options::MountOptions;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
-    #[error("{op} {path}: {errno}")]
-    Sys {
-        op: &'static str,
-        path: PathBuf,
-        errno: Errno,
-    },
+    #[error(transparent)]
+    Sys(#[from] sys::SysError),
     #[error("{field}: {msg}")]
     Invalid { field: String, msg: String },
-}
-
-fn sys_err(op: &'static str, path: impl AsRef<Path>) -> impl FnOnce(Errno) -> RootfsError {
-    let path = path.as_ref().to_path_buf();
-    move |errno| RootfsError::Sys { op, path, errno }
 }
 
 type Result<T> = std::result::Result<T, RootfsError>;
@@ -90,7 +81,7 @@ pub fn prepare(ctx: &mut Context<'_>) -> Result<OwnedFd> {
         MsFlags::from_bits_truncate(root_flag) | MsFlags::MS_REC,
         None::<&str>,
     )
-    .map_err(sys_err("make / rslave", "/"))?;
+    .map_err(sys::err_at("make / rslave", "/"))?;
     make_parent_mount_private(ctx.rootfs)?;
 
     // Bind the rootfs onto itself so it is a mount we can pivot into.
@@ -100,7 +91,7 @@ pub fn prepare(ctx: &mut Context<'_>) -> Result<OwnedFd> {
         &rootfs_c,
         sys::OPEN_TREE_CLONE | sys::AT_RECURSIVE,
     )
-    .map_err(sys_err("open_tree", ctx.rootfs))?;
+    .map_err(sys::err_at("open_tree", ctx.rootfs))?;
     let target = sys::openat2(
         sys::cwd(),
         &rootfs_c,
@@ -108,8 +99,9 @@ pub fn prepare(ctx: &mut Context<'_>) -> Result<OwnedFd> {
         0,
         0,
     )
-    .map_err(sys_err("open", ctx.rootfs))?;
-    sys::move_mount_fd(tree.as_fd(), target.as_fd()).map_err(sys_err("bind rootfs", ctx.rootfs))?;
+    .map_err(sys::err_at("open", ctx.rootfs))?;
+    sys::move_mount_fd(tree.as_fd(), target.as_fd())
+        .map_err(sys::err_at("bind rootfs", ctx.rootfs))?;
     // Re-open: the old fd refers to the directory under the new mount.
     let root = sys::openat2(
         sys::cwd(),
@@ -118,7 +110,7 @@ pub fn prepare(ctx: &mut Context<'_>) -> Result<OwnedFd> {
         0,
         0,
     )
-    .map_err(sys_err("open", ctx.rootfs))?;
+    .map_err(sys::err_at("open", ctx.rootfs))?;
 
     let mounts = ctx.spec.mounts().clone().unwrap_or_default();
     for (i, m) in mounts.iter().enumerate() {
@@ -135,10 +127,12 @@ pub fn prepare(ctx: &mut Context<'_>) -> Result<OwnedFd> {
 
 /// pivot_root refuses a shared parent mount; make only that one private.
 fn make_parent_mount_private(rootfs: &Path) -> Result<()> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| RootfsError::Sys {
-        op: "read",
-        path: "/proc/self/mountinfo".into(),
-        errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+    let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| {
+        RootfsError::Sys(crate::sys::SysError::at(
+            "read",
+            "/proc/self/mountinfo",
+            Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        ))
     })?;
     let parent = rootfs.parent().unwrap_or(Path::new("/"));
     let best = info
@@ -148,14 +142,14 @@ fn make_parent_mount_private(rootfs: &Path) -> Result<()> {
         .filter(|mp| parent.starts_with(mp))
         .max_by_key(|mp| mp.as_os_str().len())
         .unwrap_or_else(|| PathBuf::from("/"));
-    nix::mount::mount(
+    Ok(nix::mount::mount(
         None::<&str>,
         &best,
         None::<&str>,
         MsFlags::MS_PRIVATE,
         None::<&str>,
     )
-    .map_err(sys_err("make private", &best))
+    .map_err(sys::err_at("make private", &best))?)
 }
 
 fn unescape_mountinfo(s: &str) -> PathBuf {
@@ -190,7 +184,7 @@ fn mount_one(ctx: &mut Context<'_>, root: BorrowedFd<'_>, i: usize, m: &Mount) -
         msg,
     };
     if opts.remount && !opts.bind {
-        let fd = resolve::open_path(root, dest).map_err(sys_err("open", dest))?;
+        let fd = resolve::open_path(root, dest).map_err(sys::err_at("open", dest))?;
         return set_attrs(fd.as_fd(), &opts, dest);
     }
     check_proc_destination(i, dest, &typ, opts.bind)?;
@@ -200,11 +194,11 @@ fn mount_one(ctx: &mut Context<'_>, root: BorrowedFd<'_>, i: usize, m: &Mount) -
     let tree = if let Some(t) = ctx.idmapped.get(&i) {
         // Prepared (idmapped) by the runtime before clone; see idmap.rs.
         let t = t.try_clone().map_err(|e| {
-            sys_err("dup idmapped tree", dest)(Errno::from_raw(
+            sys::err_at("dup idmapped tree", dest)(Errno::from_raw(
                 e.raw_os_error().unwrap_or(libc::EIO),
             ))
         })?;
-        let st = resolve::fstat(t.as_fd()).map_err(sys_err("stat", dest))?;
+        let st = resolve::fstat(t.as_fd()).map_err(sys::err_at("stat", dest))?;
         prepare_target(
             root,
             dest,
@@ -224,12 +218,12 @@ fn mount_one(ctx: &mut Context<'_>, root: BorrowedFd<'_>, i: usize, m: &Mount) -
         };
         let src_c = cpath(&src)?;
         let flags = sys::OPEN_TREE_CLONE | if opts.recursive { sys::AT_RECURSIVE } else { 0 };
-        let tree =
-            sys::open_tree(sys::cwd(), &src_c, flags).map_err(sys_err("open bind source", &src))?;
-        let st = resolve::fstat(tree.as_fd()).map_err(sys_err("stat", &src))?;
+        let tree = sys::open_tree(sys::cwd(), &src_c, flags)
+            .map_err(sys::err_at("open bind source", &src))?;
+        let st = resolve::fstat(tree.as_fd()).map_err(sys::err_at("stat", &src))?;
         let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
         if resolve::clean(dest) == Path::new("proc")
-            && resolve::fs_magic(tree.as_fd()).map_err(sys_err("statfs", &src))?
+            && resolve::fs_magic(tree.as_fd()).map_err(sys::err_at("statfs", &src))?
                 != resolve::PROC_SUPER_MAGIC
         {
             return Err(field(format!(
@@ -252,21 +246,21 @@ fn mount_one(ctx: &mut Context<'_>, root: BorrowedFd<'_>, i: usize, m: &Mount) -
         match fs_mount(&typ, &src, &opts) {
             Ok(fd) => fd,
             // sysfs needs a network namespace we own; fall back to the host's.
-            Err(RootfsError::Sys {
+            Err(RootfsError::Sys(crate::sys::SysError {
                 errno: Errno::EPERM,
                 ..
-            }) if typ == "sysfs" => sys::open_tree(
+            })) if typ == "sysfs" => sys::open_tree(
                 sys::cwd(),
                 c"/sys",
                 sys::OPEN_TREE_CLONE | sys::AT_RECURSIVE,
             )
-            .map_err(sys_err("open_tree", "/sys"))?,
+            .map_err(sys::err_at("open_tree", "/sys"))?,
             Err(e) => return Err(e),
         }
     };
     set_attrs(tree.as_fd(), &opts, dest)?;
     let target = target_fd(root, dest, no_symlinks)?;
-    sys::move_mount_fd(tree.as_fd(), target.as_fd()).map_err(sys_err("mount", dest))?;
+    sys::move_mount_fd(tree.as_fd(), target.as_fd()).map_err(sys::err_at("mount", dest))?;
     if !opts.propagation.is_empty() {
         let top = target_fd(root, dest, no_symlinks)?;
         for (flag, rec) in &opts.propagation {
@@ -275,7 +269,7 @@ fn mount_one(ctx: &mut Context<'_>, root: BorrowedFd<'_>, i: usize, m: &Mount) -
                 ..Default::default()
             };
             sys::mount_setattr(top.as_fd(), *rec, &attr)
-                .map_err(sys_err("set propagation", dest))?;
+                .map_err(sys::err_at("set propagation", dest))?;
         }
     }
     Ok(())
@@ -343,11 +337,7 @@ fn target_fd(root: BorrowedFd<'_>, dest: &Path, no_symlinks: bool) -> Result<Own
                 dest.display()
             ),
         },
-        e => RootfsError::Sys {
-            op: "open",
-            path: dest.to_path_buf(),
-            errno: e,
-        },
+        e => RootfsError::Sys(crate::sys::SysError::at("open", dest.to_path_buf(), e)),
     })
 }
 
@@ -364,7 +354,8 @@ fn prepare_target(root: BorrowedFd<'_>, dest: &Path, dir: bool, no_symlinks: boo
     } else {
         resolve::create_file(root, dest)
     };
-    r.map(drop).map_err(sys_err("create mount point", dest))
+    Ok(r.map(drop)
+        .map_err(sys::err_at("create mount point", dest))?)
 }
 
 fn set_attrs(fd: BorrowedFd<'_>, opts: &MountOptions, dest: &Path) -> Result<()> {
@@ -376,8 +367,10 @@ fn set_attrs(fd: BorrowedFd<'_>, opts: &MountOptions, dest: &Path) -> Result<()>
         attr_clr: opts.attr_clr,
         ..Default::default()
     };
-    sys::mount_setattr(fd, opts.attr_recursive || opts.recursive, &attr)
-        .map_err(sys_err("set mount options", dest))
+    Ok(
+        sys::mount_setattr(fd, opts.attr_recursive || opts.recursive, &attr)
+            .map_err(sys::err_at("set mount options", dest))?,
+    )
 }
 
 /// A new filesystem instance through fsopen/fsconfig/fsmount.
@@ -391,11 +384,7 @@ fn fs_mount(typ: &str, source: &str, opts: &MountOptions) -> Result<OwnedFd> {
             field: "mounts.type".into(),
             msg: format!("unknown filesystem type {typ:?}"),
         },
-        e => RootfsError::Sys {
-            op: "fsopen",
-            path: typ.into(),
-            errno: e,
-        },
+        e => RootfsError::Sys(crate::sys::SysError::at("fsopen", typ, e)),
     })?;
     let cs = |s: &str| {
         CString::new(s).map_err(|_| RootfsError::Invalid {
@@ -406,7 +395,7 @@ fn fs_mount(typ: &str, source: &str, opts: &MountOptions) -> Result<OwnedFd> {
     // Not every filesystem takes a source; ignore a refusal of it.
     let _ = sys::fsconfig(fs.as_fd(), c"source", Some(&cs(source)?));
     for flag in &opts.sb_flags {
-        sys::fsconfig(fs.as_fd(), &cs(flag)?, None).map_err(sys_err("mount option", flag))?;
+        sys::fsconfig(fs.as_fd(), &cs(flag)?, None).map_err(sys::err_at("mount option", flag))?;
     }
     for (k, v) in &opts.data {
         let r = match v {
@@ -421,7 +410,7 @@ fn fs_mount(typ: &str, source: &str, opts: &MountOptions) -> Result<OwnedFd> {
             ),
         })?;
     }
-    sys::fs_create_mount(fs.as_fd(), 0).map_err(sys_err("mount", typ))
+    Ok(sys::fs_create_mount(fs.as_fd(), 0).map_err(sys::err_at("mount", typ))?)
 }
 
 /// `type: cgroup`: the container's own cgroups, read-only unless asked.
@@ -433,8 +422,8 @@ fn mount_cgroup(
 ) -> Result<()> {
     let attach = |tree: OwnedFd, at: &Path| -> Result<()> {
         set_attrs(tree.as_fd(), opts, at)?;
-        let target = resolve::open_path(root, at).map_err(sys_err("open", at))?;
-        sys::move_mount_fd(tree.as_fd(), target.as_fd()).map_err(sys_err("mount", at))
+        let target = resolve::open_path(root, at).map_err(sys::err_at("open", at))?;
+        Ok(sys::move_mount_fd(tree.as_fd(), target.as_fd()).map_err(sys::err_at("mount", at))?)
     };
     if ctx.cgroups.unified {
         let tree = if ctx.cgroupns {
@@ -446,7 +435,7 @@ fn mount_cgroup(
                 .clone()
                 .unwrap_or_else(|| "/sys/fs/cgroup".into());
             sys::open_tree(sys::cwd(), &cpath(&dir)?, sys::OPEN_TREE_CLONE)
-                .map_err(sys_err("open_tree", &dir))?
+                .map_err(sys::err_at("open_tree", &dir))?
         };
         return attach(tree, dest);
     }
@@ -456,8 +445,8 @@ fn mount_cgroup(
         ..Default::default()
     };
     let tmp = fs_mount("tmpfs", "cgroup", &tmpfs_opts)?;
-    let target = resolve::open_path(root, dest).map_err(sys_err("open", dest))?;
-    sys::move_mount_fd(tmp.as_fd(), target.as_fd()).map_err(sys_err("mount", dest))?;
+    let target = resolve::open_path(root, dest).map_err(sys::err_at("open", dest))?;
+    sys::move_mount_fd(tmp.as_fd(), target.as_fd()).map_err(sys::err_at("mount", dest))?;
     for dir in &ctx.cgroups.dirs {
         let Some(name) = dir
             .ancestors()
@@ -467,12 +456,12 @@ fn mount_cgroup(
             continue;
         };
         let at = dest.join(name);
-        resolve::mkdir_all(root, &at, 0o755).map_err(sys_err("mkdir", &at))?;
+        resolve::mkdir_all(root, &at, 0o755).map_err(sys::err_at("mkdir", &at))?;
         let tree = sys::open_tree(sys::cwd(), &cpath(dir)?, sys::OPEN_TREE_CLONE)
-            .map_err(sys_err("open_tree", dir))?;
+            .map_err(sys::err_at("open_tree", dir))?;
         attach(tree, &at)?;
     }
-    let top = resolve::open_path(root, dest).map_err(sys_err("open", dest))?;
+    let top = resolve::open_path(root, dest).map_err(sys::err_at("open", dest))?;
     set_attrs(top.as_fd(), opts, dest)
 }
 
@@ -493,7 +482,7 @@ fn create_devices(ctx: &Context<'_>, root: BorrowedFd<'_>) -> Result<()> {
         .and_then(|l| l.devices().clone())
         .unwrap_or_default();
     let dev =
-        resolve::mkdir_all(root, Path::new("/dev"), 0o755).map_err(sys_err("mkdir", "/dev"))?;
+        resolve::mkdir_all(root, Path::new("/dev"), 0o755).map_err(sys::err_at("mkdir", "/dev"))?;
     for (name, major, minor) in DEFAULT_DEVICES {
         let path = PathBuf::from("/dev").join(name);
         if spec_devs.iter().any(|d| d.path() == &path) {
@@ -520,11 +509,11 @@ fn create_devices(ctx: &Context<'_>, root: BorrowedFd<'_>) -> Result<()> {
         // SAFETY: `dev` is a directory fd; both strings are valid C strings.
         let r = unsafe { libc::symlinkat(t.as_ptr(), dev.as_raw_fd(), n.as_ptr()) };
         if r != 0 && Errno::last() != Errno::EEXIST {
-            return Err(RootfsError::Sys {
-                op: "symlink",
-                path: PathBuf::from("/dev").join(name),
-                errno: Errno::last(),
-            });
+            return Err(RootfsError::Sys(crate::sys::SysError::at(
+                "symlink",
+                PathBuf::from("/dev").join(name),
+                Errno::last(),
+            )));
         }
     }
     Ok(())
@@ -569,17 +558,17 @@ fn make_device(
     gid: u32,
 ) -> Result<()> {
     let rel = resolve::clean(path);
-    let (parent, name) = resolve::split(&rel).map_err(sys_err("device path", path))?;
-    let dir = resolve::mkdir_all(root, parent, 0o755).map_err(sys_err("mkdir", parent))?;
+    let (parent, name) = resolve::split(&rel).map_err(sys::err_at("device path", path))?;
+    let dir = resolve::mkdir_all(root, parent, 0o755).map_err(sys::err_at("mkdir", parent))?;
     let name_c = cpath(name)?;
     if ctx.userns {
         // mknod is not allowed in a user namespace: bind the host's node.
-        let target = resolve::create_file(root, &rel).map_err(sys_err("create", path))?;
+        let target = resolve::create_file(root, &rel).map_err(sys::err_at("create", path))?;
         let host = cpath(path)?;
         let tree = sys::open_tree(sys::cwd(), &host, sys::OPEN_TREE_CLONE)
-            .map_err(sys_err("open host device", path))?;
-        return sys::move_mount_fd(tree.as_fd(), target.as_fd())
-            .map_err(sys_err("bind device", path));
+            .map_err(sys::err_at("open host device", path))?;
+        return Ok(sys::move_mount_fd(tree.as_fd(), target.as_fd())
+            .map_err(sys::err_at("bind device", path))?);
     }
     // Replace whatever is there (a file, a symlink) with the node.
     // SAFETY: `dir` is a directory fd and `name_c` a single component.
@@ -587,11 +576,11 @@ fn make_device(
     let dev = libc::makedev(major as u32, minor as u32);
     // SAFETY: as above; mknodat never follows symlinks.
     if unsafe { libc::mknodat(dir.as_raw_fd(), name_c.as_ptr(), kind | mode, dev) } != 0 {
-        return Err(RootfsError::Sys {
-            op: "mknod",
-            path: path.into(),
-            errno: Errno::last(),
-        });
+        return Err(RootfsError::Sys(crate::sys::SysError::at(
+            "mknod",
+            path,
+            Errno::last(),
+        )));
     }
     // SAFETY: as above; AT_SYMLINK_NOFOLLOW keeps us on the node we made.
     if unsafe {
@@ -604,19 +593,19 @@ fn make_device(
         )
     } != 0
     {
-        return Err(RootfsError::Sys {
-            op: "chown",
-            path: path.into(),
-            errno: Errno::last(),
-        });
+        return Err(RootfsError::Sys(crate::sys::SysError::at(
+            "chown",
+            path,
+            Errno::last(),
+        )));
     }
     // SAFETY: as above. fchmodat ignores the umask that mknodat applied.
     if unsafe { libc::fchmodat(dir.as_raw_fd(), name_c.as_ptr(), mode, 0) } != 0 {
-        return Err(RootfsError::Sys {
-            op: "chmod",
-            path: path.into(),
-            errno: Errno::last(),
-        });
+        return Err(RootfsError::Sys(crate::sys::SysError::at(
+            "chmod",
+            path,
+            Errno::last(),
+        )));
     }
     Ok(())
 }
@@ -624,14 +613,14 @@ fn make_device(
 /// pivot_root into `root` without a put_old directory, then detach the old root.
 pub fn pivot(root: BorrowedFd<'_>, no_pivot: bool) -> Result<()> {
     let old_root = sys::openat2(sys::cwd(), c"/", libc::O_PATH | libc::O_DIRECTORY, 0, 0)
-        .map_err(sys_err("open", "/"))?;
-    nix::unistd::fchdir(root.as_raw_fd()).map_err(sys_err("fchdir", "rootfs"))?;
+        .map_err(sys::err_at("open", "/"))?;
+    nix::unistd::fchdir(root.as_raw_fd()).map_err(sys::err_at("fchdir", "rootfs"))?;
     if no_pivot {
         nix::mount::mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
-            .map_err(sys_err("move rootfs", "/"))?;
-        nix::unistd::chroot(".").map_err(sys_err("chroot", "."))?;
+            .map_err(sys::err_at("move rootfs", "/"))?;
+        nix::unistd::chroot(".").map_err(sys::err_at("chroot", "."))?;
     } else {
-        sys::pivot_root(c".", c".").map_err(sys_err("pivot_root", "."))?;
+        sys::pivot_root(c".", c".").map_err(sys::err_at("pivot_root", "."))?;
         // The old root is now stacked on "."; keep its unmount from
         // propagating to the host. Through its fd this touches only the old
         // tree, never the container's own mounts and their propagation.
@@ -640,19 +629,19 @@ pub fn pivot(root: BorrowedFd<'_>, no_pivot: bool) -> Result<()> {
             ..Default::default()
         };
         sys::mount_setattr(old_root.as_fd(), true, &attr)
-            .map_err(sys_err("make old root rslave", "/"))?;
+            .map_err(sys::err_at("make old root rslave", "/"))?;
         drop(old_root);
         nix::mount::umount2(".", nix::mount::MntFlags::MNT_DETACH)
-            .map_err(sys_err("unmount old root", "."))?;
+            .map_err(sys::err_at("unmount old root", "."))?;
     }
-    nix::unistd::chdir("/").map_err(sys_err("chdir", "/"))
+    Ok(nix::unistd::chdir("/").map_err(sys::err_at("chdir", "/"))?)
 }
 
 /// After pivot_root: the spec's rootfs propagation, sysctls, masked and
 /// read-only paths, then a read-only root if asked.
 pub fn finish(spec: &Spec) -> Result<()> {
     let root = sys::openat2(sys::cwd(), c"/", libc::O_PATH | libc::O_DIRECTORY, 0, 0)
-        .map_err(sys_err("open", "/"))?;
+        .map_err(sys::err_at("open", "/"))?;
     let devnull = open_devnull()?;
     let devnull = devnull.as_fd();
     let linux = spec.linux().as_ref();
@@ -664,7 +653,8 @@ pub fn finish(spec: &Spec) -> Result<()> {
             propagation: prop,
             ..Default::default()
         };
-        sys::mount_setattr(root.as_fd(), true, &attr).map_err(sys_err("rootfsPropagation", "/"))?;
+        sys::mount_setattr(root.as_fd(), true, &attr)
+            .map_err(sys::err_at("rootfsPropagation", "/"))?;
     }
     if let Some(sysctl) = linux.and_then(|l| l.sysctl().as_ref()) {
         write_sysctls(root.as_fd(), sysctl)?;
@@ -692,7 +682,7 @@ pub fn finish(spec: &Spec) -> Result<()> {
             ..Default::default()
         };
         sys::mount_setattr(root.as_fd(), false, &attr)
-            .map_err(sys_err("make root read-only", "/"))?;
+            .map_err(sys::err_at("make root read-only", "/"))?;
     }
     Ok(())
 }
@@ -708,8 +698,8 @@ fn open_devnull() -> Result<OwnedFd> {
         0,
         sys::RESOLVE_NO_SYMLINKS,
     )
-    .map_err(sys_err("open", "/dev/null"))?;
-    let st = resolve::fstat(fd.as_fd()).map_err(sys_err("stat", "/dev/null"))?;
+    .map_err(sys::err_at("open", "/dev/null"))?;
+    let st = resolve::fstat(fd.as_fd()).map_err(sys::err_at("stat", "/dev/null"))?;
     if st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_rdev != libc::makedev(1, 3) {
         return Err(RootfsError::Invalid {
             field: "/dev/null".into(),
@@ -728,11 +718,7 @@ fn open_existing(root: BorrowedFd<'_>, path: &Path) -> Result<Option<OwnedFd>> {
     ) {
         Ok(fd) => Ok(Some(fd)),
         Err(Errno::ENOENT) => Ok(None),
-        Err(e) => Err(RootfsError::Sys {
-            op: "open",
-            path: path.into(),
-            errno: e,
-        }),
+        Err(e) => Err(RootfsError::Sys(crate::sys::SysError::at("open", path, e))),
     }
 }
 
@@ -740,7 +726,7 @@ fn mask_path(root: BorrowedFd<'_>, path: &Path, devnull: BorrowedFd<'_>) -> Resu
     let Some(target) = open_existing(root, path)? else {
         return Ok(());
     };
-    let st = resolve::fstat(target.as_fd()).map_err(sys_err("stat", path))?;
+    let st = resolve::fstat(target.as_fd()).map_err(sys::err_at("stat", path))?;
     let tree = if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
         let opts = MountOptions {
             data: vec![("size".into(), Some("0".into()))],
@@ -751,7 +737,7 @@ fn mask_path(root: BorrowedFd<'_>, path: &Path, devnull: BorrowedFd<'_>) -> Resu
             attr_set: sys::MOUNT_ATTR_RDONLY,
             ..Default::default()
         };
-        sys::mount_setattr(t.as_fd(), false, &attr).map_err(sys_err("mask", path))?;
+        sys::mount_setattr(t.as_fd(), false, &attr).map_err(sys::err_at("mask", path))?;
         t
     } else {
         sys::open_tree(
@@ -759,9 +745,9 @@ fn mask_path(root: BorrowedFd<'_>, path: &Path, devnull: BorrowedFd<'_>) -> Resu
             c"",
             sys::OPEN_TREE_CLONE | libc::AT_EMPTY_PATH as u32,
         )
-        .map_err(sys_err("open_tree", "/dev/null"))?
+        .map_err(sys::err_at("open_tree", "/dev/null"))?
     };
-    sys::move_mount_fd(tree.as_fd(), target.as_fd()).map_err(sys_err("mask", path))
+    Ok(sys::move_mount_fd(tree.as_fd(), target.as_fd()).map_err(sys::err_at("mask", path))?)
 }
 
 fn readonly_path(root: BorrowedFd<'_>, path: &Path) -> Result<()> {
@@ -773,7 +759,7 @@ fn readonly_path(root: BorrowedFd<'_>, path: &Path) -> Result<()> {
         c"",
         sys::OPEN_TREE_CLONE | sys::AT_RECURSIVE | libc::AT_EMPTY_PATH as u32,
     )
-    .map_err(sys_err("open_tree", path))?;
+    .map_err(sys::err_at("open_tree", path))?;
     let attr = MountAttr {
         attr_set: sys::MOUNT_ATTR_RDONLY
             | sys::MOUNT_ATTR_NOSUID
@@ -781,8 +767,9 @@ fn readonly_path(root: BorrowedFd<'_>, path: &Path) -> Result<()> {
             | sys::MOUNT_ATTR_NOEXEC,
         ..Default::default()
     };
-    sys::mount_setattr(tree.as_fd(), true, &attr).map_err(sys_err("make read-only", path))?;
-    sys::move_mount_fd(tree.as_fd(), target.as_fd()).map_err(sys_err("make read-only", path))
+    sys::mount_setattr(tree.as_fd(), true, &attr).map_err(sys::err_at("make read-only", path))?;
+    Ok(sys::move_mount_fd(tree.as_fd(), target.as_fd())
+        .map_err(sys::err_at("make read-only", path))?)
 }
 
 /// Write sysctls through an fd of the container's own /proc/sys, checked to
@@ -797,8 +784,8 @@ fn write_sysctls(
         libc::O_PATH | libc::O_DIRECTORY,
         sys::RESOLVE_NO_SYMLINKS,
     )
-    .map_err(sys_err("open", "/proc/sys"))?;
-    if resolve::fs_magic(sysdir.as_fd()).map_err(sys_err("statfs", "/proc/sys"))?
+    .map_err(sys::err_at("open", "/proc/sys"))?;
+    if resolve::fs_magic(sysdir.as_fd()).map_err(sys::err_at("statfs", "/proc/sys"))?
         != resolve::PROC_SUPER_MAGIC
     {
         return Err(RootfsError::Invalid {
