@@ -202,7 +202,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         idmapped: &idmapped,
         stdio: opts.stdio,
     };
-    let pid = process::spawn(&args, &mut undo.spawned)?;
+    let pid = process::spawn_init(&args, &mut undo.spawned)?;
     let init_start_time = state::proc_stat(pid)
         .map(|s| s.1)
         .ok_or(ProcessError::InitDied)?;
@@ -276,7 +276,7 @@ pub fn start(root: &Path, id: &str) -> Result<Vec<String>> {
             )))
         }
     }
-    let result = process::init::release(sd.fd());
+    let result = process::release_init(sd.fd());
     let _ = nix::unistd::unlinkat(
         Some(std::os::fd::AsRawFd::as_raw_fd(&sd.fd())),
         state::START_SOCKET,
@@ -284,8 +284,8 @@ pub fn start(root: &Path, id: &str) -> Result<Vec<String>> {
     );
     st.started = true;
     sd.save(&st)?;
-    result.map_err(ContainerError::Invalid)?;
-    let json = process::init::state_json(id, "running", st.pid, &st.bundle, &st.config);
+    result?;
+    let json = state::oci_state_json(id, "running", st.pid, &st.bundle, &st.config);
     Ok(hooks::run_all(&st.config, "poststart", &json))
 }
 
@@ -358,7 +358,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
     }
     st.cgroups.destroy()?;
     sd.remove()?;
-    let json = process::init::state_json(id, "stopped", st.pid, &st.bundle, &st.config);
+    let json = state::oci_state_json(id, "stopped", st.pid, &st.bundle, &st.config);
     Ok(hooks::run_all(&st.config, "poststop", &json))
 }
 
@@ -429,7 +429,7 @@ pub fn exec(req: &ExecRequest) -> Result<Execed> {
         seccomp: seccomp.as_ref(),
         stdio: req.stdio,
     };
-    let pid = process::exec::spawn(&st, &opts)?;
+    let pid = process::exec::spawn_exec(&st, &opts)?;
     if let Some(pf) = &req.pid_file {
         write_pid_file(pf, pid)?;
     }

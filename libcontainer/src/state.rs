@@ -147,6 +147,26 @@ impl State {
     }
 }
 
+/// The OCI state JSON that hooks and seccomp agents are given on stdin /
+/// with the notify fd, for a container in `status`.
+pub fn oci_state_json(
+    id: &str,
+    status: &str,
+    pid: i32,
+    bundle: &Path,
+    spec: &oci_spec::runtime::Spec,
+) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "ociVersion": OCI_VERSION,
+        "id": id,
+        "status": status,
+        "pid": pid,
+        "bundle": bundle,
+        "annotations": spec.annotations().clone().unwrap_or_default(),
+    }))
+    .unwrap_or_default()
+}
+
 /// `(state char, starttime)` of a process from /proc/<pid>/stat.
 pub fn proc_stat(pid: i32) -> Option<(char, u64)> {
     if pid <= 0 {

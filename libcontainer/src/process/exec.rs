@@ -16,7 +16,8 @@ use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, Process};
 
 use super::channel::{self, Channel, Msg};
-use super::init::{self, Finalize, InitError};
+use super::finalize::{self, Finalize, Never};
+use super::init::InitError;
 use crate::namespaces::clone_flag;
 use crate::state::State;
 use crate::{capabilities, sys, tty};
@@ -38,8 +39,6 @@ pub enum ExecError {
     },
     #[error("{0}")]
     Child(String),
-    #[error("exec process exited during set-up")]
-    Died,
 }
 
 pub struct ExecOptions<'a> {
@@ -67,7 +66,7 @@ fn ns_flags(st: &State) -> i32 {
 }
 
 /// Start the process; returns its host pid once it has execve'd.
-pub fn spawn(st: &State, opts: &ExecOptions<'_>) -> Result<i32, ExecError> {
+pub fn spawn_exec(st: &State, opts: &ExecOptions<'_>) -> Result<i32, ExecError> {
     let pidfd = st
         .init_pidfd()
         .ok_or_else(|| ExecError::NotRunning(st.id.clone()))?;
@@ -164,8 +163,6 @@ fn cgroup_dirs(st: &State, sub: Option<&str>) -> Result<Vec<String>, ExecError> 
         .collect())
 }
 
-enum Never {}
-
 fn child_main(
     ch: &Channel,
     pidfd: &OwnedFd,
@@ -178,7 +175,7 @@ fn child_main(
         other => return Err(InitError::Msg(format!("expected Go, got {other:?}"))),
     };
     if let Some(fds) = opts.stdio {
-        super::install_stdio(fds)
+        finalize::install_stdio(fds)
             .map_err(|errno| InitError::Sys(crate::sys::SysError::new("set up stdio", errno)))?;
     }
     if flags != 0 {
@@ -214,8 +211,8 @@ fn child_main(
             .map(|b| (b.height() as u16, b.width() as u16));
         tty::setup(sock, size, false)?;
     }
-    let env = init::environment(process);
-    let exe = init::find_executable(process, &env)?;
+    let env = finalize::environment(process);
+    let exe = finalize::find_executable(process, &env)?;
     // Before the filter is loaded (trampoline.rs); `create` warned if the
     // container's filter rules it out.
     let tramp = super::trampoline::prepare(opts.seccomp, 3 + opts.preserve_fds)
@@ -235,8 +232,9 @@ fn child_main(
         preserve_fds: opts.preserve_fds,
         seccomp: opts.seccomp,
         pid,
-        state: &init::state_json(&st.id, "running", st.pid, &st.bundle, &st.config),
+        state: &crate::state::oci_state_json(&st.id, "running", st.pid, &st.bundle, &st.config),
     };
-    init::finalize(&fin, process, process.cwd(), caps.as_ref())?;
-    init::exec(&exe, process, &env, tramp.as_ref().map(|t| t.as_fd())).map(|n| match n {})
+    finalize::finalize(&fin, process, process.cwd(), caps.as_ref())?;
+    finalize::exec_program(&exe, process, &env, tramp.as_ref().map(|t| t.as_fd()))
+        .map(|n| match n {})
 }
