@@ -3,7 +3,6 @@
 //! typed errors and warnings and decide how to report them.
 
 pub mod capabilities;
-pub mod cgroup_ops;
 pub mod cgroups;
 pub mod container;
 pub mod hooks;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use libcontainer::cgroup_ops;
+use libcontainer::container;
 use oci_spec::runtime::LinuxResources;
 use serde_json::{json, Map, Value};
 
@@ -263,13 +263,13 @@ pub fn filter_ps(output: &str, pids: &[i32]) -> Result<String, String> {
 
 /// Run a cgroup command; `Ok(code)` is the exit code.
 pub fn dispatch(cmd: &CgroupCmd, root: &Path, log: &Logger) -> Result<u8, String> {
-    let e = |e: cgroup_ops::OpsError| e.to_string();
+    let e = |e: container::ContainerError| e.to_string();
     match cmd {
-        CgroupCmd::Pause { id } => cgroup_ops::pause(root, id).map_err(e)?,
-        CgroupCmd::Resume { id } => cgroup_ops::resume(root, id).map_err(e)?,
+        CgroupCmd::Pause { id } => container::pause(root, id).map_err(e)?,
+        CgroupCmd::Resume { id } => container::resume(root, id).map_err(e)?,
         CgroupCmd::Update(a) => {
             let r = update_resources(a, log)?;
-            for w in cgroup_ops::update(root, &a.id, &r).map_err(e)? {
+            for w in container::update(root, &a.id, &r).map_err(e)? {
                 log.warn(&w);
             }
         }
@@ -283,10 +283,10 @@ pub fn dispatch(cmd: &CgroupCmd, root: &Path, log: &Logger) -> Result<u8, String
                 return Err("--interval: duration interval must be greater than 0".into());
             }
             if *stats {
-                let ev = cgroup_ops::stats(root, id).map_err(e)?;
+                let ev = container::stats(root, id).map_err(e)?;
                 println_json(&ev).map_err(|e| format!("write stats: {e}"))?;
             } else {
-                cgroup_ops::events(root, id, interval, &mut |ev| println_json(ev)).map_err(e)?;
+                container::events(root, id, interval, &mut |ev| println_json(ev)).map_err(e)?;
             }
         }
         CgroupCmd::Ps {
@@ -299,7 +299,7 @@ pub fn dispatch(cmd: &CgroupCmd, root: &Path, log: &Logger) -> Result<u8, String
                     "invalid format option {format:?}: use table or json"
                 ));
             }
-            let pids = cgroup_ops::ps(root, id).map_err(e)?;
+            let pids = container::ps(root, id).map_err(e)?;
             if format == "json" {
                 println_json(&pids).map_err(|e| format!("write: {e}"))?;
                 return Ok(0);

@@ -121,16 +121,12 @@ pub enum Cmd {
 
 fn create_options(root: &std::path::Path, a: &CreateArgs) -> CreateOptions {
     CreateOptions {
-        id: a.id.clone(),
-        bundle: a.bundle.clone(),
-        root: root.to_path_buf(),
         console_socket: a.console_socket.clone(),
         pid_file: a.pid_file.clone(),
         no_pivot: a.no_pivot,
         no_new_keyring: a.no_new_keyring,
         preserve_fds: a.preserve_fds,
-        pty_to_caller: false,
-        stdio: None,
+        ..CreateOptions::new(&a.id, &a.bundle, root)
     }
 }
 

@@ -166,9 +166,6 @@ pub fn exec(root: &Path, a: &ExecArgs, log: &Logger) -> Result<u8, String> {
         wait::block(&set)?;
     }
     let req = ExecRequest {
-        id: a.id.clone(),
-        root: root.to_path_buf(),
-        process,
         console_socket: a.console_socket.clone(),
         // Foreground with a terminal and no socket: the pty comes to us.
         pty_to_caller: !a.detach,
@@ -176,7 +173,7 @@ pub fn exec(root: &Path, a: &ExecArgs, log: &Logger) -> Result<u8, String> {
         preserve_fds: a.preserve_fds,
         ignore_paused: a.ignore_paused,
         cgroup: a.cgroup.clone(),
-        stdio: None,
+        ..ExecRequest::new(&a.id, root, process)
     };
     let execed = container::exec(&req).map_err(|e| e.to_string())?;
     let pid = execed.pid;

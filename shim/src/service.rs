@@ -14,7 +14,8 @@ use containerd_shim_protos::events::task as ev;
 use containerd_shim_protos::protobuf::{Message, MessageField};
 use containerd_shim_protos::shim::oci::ProcessDetails;
 use libcontainer::cgroups::oom::OomWatcher;
-use libcontainer::{cgroup_ops, container, tty};
+use libcontainer::container::{self, ContainerError};
+use libcontainer::tty;
 
 use crate::events::{any, timestamp, Publisher};
 use crate::mounts;
@@ -45,21 +46,15 @@ fn default_root(namespace: &str) -> PathBuf {
     Path::new("/run/containerd/oxrun").join(namespace)
 }
 
-/// libcontainer errors: a missing container is NotFound, the rest Unknown.
-fn lc_err(e: container::ContainerError) -> RpcError {
-    let code = if e.is_not_found() {
-        Code::NotFound
-    } else {
-        Code::Unknown
-    };
-    err(code, e)
-}
-
-fn ops_err(e: cgroup_ops::OpsError) -> RpcError {
-    let code = if e.is_not_found() {
-        Code::NotFound
-    } else {
-        Code::Unknown
+/// libcontainer's errors as gRPC codes, in one place: a missing container
+/// is NotFound, a duplicate AlreadyExists, an operation the container's
+/// state does not allow FailedPrecondition, anything else Unknown.
+fn lc_err(e: ContainerError) -> RpcError {
+    let code = match e {
+        ContainerError::NotFound(_) => Code::NotFound,
+        ContainerError::Exists(_) => Code::AlreadyExists,
+        ContainerError::WrongState { .. } => Code::FailedPrecondition,
+        _ => Code::Unknown,
     };
     err(code, e)
 }
@@ -224,18 +219,14 @@ impl Shim {
             let mut io = prepared.io;
             let child = prepared.child;
             let created = container::create(&container::CreateOptions {
-                id: r.id.clone(),
                 pty_to_caller: r.terminal,
-                bundle: bundle.clone(),
-                root: root.clone(),
-                console_socket: None,
                 pid_file: Some(bundle.join("init.pid")),
                 no_pivot: opts.no_pivot_root,
                 no_new_keyring: opts.no_new_keyring,
-                preserve_fds: 0,
                 stdio: child
                     .as_ref()
                     .map(|c| [c[0].as_raw_fd(), c[1].as_raw_fd(), c[2].as_raw_fd()]),
+                ..container::CreateOptions::new(&r.id, &bundle, &root)
             })
             .map_err(lc_err)?;
             drop(child);
@@ -341,18 +332,11 @@ impl Shim {
         let mut io = prepared.io;
         let child = prepared.child;
         let execed = container::exec(&container::ExecRequest {
-            id: id.clone(),
-            root,
-            process: spec,
-            console_socket: None,
             pty_to_caller: p.paths.terminal,
-            pid_file: None,
-            preserve_fds: 0,
-            ignore_paused: false,
-            cgroup: None,
             stdio: child
                 .as_ref()
                 .map(|c| [c[0].as_raw_fd(), c[1].as_raw_fd(), c[2].as_raw_fd()]),
+            ..container::ExecRequest::new(id.clone(), root, spec)
         });
         drop(child);
         let execed = match execed {
@@ -551,7 +535,7 @@ impl Shim {
 
     fn pids(&mut self, r: api::PidsRequest) -> Rpc<api::PidsResponse> {
         let t = self.task(&r.id)?;
-        let pids = cgroup_ops::ps(&t.root, &t.id).map_err(ops_err)?;
+        let pids = container::ps(&t.root, &t.id).map_err(lc_err)?;
         let mut resp = api::PidsResponse::new();
         for pid in pids {
             let mut info = api::ProcessInfo::new();
@@ -568,7 +552,7 @@ impl Shim {
 
     fn pause(&mut self, r: api::PauseRequest) -> Rpc<Empty> {
         let t = self.task_mut(&r.id)?;
-        cgroup_ops::pause(&t.root, &t.id).map_err(ops_err)?;
+        container::pause(&t.root, &t.id).map_err(lc_err)?;
         t.paused = true;
         let mut e = ev::TaskPaused::new();
         e.container_id = r.id;
@@ -578,7 +562,7 @@ impl Shim {
 
     fn resume(&mut self, r: api::ResumeRequest) -> Rpc<Empty> {
         let t = self.task_mut(&r.id)?;
-        cgroup_ops::resume(&t.root, &t.id).map_err(ops_err)?;
+        container::resume(&t.root, &t.id).map_err(lc_err)?;
         t.paused = false;
         let mut e = ev::TaskResumed::new();
         e.container_id = r.id;
@@ -620,13 +604,13 @@ impl Shim {
             .unwrap_or_default();
         let res: oci_spec::runtime::LinuxResources = serde_json::from_slice(value)
             .map_err(|e| err(Code::InvalidArgument, format!("update resources: {e}")))?;
-        cgroup_ops::update(&t.root, &t.id, &res).map_err(ops_err)?;
+        container::update(&t.root, &t.id, &res).map_err(lc_err)?;
         Ok(Empty::new())
     }
 
     fn stats(&mut self, r: api::StatsRequest) -> Rpc<api::StatsResponse> {
         let t = self.task(&r.id)?;
-        let ev = cgroup_ops::stats(&t.root, &t.id).map_err(ops_err)?;
+        let ev = container::stats(&t.root, &t.id).map_err(lc_err)?;
         let stats = ev.data.unwrap_or_default();
         let mut resp = api::StatsResponse::new();
         resp.stats = Some(crate::metrics::for_container(t.unified, &stats)).into();

@@ -1,9 +1,9 @@
 //! Container operations on cgroups, with runc's rules: `pause`/`resume`
 //! (freezer), `update` (merge new resources into the saved ones and
 //! re-apply), `stats`/`events` (usage and OOM notifications), `ps` (the
-//! container's pids). Each locks the container's state directory like
-//! `container.rs` does; the long-running `events` holds the lock only while
-//! it reads the state.
+//! container's pids). Each locks the container's state directory like the
+//! lifecycle operations do; the long-running `events` holds the lock only
+//! while it reads the state.
 
 use std::os::fd::AsFd;
 use std::path::Path;
@@ -12,32 +12,12 @@ use std::time::{Duration, Instant};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use oci_spec::runtime::LinuxResources;
 
+use super::{ContainerError, Op, Result};
 use crate::cgroups::oom::OomWatcher;
+use crate::cgroups::resources;
 use crate::cgroups::stats::Event;
-use crate::cgroups::{resources, CgroupError};
-use crate::state::{State, StateDir, StateError, Status};
+use crate::state::{State, StateDir, Status};
 use crate::sys;
-
-#[derive(Debug, thiserror::Error)]
-pub enum OpsError {
-    #[error(transparent)]
-    State(#[from] StateError),
-    #[error(transparent)]
-    Cgroup(#[from] CgroupError),
-    #[error("{0}")]
-    Invalid(String),
-    #[error("{op}: {source}")]
-    Io { op: String, source: std::io::Error },
-}
-
-impl OpsError {
-    /// The container does not exist (what a client maps to NotFound).
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, OpsError::State(StateError::NotFound(_)))
-    }
-}
-
-type Result<T> = std::result::Result<T, OpsError>;
 
 fn load(root: &Path, id: &str) -> Result<(StateDir, State, Status)> {
     let sd = StateDir::open(root, id)?;
@@ -51,12 +31,7 @@ pub fn pause(root: &Path, id: &str) -> Result<()> {
     let (_sd, st, status) = load(root, id)?;
     match status {
         Status::Running | Status::Created => {}
-        Status::Paused => {
-            return Err(OpsError::Invalid(format!(
-                "container {id} is already paused"
-            )))
-        }
-        _ => return Err(OpsError::Invalid(format!("container {id} is not running"))),
+        s => return Err(ContainerError::wrong_state(id, Op::Pause, s)),
     }
     st.cgroups.freeze()?;
     Ok(())
@@ -66,7 +41,7 @@ pub fn pause(root: &Path, id: &str) -> Result<()> {
 pub fn resume(root: &Path, id: &str) -> Result<()> {
     let (_sd, st, status) = load(root, id)?;
     if status != Status::Paused {
-        return Err(OpsError::Invalid(format!("container {id} is not paused")));
+        return Err(ContainerError::wrong_state(id, Op::Resume, status));
     }
     st.cgroups.thaw()?;
     Ok(())
@@ -78,7 +53,7 @@ pub fn resume(root: &Path, id: &str) -> Result<()> {
 pub fn update(root: &Path, id: &str, new: &LinuxResources) -> Result<Vec<String>> {
     let (sd, mut st, status) = load(root, id)?;
     if status == Status::Stopped {
-        return Err(OpsError::Invalid(format!("container {id} is not running")));
+        return Err(ContainerError::wrong_state(id, Op::Update, status));
     }
     let old = st
         .config
@@ -86,7 +61,7 @@ pub fn update(root: &Path, id: &str, new: &LinuxResources) -> Result<Vec<String>
         .as_ref()
         .and_then(|l| l.resources().clone());
     let merged = resources::merge(old.as_ref(), new)
-        .map_err(|e| OpsError::Invalid(format!("linux.resources: {e}")))?;
+        .map_err(|e| ContainerError::Invalid(format!("linux.resources: {e}")))?;
     let warnings = st.cgroups.apply_with(&merged, true)?;
     let mut linux = st.config.linux().clone().unwrap_or_default();
     linux.set_resources(Some(merged));
@@ -99,7 +74,7 @@ pub fn update(root: &Path, id: &str, new: &LinuxResources) -> Result<Vec<String>
 pub fn stats(root: &Path, id: &str) -> Result<Event> {
     let (_sd, st, status) = load(root, id)?;
     if status == Status::Stopped {
-        return Err(OpsError::Invalid(format!("container {id} is not running")));
+        return Err(ContainerError::wrong_state(id, Op::Stats, status));
     }
     Ok(Event {
         typ: "stats".into(),
@@ -124,24 +99,24 @@ pub fn events(
     emit: &mut dyn FnMut(&Event) -> std::io::Result<()>,
 ) -> Result<()> {
     if interval.is_zero() {
-        return Err(OpsError::Invalid(
+        return Err(ContainerError::Invalid(
             "--interval must be greater than 0".into(),
         ));
     }
     let (sd, st, status) = load(root, id)?;
     drop(sd);
     if status == Status::Stopped {
-        return Err(OpsError::Invalid(format!("container {id} is not running")));
+        return Err(ContainerError::wrong_state(id, Op::Events, status));
     }
-    let pidfd = sys::pidfd_open(st.pid).map_err(|e| OpsError::Io {
+    let pidfd = sys::pidfd_open(st.pid).map_err(|e| ContainerError::Io {
         op: format!("pidfd_open {}", st.pid),
         source: e.into(),
     })?;
     if crate::state::proc_stat(st.pid).map(|s| s.1) != Some(st.init_start_time) {
-        return Err(OpsError::Invalid(format!("container {id} is not running")));
+        return Err(ContainerError::wrong_state(id, Op::Events, Status::Stopped));
     }
     let mut oom = OomWatcher::new(&st.cgroups)?;
-    let io_err = |source: std::io::Error| OpsError::Io {
+    let io_err = |source: std::io::Error| ContainerError::Io {
         op: "write event".into(),
         source,
     };
@@ -162,7 +137,7 @@ pub fn events(
             match nix::poll::poll(&mut fds, PollTimeout::from(ms)) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => {
-                    return Err(OpsError::Io {
+                    return Err(ContainerError::Io {
                         op: "poll".into(),
                         source: e.into(),
                     })

@@ -1,0 +1,240 @@
+//! `create`: validate the bundle, plan namespaces and cgroups, clone the
+//! init and drive it to "created". A failed create undoes everything it
+//! did (process, cgroup, state directory).
+
+use std::os::fd::{OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use super::{ContainerError, Result};
+use crate::cgroups::CgroupPaths;
+use crate::namespaces::Plan;
+use crate::process::{self, ProcessError, SpawnArgs, Spawned};
+use crate::state::{self, State, StateDir};
+use crate::tty;
+
+pub struct CreateOptions {
+    pub id: String,
+    /// With `process.terminal` and no `console_socket`: send the pty master
+    /// back to the caller (`Created::console`) instead of failing.
+    pub pty_to_caller: bool,
+    pub bundle: PathBuf,
+    pub root: PathBuf,
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+    /// The init's stdin, stdout and stderr (all >= 3); `None`: inherit ours.
+    pub stdio: Option<[RawFd; 3]>,
+}
+
+impl CreateOptions {
+    /// Options for creating `id` from `bundle` with its state under `root`;
+    /// everything else as runc's defaults (no console socket, no pid file,
+    /// pivot_root, a new session keyring, no preserved fds, our stdio).
+    pub fn new(
+        id: impl Into<String>,
+        bundle: impl Into<PathBuf>,
+        root: impl Into<PathBuf>,
+    ) -> Self {
+        CreateOptions {
+            id: id.into(),
+            pty_to_caller: false,
+            bundle: bundle.into(),
+            root: root.into(),
+            console_socket: None,
+            pid_file: None,
+            no_pivot: false,
+            no_new_keyring: false,
+            preserve_fds: 0,
+            stdio: None,
+        }
+    }
+}
+
+pub struct Created {
+    pub pid: i32,
+    pub warnings: Vec<String>,
+    /// Notes for `--debug` logging only.
+    pub debug: Vec<String>,
+    /// Where the pty master arrives, with `pty_to_caller`.
+    pub console: Option<OwnedFd>,
+    /// The container's cgroups (for a caller that watches them, e.g. OOM).
+    pub cgroups: CgroupPaths,
+}
+
+/// Undoes a half-made container unless disarmed.
+struct Undo {
+    state_dir: Option<StateDir>,
+    cgroups: Option<CgroupPaths>,
+    spawned: Spawned,
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        self.spawned.kill_all();
+        if let Some(cg) = self.cgroups.take() {
+            let _ = cg.destroy();
+        }
+        if let Some(sd) = self.state_dir.take() {
+            let _ = sd.remove();
+        }
+    }
+}
+
+pub fn create(opts: &CreateOptions) -> Result<Created> {
+    state::validate_id(&opts.id)?;
+    let bundle = std::fs::canonicalize(&opts.bundle).map_err(|source| ContainerError::Bundle {
+        path: opts.bundle.clone(),
+        source,
+    })?;
+    let loaded = crate::spec::load(&bundle)?;
+    let spec = loaded.spec;
+    let loaded_maps = loaded.mount_maps;
+    let mut warnings = loaded.warnings;
+    let root_path = spec
+        .root()
+        .as_ref()
+        .map(|r| r.path().clone())
+        .unwrap_or_default();
+    let rootfs_in = if root_path.is_absolute() {
+        root_path.clone()
+    } else {
+        bundle.join(&root_path)
+    };
+    let rootfs = std::fs::canonicalize(&rootfs_in).map_err(|e| ContainerError::Rootfs {
+        path: rootfs_in.clone(),
+        msg: e.to_string(),
+    })?;
+    if !rootfs.is_dir() {
+        return Err(ContainerError::Rootfs {
+            path: rootfs,
+            msg: "not a directory".into(),
+        });
+    }
+    if spec.process().is_none() {
+        return Err(ContainerError::Invalid(
+            "process: missing; create needs a process to run".into(),
+        ));
+    }
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| ContainerError::Invalid("linux: missing".into()))?;
+    let mut debug = Vec::new();
+    let seccomp = match linux.seccomp() {
+        Some(sc) => {
+            let f = crate::seccomp::compile(sc)?;
+            // runc logs these at debug level; profiles name many syscalls
+            // that older kernels lack.
+            debug.extend(
+                f.unknown
+                    .iter()
+                    .map(|n| format!("linux.seccomp: unknown syscall {n:?} skipped")),
+            );
+            Some(f)
+        }
+        None => None,
+    };
+    let terminal = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
+    let (console, caller_console) =
+        tty::console_for(terminal, opts.console_socket.as_deref(), opts.pty_to_caller)?;
+    let plan = Plan::from_spec(linux.namespaces().as_deref().unwrap_or(&[]))?;
+    if !plan.has(oci_spec::runtime::LinuxNamespaceType::Mount) {
+        warnings.push("linux.namespaces: no mount namespace: mounts, masked and read-only paths are not applied; the container is only chrooted".into());
+    }
+    let idmapped = crate::rootfs::idmap::prepare(&spec, &loaded_maps, &bundle)?;
+    let cgroups = CgroupPaths::plan(linux.cgroups_path().as_deref(), &opts.id)?;
+
+    let state_dir = StateDir::create(&opts.root, &opts.id)?;
+    let mut undo = Undo {
+        state_dir: Some(state_dir),
+        cgroups: None,
+        spawned: Spawned::default(),
+    };
+    cgroups.create()?;
+    undo.cgroups = Some(cgroups.clone());
+    // Always, as runc does: without a resources section the container still
+    // gets the default device rules (deny all but the standard nodes).
+    let no_resources = oci_spec::runtime::LinuxResources::default();
+    warnings.extend(cgroups.apply(linux.resources().as_ref().unwrap_or(&no_resources))?);
+    let sd = undo
+        .state_dir
+        .as_ref()
+        .ok_or_else(|| ContainerError::Invalid("state dir vanished".into()))?;
+    let args = SpawnArgs {
+        id: &opts.id,
+        spec: &spec,
+        bundle: &bundle,
+        rootfs: &rootfs,
+        plan: &plan,
+        cgroups: &cgroups,
+        state_dir: sd,
+        console: console.as_ref(),
+        no_pivot: opts.no_pivot,
+        no_new_keyring: opts.no_new_keyring,
+        preserve_fds: opts.preserve_fds,
+        seccomp: seccomp.as_ref(),
+        idmapped: &idmapped,
+        stdio: opts.stdio,
+    };
+    let pid = process::spawn_init(&args, &mut undo.spawned)?;
+    let init_start_time = state::proc_stat(pid)
+        .map(|s| s.1)
+        .ok_or(ProcessError::InitDied)?;
+    let st = State {
+        id: opts.id.clone(),
+        pid,
+        init_start_time,
+        bundle: bundle.clone(),
+        rootfs,
+        created: state::rfc3339_now(),
+        owner: String::new(),
+        annotations: spec.annotations().clone().unwrap_or_default(),
+        started: false,
+        cgroups: cgroups.clone(),
+        config: spec,
+    };
+    sd.save(&st)?;
+    if let Some(pf) = &opts.pid_file {
+        write_pid_file(pf, pid)?;
+    }
+    // Success: keep everything.
+    warnings.append(&mut undo.spawned.warnings);
+    undo.spawned.children.clear();
+    undo.cgroups = None;
+    undo.state_dir = None;
+    Ok(Created {
+        pid,
+        warnings,
+        debug,
+        console: caller_console,
+        cgroups,
+    })
+}
+
+/// Write `pid` to `path` atomically (temp file + rename in the same dir).
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.oxrun-tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    std::fs::write(&tmp, pid.to_string()).map_err(|source| ContainerError::Io {
+        op: format!("write {}", tmp.display()),
+        source,
+    })?;
+    std::fs::rename(&tmp, path).map_err(|source| ContainerError::Io {
+        op: format!("rename to {}", path.display()),
+        source,
+    })
+}

@@ -1,0 +1,103 @@
+//! `exec`: start another process in a running container.
+
+use std::os::fd::{OwnedFd, RawFd};
+use std::path::PathBuf;
+
+use super::{ContainerError, Op, Result};
+use crate::process;
+use crate::state::{StateDir, Status};
+use crate::tty;
+
+/// What `exec` runs, and how.
+pub struct ExecRequest {
+    pub id: String,
+    pub root: PathBuf,
+    pub process: oci_spec::runtime::Process,
+    pub console_socket: Option<PathBuf>,
+    /// As `CreateOptions::pty_to_caller`.
+    pub pty_to_caller: bool,
+    pub pid_file: Option<PathBuf>,
+    pub preserve_fds: u32,
+    pub ignore_paused: bool,
+    pub cgroup: Option<String>,
+    /// As `CreateOptions::stdio`.
+    pub stdio: Option<[RawFd; 3]>,
+}
+
+impl ExecRequest {
+    /// Run `process` in container `id` (state under `root`), with runc's
+    /// defaults for everything else.
+    pub fn new(
+        id: impl Into<String>,
+        root: impl Into<PathBuf>,
+        process: oci_spec::runtime::Process,
+    ) -> Self {
+        ExecRequest {
+            id: id.into(),
+            root: root.into(),
+            process,
+            console_socket: None,
+            pty_to_caller: false,
+            pid_file: None,
+            preserve_fds: 0,
+            ignore_paused: false,
+            cgroup: None,
+            stdio: None,
+        }
+    }
+}
+
+/// An exec'd process: its host pid, and where its pty master arrives with
+/// `pty_to_caller`.
+pub struct Execed {
+    pub pid: i32,
+    pub console: Option<OwnedFd>,
+}
+
+/// Start `req.process` in a running container. Returns once it has
+/// execve'd (the caller waits for it, unless detached).
+pub fn exec(req: &ExecRequest) -> Result<Execed> {
+    let sd = StateDir::open(&req.root, &req.id)?;
+    let st = sd.load()?;
+    match st.status() {
+        status @ Status::Stopped => {
+            return Err(ContainerError::wrong_state(&req.id, Op::Exec, status))
+        }
+        status @ Status::Paused if !req.ignore_paused => {
+            return Err(ContainerError::wrong_state(&req.id, Op::Exec, status))
+        }
+        _ => {}
+    }
+    let p = &req.process;
+    crate::spec::validate_process(p)?;
+    let (console, caller_console) = tty::console_for(
+        p.terminal().unwrap_or(false),
+        req.console_socket.as_deref(),
+        req.pty_to_caller,
+    )?;
+    let seccomp = match st
+        .config
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+    {
+        Some(sc) => Some(crate::seccomp::compile(sc)?),
+        None => None,
+    };
+    let opts = process::exec::ExecOptions {
+        process: p,
+        console: console.as_ref(),
+        preserve_fds: req.preserve_fds,
+        cgroup_subpath: req.cgroup.as_deref(),
+        seccomp: seccomp.as_ref(),
+        stdio: req.stdio,
+    };
+    let pid = process::exec::spawn_exec(&st, &opts)?;
+    if let Some(pf) = &req.pid_file {
+        super::write_pid_file(pf, pid)?;
+    }
+    Ok(Execed {
+        pid,
+        console: caller_console,
+    })
+}

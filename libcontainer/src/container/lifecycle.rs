@@ -1,0 +1,97 @@
+//! start, state, list, kill and delete.
+
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::time::Duration;
+
+use super::{ContainerError, Op, Result};
+use crate::process;
+use crate::state::{self, State, StateDir, Status};
+use crate::{hooks, sys};
+
+/// Release a created container. Returns poststart hook warnings.
+pub fn start(root: &Path, id: &str) -> Result<Vec<String>> {
+    let sd = StateDir::open(root, id)?;
+    let mut st = sd.load()?;
+    match st.status() {
+        Status::Created => {}
+        status => return Err(ContainerError::wrong_state(id, Op::Start, status)),
+    }
+    let result = process::release_init(sd.fd());
+    let _ = nix::unistd::unlinkat(
+        Some(std::os::fd::AsRawFd::as_raw_fd(&sd.fd())),
+        state::START_SOCKET,
+        nix::unistd::UnlinkatFlags::NoRemoveDir,
+    );
+    st.started = true;
+    sd.save(&st)?;
+    result?;
+    let json = state::oci_state_json(id, "running", st.pid, &st.bundle, &st.config);
+    Ok(hooks::run_all(&st.config, "poststart", &json))
+}
+
+/// A container's saved state and live status.
+pub fn state(root: &Path, id: &str) -> Result<(State, Status)> {
+    state::validate_id(id)?;
+    let st = state::read_state(&root.join(id))?;
+    let status = st.status();
+    Ok((st, status))
+}
+
+pub fn list(root: &Path) -> Vec<(State, Status)> {
+    state::list(root)
+        .into_iter()
+        .map(|s| {
+            let status = s.status();
+            (s, status)
+        })
+        .collect()
+}
+
+/// Send `sig` to the init (or, with `all`, to every process in the cgroup).
+/// `--all` on a stopped container signals whatever is left and succeeds, as
+/// runc does; containerd's shim relies on that when it force-deletes.
+pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
+    let sd = StateDir::open(root, id)?;
+    let st = sd.load()?;
+    if all {
+        st.cgroups.signal_all(sig);
+        return Ok(());
+    }
+    if st.status() == Status::Stopped {
+        return Err(ContainerError::wrong_state(id, Op::Kill, Status::Stopped));
+    }
+    signal_init(&st, sig)
+}
+
+fn signal_init(st: &State, sig: i32) -> Result<()> {
+    let fd = st
+        .init_pidfd()
+        .ok_or_else(|| ContainerError::wrong_state(&st.id, Op::Kill, Status::Stopped))?;
+    sys::pidfd_send_signal(fd.as_fd(), sig).map_err(|e| ContainerError::Io {
+        op: format!("signal {sig} to {}", st.pid),
+        source: e.into(),
+    })
+}
+
+/// Delete a container. A running or paused one needs `force`. Returns
+/// poststop hook warnings.
+pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
+    let sd = StateDir::open(root, id)?;
+    let st = sd.load()?;
+    let status = st.status();
+    match status {
+        Status::Stopped | Status::Created => {}
+        s if !force => return Err(ContainerError::wrong_state(id, Op::Delete, s)),
+        _ => {}
+    }
+    if status != Status::Stopped {
+        let _ = signal_init(&st, libc::SIGKILL);
+        st.cgroups.signal_all(libc::SIGKILL);
+        process::wait_gone(st.pid, Duration::from_secs(10));
+    }
+    st.cgroups.destroy()?;
+    sd.remove()?;
+    let json = state::oci_state_json(id, "stopped", st.pid, &st.bundle, &st.config);
+    Ok(hooks::run_all(&st.config, "poststop", &json))
+}
