@@ -222,13 +222,13 @@ fn init(args: &InitArgs<'_>) -> Result<Never> {
     );
     hooks::run(args.spawn.spec, "createContainer", &creating)?;
 
-    // Create the cwd now: the root may become read-only in finish().
+    // Create the cwd now: the root may become read-only in apply_spec_after_pivot().
     rootfs::resolve::mkdir_all(root.as_fd(), process.cwd(), 0o755)
         .map_err(sys_err(format!("process.cwd {}", process.cwd().display())))?;
     if own_mounts {
         rootfs::pivot(root.as_fd(), args.spawn.no_pivot)?;
         drop(root);
-        rootfs::finish(args.spawn.spec)?;
+        rootfs::apply_spec_after_pivot(args.spawn.spec)?;
     } else {
         nix::unistd::fchdir(root.as_raw_fd()).map_err(sys_err("fchdir rootfs"))?;
         nix::unistd::chroot(".").map_err(sys_err("chroot rootfs"))?;

@@ -113,7 +113,7 @@ pub const FLAGS: &[&str] = &[
     "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
 ];
 /// Flags config.json can use today: oci-spec 0.8 cannot parse
-/// WAIT_KILLABLE_RECV, which needs [`take_unparsed_flags`] in spec loading.
+/// WAIT_KILLABLE_RECV, so a config naming it is refused when it is loaded.
 pub const SUPPORTED_FLAGS: &[&str] = &[
     "SECCOMP_FILTER_FLAG_LOG",
     "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
@@ -539,28 +539,6 @@ fn program(abis: &[Option<Abi>; 3], rules: &[(Vec<String>, Rule)], default: u32)
     e.asm.finish()
 }
 
-/// Remove the filter flags oci-spec 0.8 cannot parse from a config.json
-/// value's `linux.seccomp.flags` and return their bits (to be added with
-/// [`Filter::add_flags`]). Call before deserializing the spec.
-pub fn take_unparsed_flags(config: &mut serde_json::Value) -> u32 {
-    let Some(flags) = config
-        .pointer_mut("/linux/seccomp/flags")
-        .and_then(|f| f.as_array_mut())
-    else {
-        return 0;
-    };
-    let mut bits = 0;
-    flags.retain(|f| {
-        if f == "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV" {
-            bits |= FLAG_WAIT_KILLABLE_RECV;
-            false
-        } else {
-            true
-        }
-    });
-    bits
-}
-
 #[repr(C)]
 struct SockFprog {
     len: u16,
@@ -568,17 +546,6 @@ struct SockFprog {
 }
 
 impl Filter {
-    /// Add flags found by [`take_unparsed_flags`]. WAIT_KILLABLE_RECV only
-    /// means something for a NOTIFY filter (the kernel refuses it without
-    /// a listener), so it is dropped otherwise.
-    pub fn add_flags(&mut self, bits: u32) {
-        let mut bits = bits;
-        if self.notify.is_none() {
-            bits &= !FLAG_WAIT_KILLABLE_RECV;
-        }
-        self.flags |= bits;
-    }
-
     fn seccomp(&self, flags: u32) -> Result<libc::c_long, SeccompError> {
         let fprog = SockFprog {
             len: self.prog.len() as u16,
@@ -1030,18 +997,6 @@ mod tests {
         assert_eq!(n.metadata.as_deref(), Some("m"));
         // Not connected by build(): install refuses rather than hang.
         assert!(f.install(1, b"{}").is_err());
-    }
-
-    #[test]
-    fn wait_killable_recv_is_taken_from_the_json() {
-        let mut v = serde_json::json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW",
-            "flags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]}}});
-        assert_eq!(take_unparsed_flags(&mut v), FLAG_WAIT_KILLABLE_RECV);
-        let s: LinuxSeccomp =
-            serde_json::from_value(v["linux"]["seccomp"].clone()).expect("parses now");
-        let mut f = build(&s).expect("compiles");
-        f.add_flags(FLAG_WAIT_KILLABLE_RECV);
-        assert_eq!(f.flags, FLAG_TSYNC, "dropped without NOTIFY");
     }
 
     /// What the profile means, evaluated directly: the compiled program
