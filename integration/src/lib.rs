@@ -14,6 +14,14 @@
 //!   process left behind for a container.
 //! * [`ConsoleSocket`]: a `--console-socket` listener receiving the pty
 //!   master via SCM_RIGHTS.
+//! * [`require!`] / [`skip_or_fail`]: a test whose host lacks a feature it
+//!   needs (cgroup v1, the time namespace, a block device, ...) fails with
+//!   the reason; it does not pass without having run.
+//!
+//! Skipping: set `OXRUN_TEST_ALLOW_SKIP=1` (exactly `1`) to let such tests
+//! skip instead. A skipped test then prints `SKIPPED: <test>: <reason>` to
+//! stderr (shown even without `--nocapture`) and libtest counts it as
+//! passed, so only set it where a missing feature is expected.
 
 mod bundle;
 mod caps;
@@ -24,6 +32,7 @@ mod names;
 mod output;
 mod procfs;
 mod runtime;
+mod skip;
 
 pub use bundle::{default_spec, Bundle};
 pub use caps::{cap_mask, parse_cap_hex, CAP_NAMES};
@@ -34,3 +43,4 @@ pub use names::unique;
 pub use output::{field, must_field, status_field};
 pub use procfs::{all_pids, host_ns, pid_alive, proc_state};
 pub use runtime::{cgroup_dirs_for, runtime_bin, Runtime};
+pub use skip::skip_or_fail;
