@@ -3,8 +3,9 @@
 //! cgroup files on the host and, through a `cgroup` mount, from inside;
 //! device rules are enforced; pause/resume, update, events (stats and OOM),
 //! ps; delete leaves no cgroup; bad input names the field and leaves
-//! nothing behind. Skipped on hosts without the v1 memory controller (the
-//! pure v2 checks run in the VM: scripts/test-cgroup2.sh).
+//! nothing behind. Fails on hosts without the v1 memory controller unless
+//! OXRUN_TEST_ALLOW_SKIP=1 (the pure v2 checks run in the VM:
+//! scripts/test-cgroup2.sh).
 
 use integration::*;
 use serde_json::{json, Value};
@@ -19,10 +20,10 @@ fn v1_host() -> bool {
 
 macro_rules! need_v1 {
     () => {
-        if !v1_host() {
-            eprintln!("skipped: not a cgroup v1 host");
-            return;
-        }
+        require!(
+            v1_host(),
+            "not a cgroup v1 host (no /sys/fs/cgroup/memory/memory.limit_in_bytes)"
+        )
     };
 }
 
@@ -197,10 +198,10 @@ fn cpu_burst_read_back() {
 #[test]
 fn cpu_realtime_read_back() {
     need_v1!();
-    if !Path::new("/sys/fs/cgroup/cpu/cpu.rt_runtime_us").exists() {
-        eprintln!("skipped: no RT group scheduling");
-        return;
-    }
+    require!(
+        Path::new("/sys/fs/cgroup/cpu/cpu.rt_runtime_us").exists(),
+        "no RT group scheduling (no /sys/fs/cgroup/cpu/cpu.rt_runtime_us)"
+    );
     let rt = Runtime::new();
     let mut b = Bundle::new();
     sleeper(&mut b, "");
@@ -260,7 +261,7 @@ fn block_device() -> Option<(u32, u32)> {
 fn blkio_throttle_read_back() {
     need_v1!();
     let Some((major, minor)) = block_device() else {
-        eprintln!("skipped: no block device");
+        skip_or_fail("no block device in /sys/block (loop, ram and zram do not count)");
         return;
     };
     let rt = Runtime::new();

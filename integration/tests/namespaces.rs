@@ -192,10 +192,10 @@ fn container_is_in_its_cgroup() {
 /// (runtime-spec 1.1 `time` + `linux.timeOffsets`) and rejects the config.
 #[test]
 fn time_namespace_offsets() {
-    if !Path::new("/proc/self/ns/time").exists() {
-        println!("SKIP: kernel has no time namespace (/proc/self/ns/time missing)");
-        return;
-    }
+    require!(
+        Path::new("/proc/self/ns/time").exists(),
+        "kernel has no time namespace (/proc/self/ns/time missing)"
+    );
     let rt = Runtime::new();
     let mut b = Bundle::new();
     let year = 365 * 24 * 3600u64;
