@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use containerd_shim_protos::api::{self, Empty};
 use containerd_shim_protos::events::task as ev;
-use containerd_shim_protos::protobuf::{Message, MessageField};
+use containerd_shim_protos::protobuf::MessageField;
 use containerd_shim_protos::shim::oci::ProcessDetails;
 use libcontainer::cgroups::oom::OomWatcher;
 use libcontainer::{cgroup_ops, container, tty};
@@ -41,7 +41,7 @@ fn unknown(e: impl std::fmt::Display) -> RpcError {
 }
 
 /// libcontainer's state root when the options name none.
-fn default_root(namespace: &str) -> PathBuf {
+pub fn default_root(namespace: &str) -> PathBuf {
     Path::new("/run/containerd/oxrun").join(namespace)
 }
 
@@ -734,27 +734,4 @@ impl Shim {
             None => t.oom = None,
         }
     }
-}
-
-/// For the `delete` action: what a dead shim's container left.
-pub fn cleanup_after_crash(bundle: &Path, id: &str, namespace: &str) -> u32 {
-    let root = std::fs::read(bundle.join(crate::ROOT_FILE))
-        .map(|b| PathBuf::from(String::from_utf8_lossy(&b).into_owned()))
-        .unwrap_or_else(|_| default_root(namespace));
-    let _ = container::delete(&root, id, true);
-    mounts::unmount_rootfs(bundle);
-    let _ = std::fs::remove_file(bundle.join(crate::ROOT_FILE));
-    std::fs::read_to_string(bundle.join("init.pid"))
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// The `delete` action's reply.
-pub fn delete_response(pid: u32) -> Vec<u8> {
-    let mut r = api::DeleteResponse::new();
-    r.pid = pid;
-    r.exit_status = 128 + libc::SIGKILL as u32;
-    r.exited_at = Some(timestamp(SystemTime::now())).into();
-    r.write_to_bytes().unwrap_or_default()
 }
