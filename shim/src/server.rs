@@ -10,10 +10,10 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::Instant;
 
-use containerd_shim_protos::ttrpc::Request;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use ttrpc::proto::Request;
 
 use crate::service::{Reply, Shim};
 use crate::task::exit_code;
@@ -282,22 +282,23 @@ impl Server {
                 }
             }
         }
-        for (h, payload) in requests {
-            if h.typ != wire::TYPE_REQUEST {
+        for m in requests {
+            if !wire::is_request(&m) {
                 continue;
             }
-            let result = match wire::decode::<Request>("ttrpc request", &payload) {
-                Err(e) => Err((Code::InvalidArgument, e.to_string())),
+            let stream = m.header.stream_id;
+            let result = match wire::decode::<Request>("ttrpc request", &m.payload) {
+                Err(e) => Err((Code::INVALID_ARGUMENT, e.to_string())),
                 Ok(req) if req.service != SERVICE => Err((
-                    Code::Unimplemented,
+                    Code::UNIMPLEMENTED,
                     format!("service {} is not served here", req.service),
                 )),
-                Ok(req) => self.shim.dispatch(&req.method, &req.payload, cid, h.stream),
+                Ok(req) => self.shim.dispatch(&req.method, &req.payload, cid, stream),
             };
             let frame = match result {
                 Ok(Reply::Later) => continue,
-                Ok(Reply::Now(p)) => wire::response(h.stream, Ok(p)),
-                Err(e) => wire::response(h.stream, Err(e)),
+                Ok(Reply::Now(p)) => wire::response(stream, Ok(p)),
+                Err(e) => wire::response(stream, Err(e)),
             };
             if let (Ok(f), Some(c)) = (frame, self.conns.get_mut(&cid)) {
                 c.outbuf.extend_from_slice(&f);

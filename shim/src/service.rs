@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use containerd_shim_protos::api::{self, Empty};
 use containerd_shim_protos::events::task as ev;
-use containerd_shim_protos::protobuf::{Message, MessageField};
+use containerd_shim_protos::protobuf::MessageField;
 use containerd_shim_protos::shim::oci::ProcessDetails;
 use libcontainer::cgroups::oom::OomWatcher;
 use libcontainer::container::{self, ContainerError};
@@ -38,11 +38,11 @@ fn err(code: Code, msg: impl std::fmt::Display) -> RpcError {
 }
 
 fn unknown(e: impl std::fmt::Display) -> RpcError {
-    err(Code::Unknown, e)
+    err(Code::UNKNOWN, e)
 }
 
 /// libcontainer's state root when the options name none.
-fn default_root(namespace: &str) -> PathBuf {
+pub fn default_root(namespace: &str) -> PathBuf {
     Path::new("/run/containerd/oxrun").join(namespace)
 }
 
@@ -51,10 +51,10 @@ fn default_root(namespace: &str) -> PathBuf {
 /// state does not allow FailedPrecondition, anything else Unknown.
 fn lc_err(e: ContainerError) -> RpcError {
     let code = match e {
-        ContainerError::NotFound(_) => Code::NotFound,
-        ContainerError::Exists(_) => Code::AlreadyExists,
-        ContainerError::WrongState { .. } => Code::FailedPrecondition,
-        _ => Code::Unknown,
+        ContainerError::NotFound(_) => Code::NOT_FOUND,
+        ContainerError::Exists(_) => Code::ALREADY_EXISTS,
+        ContainerError::WrongState { .. } => Code::FAILED_PRECONDITION,
+        _ => Code::UNKNOWN,
     };
     err(code, e)
 }
@@ -95,13 +95,13 @@ impl Shim {
     fn task(&self, id: &str) -> Rpc<&Task> {
         self.tasks
             .get(id)
-            .ok_or_else(|| err(Code::NotFound, format!("task {id} not found")))
+            .ok_or_else(|| err(Code::NOT_FOUND, format!("task {id} not found")))
     }
 
     fn task_mut(&mut self, id: &str) -> Rpc<&mut Task> {
         self.tasks
             .get_mut(id)
-            .ok_or_else(|| err(Code::NotFound, format!("task {id} not found")))
+            .ok_or_else(|| err(Code::NOT_FOUND, format!("task {id} not found")))
     }
 
     fn default_root(&self) -> PathBuf {
@@ -113,7 +113,7 @@ impl Shim {
         macro_rules! call {
             ($f:ident) => {{
                 let req = wire::decode(stringify!($f), payload)
-                    .map_err(|e| err(Code::InvalidArgument, e))?;
+                    .map_err(|e| err(Code::INVALID_ARGUMENT, e))?;
                 let resp = self.$f(req)?;
                 Ok(Reply::Now(wire::encode(&resp).map_err(unknown)?))
             }};
@@ -136,15 +136,15 @@ impl Shim {
             "Stats" => call!(stats),
             "Wait" => {
                 let req: api::WaitRequest =
-                    wire::decode("Wait", payload).map_err(|e| err(Code::InvalidArgument, e))?;
+                    wire::decode("Wait", payload).map_err(|e| err(Code::INVALID_ARGUMENT, e))?;
                 self.wait(req, (conn, stream))
             }
             "Checkpoint" => Err(err(
-                Code::Unimplemented,
+                Code::UNIMPLEMENTED,
                 "checkpoint is not supported by oxrun",
             )),
             other => Err(err(
-                Code::Unimplemented,
+                Code::UNIMPLEMENTED,
                 format!("/containerd.task.v2.Task/{other} is not supported"),
             )),
         }
@@ -154,7 +154,7 @@ impl Shim {
         let t = self.task(&r.id)?;
         let p = t
             .process(&r.exec_id)
-            .ok_or_else(|| err(Code::NotFound, format!("process {} not found", r.exec_id)))?;
+            .ok_or_else(|| err(Code::NOT_FOUND, format!("process {} not found", r.exec_id)))?;
         let mut s = api::StateResponse::new();
         s.id = if r.exec_id.is_empty() {
             t.id.clone()
@@ -177,18 +177,18 @@ impl Shim {
     fn create(&mut self, r: api::CreateTaskRequest) -> Rpc<api::CreateTaskResponse> {
         if self.tasks.contains_key(&r.id) {
             return Err(err(
-                Code::AlreadyExists,
+                Code::ALREADY_EXISTS,
                 format!("task {} already exists", r.id),
             ));
         }
         if !r.checkpoint.is_empty() {
             return Err(err(
-                Code::Unimplemented,
+                Code::UNIMPLEMENTED,
                 "restore from a checkpoint is not supported by oxrun",
             ));
         }
         let opts: Options =
-            options::decode(r.options.as_ref()).map_err(|e| err(Code::InvalidArgument, e))?;
+            options::decode(r.options.as_ref()).map_err(|e| err(Code::INVALID_ARGUMENT, e))?;
         let root = if opts.root.is_empty() {
             self.default_root()
         } else {
@@ -294,7 +294,7 @@ impl Shim {
         if r.exec_id.is_empty() {
             if t.init.state != State::Created {
                 return Err(err(
-                    Code::FailedPrecondition,
+                    Code::FAILED_PRECONDITION,
                     format!("task {} is not in the created state", r.id),
                 ));
             }
@@ -309,7 +309,7 @@ impl Shim {
         }
         if t.init.state == State::Stopped {
             return Err(err(
-                Code::FailedPrecondition,
+                Code::FAILED_PRECONDITION,
                 format!("container {} is not running", r.id),
             ));
         }
@@ -317,17 +317,17 @@ impl Shim {
         let p = t
             .execs
             .get_mut(&r.exec_id)
-            .ok_or_else(|| err(Code::NotFound, format!("process {} not found", r.exec_id)))?;
+            .ok_or_else(|| err(Code::NOT_FOUND, format!("process {} not found", r.exec_id)))?;
         if p.state != State::Created {
             return Err(err(
-                Code::FailedPrecondition,
+                Code::FAILED_PRECONDITION,
                 format!("process {} is already started", r.exec_id),
             ));
         }
         let spec = p
             .spec
             .take()
-            .ok_or_else(|| err(Code::FailedPrecondition, "exec has no process spec"))?;
+            .ok_or_else(|| err(Code::FAILED_PRECONDITION, "exec has no process spec"))?;
         let prepared = stdio::prepare(&p.paths, &id, &ns, 0, 0).map_err(unknown)?;
         let mut io = prepared.io;
         let child = prepared.child;
@@ -370,13 +370,13 @@ impl Shim {
         let t = self.task_mut(&r.id)?;
         if t.init.state == State::Stopped {
             return Err(err(
-                Code::FailedPrecondition,
+                Code::FAILED_PRECONDITION,
                 format!("container {} is not running", r.id),
             ));
         }
         if r.exec_id.is_empty() || t.execs.contains_key(&r.exec_id) {
             return Err(err(
-                Code::AlreadyExists,
+                Code::ALREADY_EXISTS,
                 format!("process {} already exists", r.exec_id),
             ));
         }
@@ -386,7 +386,7 @@ impl Shim {
             .map(|a| a.value.as_slice())
             .unwrap_or_default();
         let spec: oci_spec::runtime::Process = serde_json::from_slice(value)
-            .map_err(|e| err(Code::InvalidArgument, format!("exec process spec: {e}")))?;
+            .map_err(|e| err(Code::INVALID_ARGUMENT, format!("exec process spec: {e}")))?;
         let mut p = Process::new(
             &r.exec_id,
             Paths {
@@ -413,22 +413,22 @@ impl Shim {
                 return Ok(Empty::new());
             }
             if t.init.state == State::Stopped {
-                return Err(err(Code::NotFound, "process already finished"));
+                return Err(err(Code::NOT_FOUND, "process already finished"));
             }
             container::kill(&t.root, &t.id, r.signal as i32, false).map_err(lc_err)?;
             return Ok(Empty::new());
         }
         let p = t
             .process(&r.exec_id)
-            .ok_or_else(|| err(Code::NotFound, format!("process {} not found", r.exec_id)))?;
+            .ok_or_else(|| err(Code::NOT_FOUND, format!("process {} not found", r.exec_id)))?;
         if p.state != State::Running {
-            return Err(err(Code::NotFound, "process already finished"));
+            return Err(err(Code::NOT_FOUND, "process already finished"));
         }
         // Not reaped yet (we reap and mark in one step), so the pid is still its own.
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(p.pid),
             nix::sys::signal::Signal::try_from(r.signal as i32)
-                .map_err(|e| err(Code::InvalidArgument, e))?,
+                .map_err(|e| err(Code::INVALID_ARGUMENT, e))?,
         )
         .map_err(unknown)?;
         Ok(Empty::new())
@@ -441,17 +441,17 @@ impl Shim {
             let p = t
                 .execs
                 .get(&r.exec_id)
-                .ok_or_else(|| err(Code::NotFound, format!("process {} not found", r.exec_id)))?;
+                .ok_or_else(|| err(Code::NOT_FOUND, format!("process {} not found", r.exec_id)))?;
             if p.state == State::Running {
                 return Err(err(
-                    Code::FailedPrecondition,
+                    Code::FAILED_PRECONDITION,
                     format!("process {} is running", r.exec_id),
                 ));
             }
             let p = t
                 .execs
                 .remove(&r.exec_id)
-                .ok_or_else(|| err(Code::NotFound, "gone"))?;
+                .ok_or_else(|| err(Code::NOT_FOUND, "gone"))?;
             resp.pid = p.pid.max(0) as u32;
             resp.exit_status = p.exit_status;
             resp.exited_at = ts(p.exited_at);
@@ -462,7 +462,7 @@ impl Shim {
         match t.init.state {
             State::Running => {
                 return Err(err(
-                    Code::FailedPrecondition,
+                    Code::FAILED_PRECONDITION,
                     format!("task {} is running", r.id),
                 ));
             }
@@ -489,7 +489,7 @@ impl Shim {
         let mut t = self
             .tasks
             .remove(&r.id)
-            .ok_or_else(|| err(Code::NotFound, "gone"))?;
+            .ok_or_else(|| err(Code::NOT_FOUND, "gone"))?;
         if t.mounted {
             mounts::unmount_rootfs(&t.bundle);
         }
@@ -522,7 +522,7 @@ impl Shim {
         let t = self.task_mut(&r.id)?;
         let p = t
             .process_mut(&r.exec_id)
-            .ok_or_else(|| err(Code::NotFound, format!("process {} not found", r.exec_id)))?;
+            .ok_or_else(|| err(Code::NOT_FOUND, format!("process {} not found", r.exec_id)))?;
         if p.state == State::Stopped {
             let mut w = api::WaitResponse::new();
             w.exit_status = p.exit_status;
@@ -574,7 +574,7 @@ impl Shim {
         let t = self.task(&r.id)?;
         let p = t
             .process(&r.exec_id)
-            .ok_or_else(|| err(Code::NotFound, format!("process {} not found", r.exec_id)))?;
+            .ok_or_else(|| err(Code::NOT_FOUND, format!("process {} not found", r.exec_id)))?;
         if let Some(io) = &p.io {
             io.resize(r.width, r.height).map_err(unknown)?;
         }
@@ -585,7 +585,7 @@ impl Shim {
         let t = self.task_mut(&r.id)?;
         let p = t
             .process_mut(&r.exec_id)
-            .ok_or_else(|| err(Code::NotFound, format!("process {} not found", r.exec_id)))?;
+            .ok_or_else(|| err(Code::NOT_FOUND, format!("process {} not found", r.exec_id)))?;
         if r.stdin {
             if let Some(io) = p.io.as_mut() {
                 io.close_stdin();
@@ -603,7 +603,7 @@ impl Shim {
             .map(|a| a.value.as_slice())
             .unwrap_or_default();
         let res: oci_spec::runtime::LinuxResources = serde_json::from_slice(value)
-            .map_err(|e| err(Code::InvalidArgument, format!("update resources: {e}")))?;
+            .map_err(|e| err(Code::INVALID_ARGUMENT, format!("update resources: {e}")))?;
         container::update(&t.root, &t.id, &res).map_err(lc_err)?;
         Ok(Empty::new())
     }
@@ -718,27 +718,4 @@ impl Shim {
             None => t.oom = None,
         }
     }
-}
-
-/// For the `delete` action: what a dead shim's container left.
-pub fn cleanup_after_crash(bundle: &Path, id: &str, namespace: &str) -> u32 {
-    let root = std::fs::read(bundle.join(crate::ROOT_FILE))
-        .map(|b| PathBuf::from(String::from_utf8_lossy(&b).into_owned()))
-        .unwrap_or_else(|_| default_root(namespace));
-    let _ = container::delete(&root, id, true);
-    mounts::unmount_rootfs(bundle);
-    let _ = std::fs::remove_file(bundle.join(crate::ROOT_FILE));
-    std::fs::read_to_string(bundle.join("init.pid"))
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// The `delete` action's reply.
-pub fn delete_response(pid: u32) -> Vec<u8> {
-    let mut r = api::DeleteResponse::new();
-    r.pid = pid;
-    r.exit_status = 128 + libc::SIGKILL as u32;
-    r.exited_at = Some(timestamp(SystemTime::now())).into();
-    r.write_to_bytes().unwrap_or_default()
 }

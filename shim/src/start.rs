@@ -7,8 +7,15 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use containerd_shim_protos::api;
+use containerd_shim_protos::protobuf::Message;
+use libcontainer::container;
 
 use crate::args::Args;
+use crate::events::timestamp;
+use crate::mounts;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -160,8 +167,31 @@ pub fn delete(a: &Args) -> Vec<u8> {
     } else {
         PathBuf::from(&a.bundle)
     };
-    let pid = crate::service::cleanup_after_crash(&bundle, &a.id, &a.namespace);
-    crate::service::delete_response(pid)
+    let pid = cleanup_after_crash(&bundle, &a.id, &a.namespace);
+    delete_response(pid)
+}
+
+/// For the `delete` action: what a dead shim's container left.
+fn cleanup_after_crash(bundle: &Path, id: &str, namespace: &str) -> u32 {
+    let root = std::fs::read(bundle.join(crate::ROOT_FILE))
+        .map(|b| PathBuf::from(String::from_utf8_lossy(&b).into_owned()))
+        .unwrap_or_else(|_| crate::service::default_root(namespace));
+    let _ = container::delete(&root, id, true);
+    mounts::unmount_rootfs(bundle);
+    let _ = std::fs::remove_file(bundle.join(crate::ROOT_FILE));
+    std::fs::read_to_string(bundle.join("init.pid"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The `delete` action's reply.
+fn delete_response(pid: u32) -> Vec<u8> {
+    let mut r = api::DeleteResponse::new();
+    r.pid = pid;
+    r.exit_status = 128 + libc::SIGKILL as u32;
+    r.exited_at = Some(timestamp(SystemTime::now())).into();
+    r.write_to_bytes().unwrap_or_default()
 }
 
 #[cfg(test)]

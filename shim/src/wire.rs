@@ -1,6 +1,9 @@
-//! ttrpc on the wire: a 10-byte header (payload length and stream id, big
-//! endian; message type; flags) and a protobuf `Request` or `Response`.
-//! The server half is non-blocking (driven by the event loop); the client
+//! ttrpc on the wire: the `ttrpc` crate's `proto` module (10-byte
+//! `MessageHeader`, frame types, the `Request`/`Response`/`Status`
+//! messages and gRPC `Code`s) and its size limit, framed here for our
+//! own loop. The crate's servers and clients start threads, which the
+//! shim cannot have (it clones container inits in-process), so the
+//! server half is non-blocking (driven by the event loop) and the client
 //! half, used to publish events, is blocking with timeouts.
 
 use std::io::{Read, Write};
@@ -8,24 +11,11 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use containerd_shim_protos::protobuf::Message;
-use containerd_shim_protos::ttrpc::{Request, Response, Status};
-
-pub const HEADER_LEN: usize = 10;
-pub const MAX_MESSAGE: usize = 4 << 20;
-pub const TYPE_REQUEST: u8 = 1;
-pub const TYPE_RESPONSE: u8 = 2;
-
-/// gRPC status codes containerd maps to its errors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(i32)]
-pub enum Code {
-    Unknown = 2,
-    InvalidArgument = 3,
-    NotFound = 5,
-    AlreadyExists = 6,
-    FailedPrecondition = 9,
-    Unimplemented = 12,
-}
+pub use ttrpc::proto::Code;
+use ttrpc::proto::{
+    GenMessage, MessageHeader, Request, Response, MESSAGE_HEADER_LENGTH, MESSAGE_LENGTH_MAX,
+    MESSAGE_TYPE_REQUEST, MESSAGE_TYPE_RESPONSE,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
@@ -54,66 +44,36 @@ pub enum WireError {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Header {
-    pub length: u32,
-    pub stream: u32,
-    pub typ: u8,
-    pub flags: u8,
-}
-
-impl Header {
-    pub fn parse(b: &[u8; HEADER_LEN]) -> Header {
-        Header {
-            length: u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
-            stream: u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
-            typ: b[8],
-            flags: b[9],
-        }
-    }
-
-    pub fn encode(&self) -> [u8; HEADER_LEN] {
-        let mut b = [0u8; HEADER_LEN];
-        b[..4].copy_from_slice(&self.length.to_be_bytes());
-        b[4..8].copy_from_slice(&self.stream.to_be_bytes());
-        b[8] = self.typ;
-        b[9] = self.flags;
-        b
-    }
-}
-
-/// One whole frame: header and payload.
-pub fn frame(stream: u32, typ: u8, payload: &[u8]) -> Vec<u8> {
-    let h = Header {
-        length: payload.len() as u32,
-        stream,
-        typ,
-        flags: 0,
-    };
-    let mut v = Vec::with_capacity(HEADER_LEN + payload.len());
-    v.extend_from_slice(&h.encode());
+/// One whole frame: the header `new(stream, length)` makes
+/// (`MessageHeader::new_request` or `new_response`), then the payload.
+pub fn frame(new: fn(u32, u32) -> MessageHeader, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(MESSAGE_HEADER_LENGTH + payload.len());
+    v.extend_from_slice(&Vec::from(new(stream, payload.len() as u32)));
     v.extend_from_slice(payload);
     v
 }
 
 /// Split complete frames off the front of `buf`.
-pub fn take_frame(buf: &mut Vec<u8>) -> Result<Option<(Header, Vec<u8>)>, WireError> {
-    if buf.len() < HEADER_LEN {
+pub fn take_frame(buf: &mut Vec<u8>) -> Result<Option<GenMessage>, WireError> {
+    if buf.len() < MESSAGE_HEADER_LENGTH {
         return Ok(None);
     }
-    let mut hb = [0u8; HEADER_LEN];
-    hb.copy_from_slice(&buf[..HEADER_LEN]);
-    let h = Header::parse(&hb);
-    let len = h.length as usize;
-    if len > MAX_MESSAGE {
+    let header = MessageHeader::from(&buf[..MESSAGE_HEADER_LENGTH]);
+    let len = header.length as usize;
+    if len > MESSAGE_LENGTH_MAX {
         return Err(WireError::TooLong(len));
     }
-    if buf.len() < HEADER_LEN + len {
+    if buf.len() < MESSAGE_HEADER_LENGTH + len {
         return Ok(None);
     }
-    let payload = buf[HEADER_LEN..HEADER_LEN + len].to_vec();
-    buf.drain(..HEADER_LEN + len);
-    Ok(Some((h, payload)))
+    let payload = buf[MESSAGE_HEADER_LENGTH..MESSAGE_HEADER_LENGTH + len].to_vec();
+    buf.drain(..MESSAGE_HEADER_LENGTH + len);
+    Ok(Some(GenMessage { header, payload }))
+}
+
+/// A request frame, as containerd sends them.
+pub fn is_request(m: &GenMessage) -> bool {
+    m.header.type_ == MESSAGE_TYPE_REQUEST
 }
 
 pub fn encode<M: Message>(m: &M) -> Result<Vec<u8>, WireError> {
@@ -132,14 +92,9 @@ pub fn response(
     let mut r = Response::new();
     match result {
         Ok(p) => r.payload = p,
-        Err((code, message)) => {
-            let mut s = Status::new();
-            s.code = containerd_shim_protos::protobuf::EnumOrUnknown::from_i32(code as i32);
-            s.message = message;
-            r.status = Some(s).into();
-        }
+        Err((code, message)) => r.status = Some(ttrpc::get_status(code, message)).into(),
     }
-    Ok(frame(stream, TYPE_RESPONSE, &encode(&r)?))
+    Ok(frame(MessageHeader::new_response, stream, &encode(&r)?))
 }
 
 /// A blocking ttrpc client on one connection (stream ids are odd, rising).
@@ -180,23 +135,23 @@ impl Client {
         let stream = self.next_stream;
         self.next_stream = self.next_stream.wrapping_add(2);
         self.sock
-            .write_all(&frame(stream, TYPE_REQUEST, &encode(&req)?))
+            .write_all(&frame(MessageHeader::new_request, stream, &encode(&req)?))
             .map_err(io("send request"))?;
         loop {
-            let mut hb = [0u8; HEADER_LEN];
+            let mut hb = [0u8; MESSAGE_HEADER_LENGTH];
             self.sock.read_exact(&mut hb).map_err(io("read response"))?;
-            let h = Header::parse(&hb);
-            if h.length as usize > MAX_MESSAGE {
+            let h = MessageHeader::from(hb);
+            if h.length as usize > MESSAGE_LENGTH_MAX {
                 return Err(WireError::TooLong(h.length as usize));
             }
             let mut body = vec![0u8; h.length as usize];
             self.sock
                 .read_exact(&mut body)
                 .map_err(io("read response"))?;
-            if h.typ != TYPE_RESPONSE {
-                return Err(WireError::Type(h.typ));
+            if h.type_ != MESSAGE_TYPE_RESPONSE {
+                return Err(WireError::Type(h.type_));
             }
-            if h.stream != stream {
+            if h.stream_id != stream {
                 continue;
             }
             let resp: Response = decode("ttrpc response", &body)?;
@@ -219,53 +174,51 @@ impl Client {
 mod tests {
     use super::*;
 
+    /// The layout containerd speaks: length and stream id big endian,
+    /// then type and flags.
     #[test]
-    fn header_round_trip() {
-        let h = Header {
-            length: 0x01020304,
-            stream: 7,
-            typ: TYPE_REQUEST,
-            flags: 0,
-        };
-        assert_eq!(h.encode(), [1, 2, 3, 4, 0, 0, 0, 7, 1, 0]);
-        assert_eq!(Header::parse(&h.encode()), h);
+    fn header_layout() {
+        let f = frame(MessageHeader::new_request, 7, &[0xaa; 0x0102]);
+        assert_eq!(f[..MESSAGE_HEADER_LENGTH], [0, 0, 1, 2, 0, 0, 0, 7, 1, 0]);
+        let h = MessageHeader::from(&f[..MESSAGE_HEADER_LENGTH]);
+        assert_eq!((h.length, h.stream_id, h.type_), (0x0102, 7, 1));
     }
 
     #[test]
     fn frames_split_at_boundaries() {
-        let mut buf = frame(1, TYPE_REQUEST, b"abc");
-        buf.extend(frame(3, TYPE_REQUEST, b"de"));
+        let mut buf = frame(MessageHeader::new_request, 1, b"abc");
+        buf.extend(frame(MessageHeader::new_request, 3, b"de"));
         let partial = buf.split_off(buf.len() - 1);
-        let (h, p) = take_frame(&mut buf).unwrap().unwrap();
-        assert_eq!((h.stream, p.as_slice()), (1, &b"abc"[..]));
+        let m = take_frame(&mut buf).unwrap().unwrap();
+        assert_eq!((m.header.stream_id, m.payload.as_slice()), (1, &b"abc"[..]));
+        assert!(is_request(&m));
         assert!(take_frame(&mut buf).unwrap().is_none());
         buf.extend(partial);
-        let (h, p) = take_frame(&mut buf).unwrap().unwrap();
-        assert_eq!((h.stream, p.as_slice()), (3, &b"de"[..]));
+        let m = take_frame(&mut buf).unwrap().unwrap();
+        assert_eq!((m.header.stream_id, m.payload.as_slice()), (3, &b"de"[..]));
         assert!(buf.is_empty());
     }
 
     #[test]
     fn oversized_frame_is_refused() {
-        let mut buf = Header {
-            length: (MAX_MESSAGE + 1) as u32,
-            stream: 1,
-            typ: 1,
-            flags: 0,
-        }
-        .encode()
-        .to_vec();
+        let mut buf = Vec::from(MessageHeader::new_request(
+            1,
+            (MESSAGE_LENGTH_MAX + 1) as u32,
+        ));
         assert!(matches!(take_frame(&mut buf), Err(WireError::TooLong(_))));
     }
 
     #[test]
     fn error_response_carries_code() {
-        let f = response(5, Err((Code::NotFound, "gone".into()))).unwrap();
-        let mut buf = f;
-        let (h, p) = take_frame(&mut buf).unwrap().unwrap();
-        assert_eq!((h.stream, h.typ), (5, TYPE_RESPONSE));
-        let r: Response = decode("r", &p).unwrap();
-        assert_eq!(r.status.code.value(), Code::NotFound as i32);
+        let mut buf = response(5, Err((Code::NOT_FOUND, "gone".into()))).unwrap();
+        let m = take_frame(&mut buf).unwrap().unwrap();
+        assert_eq!(
+            (m.header.stream_id, m.header.type_),
+            (5, MESSAGE_TYPE_RESPONSE)
+        );
+        let r: Response = decode("r", &m.payload).unwrap();
+        assert_eq!(r.status.code.value(), 5);
+        assert_eq!(r.status.code.enum_value(), Ok(Code::NOT_FOUND));
         assert_eq!(r.status.message, "gone");
     }
 }
