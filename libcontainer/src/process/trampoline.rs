@@ -21,7 +21,8 @@
 //! marker the runtime passes, so running it as an interpreter (how a
 //! `#!/proc/self/exe` script would reach it) exits 127 instead of looping.
 //!
-//! This is not a copy of the runtime (design.md §2): the program is 231
+//! This is not a copy of the runtime (the project never copies or re-execs
+//! its own binary per container): the program is 231
 //! bytes, written to a memfd per init or exec and run once.
 
 use std::ffi::{CStr, CString};
