@@ -48,50 +48,6 @@ pub struct Loaded {
     pub mount_maps: std::collections::HashMap<usize, crate::rootfs::idmap::MountMaps>,
 }
 
-const KNOWN_CAPS: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-    "CAP_PERFMON",
-    "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-];
-
 /// Load `<bundle>/config.json` and validate it.
 pub fn load(bundle: &Path) -> Result<Loaded, SpecError> {
     let path = bundle.join("config.json");
@@ -236,7 +192,11 @@ fn drop_unknown_capabilities(value: &mut Value, warnings: &mut Vec<String>) {
     for (set, list) in caps.iter_mut() {
         if let Some(arr) = list.as_array_mut() {
             arr.retain(|c| {
-                let known = c.as_str().is_some_and(|s| KNOWN_CAPS.contains(&s));
+                // caps 0.5 names exactly 0..=40 (CAP_CHOWN..CAP_CHECKPOINT_RESTORE),
+                // as the kernel headers do; case-sensitive, "CAP_" required.
+                let known = c
+                    .as_str()
+                    .is_some_and(|s| s.parse::<caps::Capability>().is_ok());
                 if !known {
                     warnings.push(format!(
                         "process.capabilities.{set}: unknown capability {c} ignored"
@@ -576,6 +536,30 @@ mod tests {
         let loaded = check(&v).expect("unknown caps are dropped");
         assert_eq!(loaded.warnings.len(), 1);
         assert!(loaded.warnings[0].contains("CAP_NOT_A_THING"));
+    }
+
+    #[test]
+    fn known_capabilities_are_kernel_numbers_0_to_40() {
+        // The names the caps crate knows: each of 0..=40 once, and each one
+        // kept by the filter; case and the CAP_ prefix matter, as before.
+        let all = caps::all();
+        assert_eq!(all.len(), 41);
+        for i in 0..=40u8 {
+            assert!(all.iter().any(|c| c.index() == i), "cap {i} missing");
+        }
+        let mut names: Vec<String> = all.iter().map(|c| c.to_string()).collect();
+        names.sort();
+        for bad in ["cap_chown", "CHOWN", "CAP_NOT_A_THING", "CAP_41"] {
+            names.push(bad.to_string());
+        }
+        let mut v = base();
+        v["process"]["capabilities"]["bounding"] = serde_json::json!(names);
+        let loaded = check(&v).expect("unknown caps are dropped");
+        assert_eq!(loaded.warnings.len(), 4, "{:?}", loaded.warnings);
+        assert_eq!(
+            loaded.warnings[0],
+            "process.capabilities.bounding: unknown capability \"cap_chown\" ignored"
+        );
     }
 
     #[test]
