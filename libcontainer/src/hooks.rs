@@ -92,6 +92,16 @@ fn run_one(kind: &'static str, hook: &Hook, state_json: &[u8]) -> Result<(), Hoo
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
+    // A hook gets stdio and nothing else, as runc's do: whatever the
+    // runtime or init holds open without close-on-exec (fds inherited from
+    // the caller, --preserve-fds before they reach the container) is closed
+    // at its execve. Marked close-on-exec rather than closed, so std's own
+    // exec-error pipe still reports a hook that cannot be started.
+    // SAFETY: the closure makes one async-signal-safe syscall (close_range)
+    // between fork and execve and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| crate::sys::cloexec_from(3).map_err(std::io::Error::from));
+    }
     let spawn_err = |source| HookError::Spawn {
         kind,
         path: path.clone(),

@@ -147,7 +147,12 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     if !plan.has(oci_spec::runtime::LinuxNamespaceType::Mount) {
         warnings.push("linux.namespaces: no mount namespace: mounts, masked and read-only paths are not applied; the container is only chrooted".into());
     }
-    let idmapped = crate::rootfs::idmap::prepare(&spec, &loaded_maps, &bundle)?;
+    let idmapped = crate::rootfs::idmap::prepare(
+        &spec,
+        &loaded_maps,
+        &bundle,
+        plan.has(oci_spec::runtime::LinuxNamespaceType::User),
+    )?;
     let cgroups = CgroupPaths::plan(linux.cgroups_path().as_deref(), &opts.id)?;
 
     let state_dir = StateDir::create(&opts.root, &opts.id)?;

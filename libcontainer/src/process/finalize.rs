@@ -159,6 +159,7 @@ pub(crate) fn finalize(
     // Hygiene first, so that as few syscalls as possible run under a filter
     // that is loaded before the capability drop.
     let u = process.user();
+    give_stdio_to(u.uid())?;
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
         u.umask().unwrap_or(0o022) as libc::mode_t,
     ));
@@ -198,6 +199,33 @@ pub(crate) fn finalize(
         nix::sys::prctl::set_no_new_privs().map_err(sys_err("process.noNewPrivileges"))?;
         if let Some(f) = args.seccomp {
             f.install(args.pid, args.state)?;
+        }
+    }
+    Ok(())
+}
+
+/// Make stdio (a console pty, or pipes and fifos the caller created) owned
+/// by the process's uid, so a non-root process can use its own terminal,
+/// as runc does: the gid is kept, /dev/null and fds already owned by `uid`
+/// are left alone, and an owner or group the user namespace does not map
+/// (EINVAL, EPERM) or a read-only /dev (EROFS) leaves the fd as it is.
+fn give_stdio_to(uid: u32) -> Result<()> {
+    let null = nix::sys::stat::stat("/dev/null").ok().map(|s| s.st_rdev);
+    for fd in 0..3 {
+        let Ok(st) = nix::sys::stat::fstat(fd) else {
+            continue;
+        };
+        let is_null = st.st_mode & libc::S_IFMT == libc::S_IFCHR && Some(st.st_rdev) == null;
+        if st.st_uid == uid || is_null {
+            continue;
+        }
+        match nix::unistd::fchown(
+            fd,
+            Some(nix::unistd::Uid::from_raw(uid)),
+            Some(nix::unistd::Gid::from_raw(st.st_gid)),
+        ) {
+            Ok(()) | Err(Errno::EINVAL | Errno::EPERM | Errno::EROFS) => {}
+            Err(e) => return Err(sys_err(format!("chown stdio fd {fd} to uid {uid}"))(e).into()),
         }
     }
     Ok(())

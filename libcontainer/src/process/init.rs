@@ -191,6 +191,7 @@ fn init(args: &InitArgs<'_>) -> Result<Never> {
         cgroupns: args.spawn.plan.has(LinuxNamespaceType::Cgroup),
         idmapped: args.spawn.idmapped,
         warnings: Vec::new(),
+        dev_readonly: false,
     };
     // Without a mount namespace the container shares the caller's mounts:
     // nothing is mounted, the process is only chrooted (create warns).
@@ -220,13 +221,16 @@ fn init(args: &InitArgs<'_>) -> Result<Never> {
         args.spawn.bundle,
         args.spawn.spec,
     );
+    // createContainer hooks run in the container's mount namespace, before
+    // pivot_root, with the container's root as their cwd (as runc's do).
+    nix::unistd::fchdir(root.as_raw_fd()).map_err(sys_err("fchdir rootfs"))?;
     hooks::run(args.spawn.spec, "createContainer", &creating)?;
 
     // Create the cwd now: the root may become read-only in apply_spec_after_pivot().
     rootfs::resolve::mkdir_all(root.as_fd(), process.cwd(), 0o755)
         .map_err(sys_err(format!("process.cwd {}", process.cwd().display())))?;
     if own_mounts {
-        rootfs::pivot(root.as_fd(), args.spawn.no_pivot)?;
+        rootfs::pivot(root.as_fd(), args.spawn.rootfs, args.spawn.no_pivot)?;
         drop(root);
         rootfs::apply_spec_after_pivot(args.spawn.spec)?;
     } else {

@@ -27,7 +27,8 @@ pub struct MountMaps {
     pub gid: Vec<LinuxIdMapping>,
 }
 
-/// Prepared idmapped trees, by mount index.
+/// Bind source trees opened by the runtime (idmapped where asked), by
+/// mount index.
 pub type Prepared = HashMap<usize, OwnedFd>;
 
 fn map_text(m: &[LinuxIdMapping]) -> String {
@@ -71,25 +72,50 @@ fn userns_with(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<OwnedFd
     result
 }
 
-/// Prepare every mount with `idmap`/`ridmap`. Mappings come from the mount
-/// itself or else from the container's user namespace mappings.
+/// Open, in the runtime before clone, every bind source init could not
+/// open itself: with `userns` (the container has a user namespace) all of
+/// them, since init's mapped root has no access to, say, a 0700 directory
+/// of the host's root (runc opens them before entering too); and every
+/// mount with `idmap`/`ridmap`, which is also idmapped here. Mappings come
+/// from the mount itself or else from the container's user namespace
+/// mappings.
 pub fn prepare(
     spec: &Spec,
     maps: &HashMap<usize, MountMaps>,
     bundle: &Path,
+    userns: bool,
 ) -> Result<Prepared, RootfsError> {
     let mut out = Prepared::new();
     let linux = spec.linux().as_ref();
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         let opts = options::parse(m.options().as_deref().unwrap_or(&[]));
-        if !opts.idmap {
-            continue;
-        }
+        let bind = opts.bind || m.typ().as_deref() == Some("bind");
         let field = |msg: &str| RootfsError::Invalid {
             field: format!("mounts[{i}]"),
             msg: msg.into(),
         };
-        if !(opts.bind || m.typ().as_deref() == Some("bind")) {
+        if !opts.idmap {
+            if userns && bind {
+                let src = m
+                    .source()
+                    .clone()
+                    .ok_or_else(|| field("bind mount without a source"))?;
+                let src = if src.is_relative() {
+                    bundle.join(src)
+                } else {
+                    src
+                };
+                let src_c = CString::new(src.as_os_str().as_bytes())
+                    .map_err(|_| field("source has a NUL byte"))?;
+                let flags =
+                    sys::OPEN_TREE_CLONE | if opts.recursive { sys::AT_RECURSIVE } else { 0 };
+                let tree = sys::open_tree(sys::cwd(), &src_c, flags)
+                    .map_err(sys::err_at("open bind source", &src))?;
+                out.insert(i, tree);
+            }
+            continue;
+        }
+        if !bind {
             return Err(field("idmap is supported on bind mounts only"));
         }
         let own = maps.get(&i).cloned().unwrap_or_default();

@@ -52,9 +52,12 @@ pub struct Context<'a> {
     pub userns: bool,
     /// The container has its own cgroup namespace.
     pub cgroupns: bool,
-    /// Idmapped trees the runtime prepared, by mount index.
+    /// Bind sources the runtime opened before clone (idmapped where asked),
+    /// by mount index.
     pub idmapped: &'a idmap::Prepared,
     pub warnings: Vec<String>,
+    /// The spec mounts /dev read-only: applied after /dev is populated.
+    pub dev_readonly: bool,
 }
 
 fn cpath(p: &Path) -> Result<CString> {
@@ -130,6 +133,43 @@ pub fn prepare(ctx: &mut Context<'_>) -> Result<OwnedFd> {
     if !dev_bound {
         create_devices(ctx, root.as_fd())?;
     }
+    if ctx.dev_readonly {
+        let dev = resolve::open_path(root.as_fd(), Path::new("/dev"))
+            .map_err(sys::err_at("open", "/dev"))?;
+        // The console is bound onto /dev/console after pivot_root: its mount
+        // point must exist before /dev turns read-only.
+        let terminal = ctx
+            .spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.terminal())
+            .unwrap_or(false);
+        if terminal {
+            let dir = resolve::open_in_root(
+                root.as_fd(),
+                Path::new("/dev"),
+                libc::O_PATH | libc::O_DIRECTORY,
+                sys::RESOLVE_NO_SYMLINKS,
+            )
+            .map_err(sys::err_at("open", "/dev"))?;
+            match nix::sys::stat::mknodat(
+                Some(std::os::fd::AsRawFd::as_raw_fd(&dir)),
+                "console",
+                nix::sys::stat::SFlag::S_IFREG,
+                nix::sys::stat::Mode::from_bits_truncate(0o644),
+                0,
+            ) {
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(e) => return Err(sys::err_at("create", "/dev/console")(e).into()),
+            }
+        }
+        let attr = sys::MountAttr {
+            attr_set: sys::MOUNT_ATTR_RDONLY,
+            ..Default::default()
+        };
+        sys::mount_setattr(dev.as_fd(), false, &attr)
+            .map_err(sys::err_at("make read-only", "/dev"))?;
+    }
     Ok(root)
 }
 
@@ -160,7 +200,7 @@ fn make_parent_mount_private(rootfs: &Path) -> Result<()> {
     .map_err(sys::err_at("make private", &best))?)
 }
 
-fn unescape_mountinfo(s: &str) -> PathBuf {
+pub(super) fn unescape_mountinfo(s: &str) -> PathBuf {
     PathBuf::from(
         s.replace("\\040", " ")
             .replace("\\011", "\t")

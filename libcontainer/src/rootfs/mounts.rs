@@ -27,7 +27,14 @@ pub(super) fn mount_one(
     m: &Mount,
 ) -> Result<()> {
     let dest = m.destination();
-    let opts = parse_opts(m);
+    let mut opts = parse_opts(m);
+    if resolve::clean(dest) == Path::new("dev") && opts.attr_set & sys::MOUNT_ATTR_RDONLY != 0 {
+        // /dev is filled in after it is mounted (devpts, shm and mqueue
+        // mount points, device nodes, symlinks): made read-only once that is
+        // done (`prepare`), as runc does.
+        opts.attr_set &= !sys::MOUNT_ATTR_RDONLY;
+        ctx.dev_readonly = true;
+    }
     for w in &opts.ignored {
         ctx.warnings.push(format!(
             "mounts[{i}] {}: option {w:?} is not supported and was ignored",
@@ -47,22 +54,7 @@ pub(super) fn mount_one(
     // /proc and /sys must be real directories: a symlink there is an attack
     // (CVE-2019-19921 / CVE-2023-27561) even if it points inside the root.
     let no_symlinks = matches!(typ.as_str(), "proc" | "sysfs");
-    let tree = if let Some(t) = ctx.idmapped.get(&i) {
-        // Prepared (idmapped) by the runtime before clone; see idmap.rs.
-        let t = t.try_clone().map_err(|e| {
-            sys::err_at("dup idmapped tree", dest)(Errno::from_raw(
-                e.raw_os_error().unwrap_or(libc::EIO),
-            ))
-        })?;
-        let st = resolve::fstat(t.as_fd()).map_err(sys::err_at("stat", dest))?;
-        prepare_target(
-            root,
-            dest,
-            st.st_mode & libc::S_IFMT == libc::S_IFDIR,
-            no_symlinks,
-        )?;
-        t
-    } else if opts.bind {
+    let tree = if opts.bind || ctx.idmapped.contains_key(&i) {
         let src = m
             .source()
             .clone()
@@ -72,10 +64,18 @@ pub(super) fn mount_one(
         } else {
             src
         };
-        let src_c = cpath(&src)?;
-        let flags = sys::OPEN_TREE_CLONE | if opts.recursive { sys::AT_RECURSIVE } else { 0 };
-        let tree = sys::open_tree(sys::cwd(), &src_c, flags)
-            .map_err(sys::err_at("open bind source", &src))?;
+        let tree = match ctx.idmapped.get(&i) {
+            // Opened (and idmapped) by the runtime before clone: see idmap.rs.
+            Some(t) => t
+                .try_clone()
+                .map_err(|e| sys::SysError::io("dup source of", dest, &e))?,
+            None => {
+                let flags =
+                    sys::OPEN_TREE_CLONE | if opts.recursive { sys::AT_RECURSIVE } else { 0 };
+                sys::open_tree(sys::cwd(), &cpath(&src)?, flags)
+                    .map_err(sys::err_at("open bind source", &src))?
+            }
+        };
         let st = resolve::fstat(tree.as_fd()).map_err(sys::err_at("stat", &src))?;
         let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
         if resolve::clean(dest) == Path::new("proc")

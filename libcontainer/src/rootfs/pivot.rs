@@ -2,6 +2,7 @@
 //! `--no-pivot`) and detaching the old root; then the settings that need
 //! the pivoted root (propagation, sysctls, masked and read-only paths,
 //! read-only root).
+
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::Path;
 
@@ -14,12 +15,16 @@ use super::sysctl::write_sysctls;
 use super::Result;
 use crate::sys::{self, MountAttr};
 
-/// pivot_root into `root` without a put_old directory, then detach the old root.
-pub fn pivot(root: BorrowedFd<'_>, no_pivot: bool) -> Result<()> {
+/// pivot_root into `root` (the mount at `rootfs`) without a put_old
+/// directory, then detach the old root. With `no_pivot`, move the root
+/// onto "/" and chroot instead, after hiding every full procfs and sysfs
+/// outside it (see `hide_host_proc_and_sys`).
+pub fn pivot(root: BorrowedFd<'_>, rootfs: &Path, no_pivot: bool) -> Result<()> {
     let old_root = sys::openat2(sys::cwd(), c"/", libc::O_PATH | libc::O_DIRECTORY, 0, 0)
         .map_err(sys::err_at("open", "/"))?;
     nix::unistd::fchdir(root.as_raw_fd()).map_err(sys::err_at("fchdir", "rootfs"))?;
     if no_pivot {
+        hide_host_proc_and_sys(rootfs)?;
         nix::mount::mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
             .map_err(sys::err_at("move rootfs", "/"))?;
         nix::unistd::chroot(".").map_err(sys::err_at("chroot", "."))?;
@@ -41,8 +46,63 @@ pub fn pivot(root: BorrowedFd<'_>, no_pivot: bool) -> Result<()> {
     Ok(nix::unistd::chdir("/").map_err(sys::err_at("chdir", "/"))?)
 }
 
-/// After pivot_root: the spec's rootfs propagation, sysctls, masked and
-/// read-only paths, then a read-only root if asked.
+/// Without pivot_root the host's mounts stay in the container's mount
+/// namespace, only out of reach of the chroot; but the kernel lets a process
+/// in a nested user namespace mount a fresh procfs or sysfs whenever a full
+/// one is mounted anywhere in its mount namespace. So, as runc does, every
+/// procfs and sysfs mounted at its root outside the container's rootfs is
+/// made a slave (its unmount must not reach the host) and detached, or
+/// covered with an empty tmpfs where it cannot be unmounted.
+fn hide_host_proc_and_sys(rootfs: &Path) -> Result<()> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| sys::SysError::io("read", "/proc/self/mountinfo", &e))?;
+    let mut hidden: Vec<std::path::PathBuf> = Vec::new();
+    for line in info.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let fields: Vec<&str> = left.split(' ').collect();
+        let fstype = right.split(' ').next().unwrap_or_default();
+        let (Some(root), Some(mp)) = (fields.get(3), fields.get(4)) else {
+            continue;
+        };
+        let mp = super::unescape_mountinfo(mp);
+        if *root != "/"
+            || !matches!(fstype, "proc" | "sysfs")
+            || mp.starts_with(rootfs)
+            || hidden.iter().any(|h| mp.starts_with(h))
+        {
+            continue;
+        }
+        let flags = MsFlags::MS_SLAVE | MsFlags::MS_REC;
+        match nix::mount::mount(None::<&str>, &mp, None::<&str>, flags, None::<&str>) {
+            Ok(()) => {}
+            // Gone with a parent already detached.
+            Err(nix::errno::Errno::ENOENT) => continue,
+            Err(e) => return Err(sys::err_at("make slave", &mp)(e).into()),
+        }
+        match nix::mount::umount2(&mp, nix::mount::MntFlags::MNT_DETACH) {
+            Ok(()) => {}
+            Err(nix::errno::Errno::EINVAL | nix::errno::Errno::EPERM) => {
+                nix::mount::mount(
+                    Some("tmpfs"),
+                    &mp,
+                    Some("tmpfs"),
+                    MsFlags::empty(),
+                    None::<&str>,
+                )
+                .map_err(sys::err_at("cover with tmpfs", &mp))?;
+            }
+            Err(e) => return Err(sys::err_at("unmount", &mp)(e).into()),
+        }
+        hidden.push(mp);
+    }
+    Ok(())
+}
+
+/// After pivot_root, the parts of the spec that act on the pivoted root:
+/// `linux.rootfsPropagation`, `linux.sysctl`, `linux.maskedPaths`,
+/// `linux.readonlyPaths`, then `root.readonly`.
 pub fn apply_spec_after_pivot(spec: &Spec) -> Result<()> {
     let root = sys::openat2(sys::cwd(), c"/", libc::O_PATH | libc::O_DIRECTORY, 0, 0)
         .map_err(sys::err_at("open", "/"))?;
