@@ -96,22 +96,7 @@ pub fn prepare(
         };
         if !opts.idmap {
             if userns && bind {
-                let src = m
-                    .source()
-                    .clone()
-                    .ok_or_else(|| field("bind mount without a source"))?;
-                let src = if src.is_relative() {
-                    bundle.join(src)
-                } else {
-                    src
-                };
-                let src_c = CString::new(src.as_os_str().as_bytes())
-                    .map_err(|_| field("source has a NUL byte"))?;
-                let flags =
-                    sys::OPEN_TREE_CLONE | if opts.recursive { sys::AT_RECURSIVE } else { 0 };
-                let tree = sys::open_tree(sys::cwd(), &src_c, flags)
-                    .map_err(sys::err_at("open bind source", &src))?;
-                out.insert(i, tree);
+                out.insert(i, open_source(m, bundle, opts.recursive, &field)?.1);
             }
             continue;
         }
@@ -136,25 +121,7 @@ pub fn prepare(
                 "idmap needs uidMappings and gidMappings (on the mount or for a user namespace)",
             ));
         }
-        let src = m
-            .source()
-            .clone()
-            .ok_or_else(|| field("bind mount without a source"))?;
-        let src = if src.is_relative() {
-            bundle.join(src)
-        } else {
-            src
-        };
-        let src_c =
-            CString::new(src.as_os_str().as_bytes()).map_err(|_| field("source has a NUL byte"))?;
-        let flags = sys::OPEN_TREE_CLONE | if opts.recursive { sys::AT_RECURSIVE } else { 0 };
-        let tree = sys::open_tree(sys::cwd(), &src_c, flags).map_err(|errno| {
-            RootfsError::Sys(crate::sys::SysError::at(
-                "open bind source",
-                src.clone(),
-                errno,
-            ))
-        })?;
+        let (src, tree) = open_source(m, bundle, opts.recursive, &field)?;
         let ns = userns_with(&uid, &gid)?;
         let attr = MountAttr {
             attr_set: sys::MOUNT_ATTR_IDMAP,
@@ -171,6 +138,31 @@ pub fn prepare(
         out.insert(i, tree);
     }
     Ok(out)
+}
+
+/// Open bind mount `m`'s source (relative to the bundle) as a detached
+/// tree, with its submounts when `recursive`.
+fn open_source(
+    m: &oci_spec::runtime::Mount,
+    bundle: &Path,
+    recursive: bool,
+    field: &dyn Fn(&str) -> RootfsError,
+) -> Result<(std::path::PathBuf, OwnedFd), RootfsError> {
+    let src = m
+        .source()
+        .clone()
+        .ok_or_else(|| field("bind mount without a source"))?;
+    let src = if src.is_relative() {
+        bundle.join(src)
+    } else {
+        src
+    };
+    let src_c =
+        CString::new(src.as_os_str().as_bytes()).map_err(|_| field("source has a NUL byte"))?;
+    let flags = sys::OPEN_TREE_CLONE | if recursive { sys::AT_RECURSIVE } else { 0 };
+    let tree =
+        sys::open_tree(sys::cwd(), &src_c, flags).map_err(sys::err_at("open bind source", &src))?;
+    Ok((src, tree))
 }
 
 /// Pull `mounts[i].uidMappings/gidMappings` out of the raw config (the
