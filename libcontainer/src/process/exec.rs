@@ -16,8 +16,8 @@ use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, Process};
 
 use super::channel::{self, Channel, Msg};
+use super::error::InitError;
 use super::finalize::{self, Finalize, Never};
-use super::init::InitError;
 use crate::namespaces::clone_flag;
 use crate::state::State;
 use crate::{capabilities, sys, tty};

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use oci_spec::runtime::Process;
 
-use super::init::InitError;
+use super::error::InitError;
 use crate::sys::err as sys_err;
 use crate::{capabilities, rlimits, sys, user};
 

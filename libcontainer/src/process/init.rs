@@ -4,49 +4,46 @@
 
 use std::ffi::CString;
 use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixListener;
+use std::path::Path;
 
 use nix::errno::Errno;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use super::channel::{Channel, Msg};
+use super::error::InitError;
 use super::finalize::{self, Finalize, Never};
-use super::parent::SpawnArgs;
-use crate::namespaces;
+use crate::cgroups::CgroupPaths;
+use crate::namespaces::{self, Plan};
 use crate::state::oci_state_json;
-use crate::{capabilities, hooks, rlimits, rootfs, sys, tty, user};
-
-#[derive(Debug, thiserror::Error)]
-pub enum InitError {
-    #[error(transparent)]
-    Channel(#[from] super::channel::ChannelError),
-    #[error(transparent)]
-    Namespace(#[from] namespaces::NamespaceError),
-    #[error(transparent)]
-    Rootfs(#[from] rootfs::RootfsError),
-    #[error(transparent)]
-    Hook(#[from] hooks::HookError),
-    #[error(transparent)]
-    Tty(#[from] tty::TtyError),
-    #[error(transparent)]
-    Caps(#[from] capabilities::CapError),
-    #[error(transparent)]
-    Rlimit(#[from] rlimits::RlimitError),
-    #[error(transparent)]
-    User(#[from] user::UserError),
-    #[error(transparent)]
-    Seccomp(#[from] crate::seccomp::SeccompError),
-    #[error(transparent)]
-    Sys(#[from] crate::sys::SysError),
-    #[error("{0}")]
-    Msg(String),
-}
+use crate::state::StateDir;
+use crate::{capabilities, hooks, rlimits, rootfs, sys, tty};
 
 use crate::sys::err as sys_err;
 
 type Result<T> = std::result::Result<T, InitError>;
+
+/// What the runtime hands to `spawn_init`: the init to set up. init
+/// borrows it (`InitArgs`).
+pub struct SpawnArgs<'a> {
+    pub id: &'a str,
+    pub spec: &'a Spec,
+    pub bundle: &'a Path,
+    pub rootfs: &'a Path,
+    pub plan: &'a Plan,
+    pub cgroups: &'a CgroupPaths,
+    pub state_dir: &'a StateDir,
+    pub console: Option<&'a OwnedFd>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+    pub seccomp: Option<&'a crate::seccomp::Filter>,
+    pub idmapped: &'a crate::rootfs::idmap::Prepared,
+    pub stdio: Option<[std::os::fd::RawFd; 3]>,
+}
 
 /// Everything init needs: what the runtime was asked for (borrowed from
 /// the parent's `SpawnArgs`, shared copy-on-write by clone) and the two

@@ -5,6 +5,7 @@
 //! `trampoline`. `channel` is the parent <-> child sync protocol.
 
 pub mod channel;
+pub mod error;
 pub mod exec;
 pub mod finalize;
 pub mod init;
@@ -15,7 +16,8 @@ use std::os::fd::AsFd;
 
 use crate::sys;
 
-pub use parent::{release_init, spawn_init, ProcessError, SpawnArgs, Spawned};
+pub use init::SpawnArgs;
+pub use parent::{release_init, spawn_init, ProcessError, Spawned};
 
 /// Wait until `pid` has exited (pidfd readable), up to `timeout`.
 pub fn wait_gone(pid: i32, timeout: std::time::Duration) -> bool {

@@ -4,9 +4,8 @@
 //! release it (`start`).
 
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
 
 use nix::errno::Errno;
 use nix::sys::wait::waitpid;
@@ -14,10 +13,8 @@ use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use super::channel::{self, Msg};
-use super::init;
-use crate::cgroups::CgroupPaths;
-use crate::namespaces::Plan;
-use crate::state::{self, oci_state_json, StateDir};
+use super::init::{self, SpawnArgs};
+use crate::state::{self, oci_state_json};
 use crate::{hooks, sys};
 
 #[derive(Debug, thiserror::Error)]
@@ -59,24 +56,6 @@ pub enum ProcessError {
     Protocol(String),
     #[error("container init exited during set-up")]
     InitDied,
-}
-
-/// What the runtime hands to `spawn_init`; init borrows it (`InitArgs`).
-pub struct SpawnArgs<'a> {
-    pub id: &'a str,
-    pub spec: &'a Spec,
-    pub bundle: &'a Path,
-    pub rootfs: &'a Path,
-    pub plan: &'a Plan,
-    pub cgroups: &'a CgroupPaths,
-    pub state_dir: &'a StateDir,
-    pub console: Option<&'a OwnedFd>,
-    pub no_pivot: bool,
-    pub no_new_keyring: bool,
-    pub preserve_fds: u32,
-    pub seccomp: Option<&'a crate::seccomp::Filter>,
-    pub idmapped: &'a crate::rootfs::idmap::Prepared,
-    pub stdio: Option<[std::os::fd::RawFd; 3]>,
 }
 
 /// The processes we started, so a failed create can kill and reap them.
