@@ -18,6 +18,12 @@ use crate::cgroups::CgroupPaths;
 pub const STATE_FILE: &str = "state.json";
 /// The unix socket init listens on until `start` connects.
 pub const START_SOCKET: &str = "start.sock";
+/// A state directory being made (`<id>~creating`) or removed
+/// (`<id>~deleting`): names no id can have (`~` is not allowed in ids).
+const CREATING_SUFFIX: &str = "~creating";
+const DELETING_SUFFIX: &str = "~deleting";
+/// The state that state.json replaced, kept for `delete --force`.
+pub const PREV_STATE_FILE: &str = "state.json.prev";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -29,7 +35,13 @@ pub enum StateError {
     NotFound(String),
     #[error(transparent)]
     Sys(#[from] crate::sys::SysError),
-    #[error("{path}: corrupt state: {source}")]
+    #[error("serialize state: {0}")]
+    Serialize(serde_json::Error),
+    /// A state directory without state.json: not made by this version's
+    /// create (which fills it before it appears), or tampered with.
+    #[error("{0}: no state.json; `delete --force` removes it")]
+    Incomplete(PathBuf),
+    #[error("{path}: corrupt state: {source}; `delete --force` removes it")]
     Corrupt {
         path: PathBuf,
         source: serde_json::Error,
@@ -233,25 +245,74 @@ fn lock(fd: OwnedFd, path: &Path) -> Result<Flock<OwnedFd>, StateError> {
 }
 
 impl StateDir {
-    /// Create `<root>/<id>` exclusively and lock it.
-    pub fn create(root: &Path, id: &str) -> Result<Self, StateError> {
+    /// Create `<root>/<id>` exclusively, locked, holding `initial` as its
+    /// state.json from the first moment it exists: the directory is made
+    /// under a name no id can have (`<id>~creating`), filled, and renamed
+    /// into place with RENAME_NOREPLACE. A create killed at any point
+    /// leaves either nothing under `<id>` or a complete state that
+    /// `state`, `list` and `delete -f` understand (a killed create's
+    /// leftover `~creating` directory is removed by the next create of
+    /// that id).
+    pub fn create(root: &Path, id: &str, initial: &State) -> Result<Self, StateError> {
         validate_id(id)?;
-        std::fs::create_dir_all(root).map_err(|e| {
-            StateError::Sys(crate::sys::SysError::at(
-                "mkdir",
-                root.to_path_buf(),
-                Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-            ))
-        })?;
+        std::fs::create_dir_all(root)
+            .map_err(|e| crate::sys::SysError::io("mkdir", root.to_path_buf(), &e))?;
         let path = root.join(id);
-        match nix::unistd::mkdir(&path, Mode::from_bits_truncate(0o700)) {
-            Ok(()) => {}
-            Err(Errno::EEXIST) => return Err(StateError::Exists(id.to_string())),
-            Err(e) => return Err(sys("mkdir", &path)(e).into()),
+        sweep_stale(root, id);
+        let tmp = root.join(format!("{id}{CREATING_SUFFIX}"));
+        let mut dir = None;
+        for _ in 0..2 {
+            match nix::unistd::mkdir(&tmp, Mode::from_bits_truncate(0o700)) {
+                Ok(()) => {
+                    let fd = open_dir(&tmp).map_err(sys("open", &tmp))?;
+                    let locked = lock(fd, &tmp)?;
+                    // Removed by a concurrent create that took it for stale
+                    // before we locked it: that one wins.
+                    if nix::sys::stat::fstat(locked.as_raw_fd())
+                        .map_err(sys("stat", &tmp))?
+                        .st_nlink
+                        == 0
+                    {
+                        return Err(StateError::Exists(id.to_string()));
+                    }
+                    dir = Some(locked);
+                    break;
+                }
+                Err(Errno::EEXIST) => {
+                    // Left by a killed create (unlocked), or another create
+                    // of this id under way (locked).
+                    let fd = open_dir(&tmp).map_err(sys("open", &tmp))?;
+                    match Flock::lock(fd, FlockArg::LockExclusiveNonblock) {
+                        Ok(stale) => {
+                            let _ = std::fs::remove_dir_all(&tmp);
+                            drop(stale);
+                        }
+                        Err(_) => return Err(StateError::Exists(id.to_string())),
+                    }
+                }
+                Err(e) => return Err(sys("mkdir", &tmp)(e).into()),
+            }
         }
-        let dir = open_dir(&path).map_err(sys("open", &path))?;
-        let dir = lock(dir, &path)?;
-        Ok(StateDir { path, dir })
+        let dir = dir.ok_or_else(|| StateError::Exists(id.to_string()))?;
+        let sd = StateDir { path: tmp, dir };
+        let placed = sd.save(initial).and_then(|()| {
+            fcntl::renameat2(
+                None,
+                &sd.path,
+                None,
+                &path,
+                fcntl::RenameFlags::RENAME_NOREPLACE,
+            )
+            .map_err(|e| match e {
+                Errno::EEXIST | Errno::ENOTEMPTY => StateError::Exists(id.to_string()),
+                e => sys("rename", &path)(e).into(),
+            })
+        });
+        if let Err(e) = placed {
+            let _ = std::fs::remove_dir_all(&sd.path);
+            return Err(e);
+        }
+        Ok(StateDir { path, dir: sd.dir })
     }
 
     /// Open and lock an existing container's directory.
@@ -267,18 +328,12 @@ impl StateDir {
         };
         let dir = lock(dir, &path)?;
         // A concurrent delete may have removed it while we waited for the lock.
-        match fcntl::openat(
-            Some(dir.as_raw_fd()),
-            STATE_FILE,
-            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        ) {
-            Ok(fd) => {
-                // SAFETY: fresh fd from openat; we close it right away.
-                drop(unsafe { OwnedFd::from_raw_fd(fd) });
-            }
-            Err(Errno::ENOENT) => return Err(StateError::NotFound(id.to_string())),
-            Err(e) => return Err(sys("open", path.join(STATE_FILE))(e).into()),
+        if nix::sys::stat::fstat(dir.as_raw_fd())
+            .map_err(sys("stat", &path))?
+            .st_nlink
+            == 0
+        {
+            return Err(StateError::NotFound(id.to_string()));
         }
         Ok(StateDir { path, dir })
     }
@@ -289,6 +344,19 @@ impl StateDir {
 
     pub fn load(&self) -> Result<State, StateError> {
         read_state(&self.path)
+    }
+
+    /// The state, or when state.json is missing or corrupt, the one it
+    /// replaced (state.json.prev): what `delete --force` needs to find the
+    /// container's cgroups and init. The error is state.json's.
+    pub fn load_for_cleanup(&self) -> Result<State, StateError> {
+        self.load().or_else(|e| match e {
+            StateError::Corrupt { .. } | StateError::Incomplete(_) => {
+                let prev = std::fs::read(self.path.join(PREV_STATE_FILE)).map_err(|_| e)?;
+                serde_json::from_slice(&prev).map_err(|_| StateError::Incomplete(self.path.clone()))
+            }
+            e => Err(e),
+        })
     }
 
     /// Atomically replace state.json.
@@ -303,14 +371,34 @@ impl StateDir {
         .map_err(sys("open", &self.path.join(tmp)))?;
         // SAFETY: fresh fd from openat that we own.
         let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-        let data = serde_json::to_vec(state).map_err(|source| StateError::Corrupt {
-            path: self.path.clone(),
-            source,
-        })?;
+        let data = serde_json::to_vec(state).map_err(StateError::Serialize)?;
         f.write_all(&data).map_err(|e| {
             StateError::Sys(crate::sys::SysError::io("write", self.path.join(tmp), &e))
         })?;
         drop(f);
+        // Keep the state being replaced as state.json.prev (a hard link, so
+        // readers always find a state.json): if state.json is ever found
+        // truncated or corrupt, `delete --force` still knows the cgroups and
+        // the init to clean up (`load_for_cleanup`).
+        let dirfd = Some(self.dir.as_raw_fd());
+        match nix::unistd::unlinkat(
+            dirfd,
+            PREV_STATE_FILE,
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        ) {
+            Ok(()) | Err(Errno::ENOENT) => {}
+            Err(e) => return Err(sys("unlink", self.path.join(PREV_STATE_FILE))(e).into()),
+        }
+        match nix::unistd::linkat(
+            dirfd,
+            STATE_FILE,
+            dirfd,
+            PREV_STATE_FILE,
+            nix::fcntl::AtFlags::empty(),
+        ) {
+            Ok(()) | Err(Errno::ENOENT) => {}
+            Err(e) => return Err(sys("link", self.path.join(PREV_STATE_FILE))(e).into()),
+        }
         fcntl::renameat(
             Some(self.dir.as_raw_fd()),
             tmp,
@@ -322,13 +410,28 @@ impl StateDir {
     }
 
     /// Remove the directory and everything in it (it holds only our files).
+    /// It is first renamed to `<id>~deleting` (a name no id can have), so a
+    /// delete killed half-way leaves no half-empty `<id>` behind; leftovers
+    /// of that kind are swept by [`sweep_stale`].
     pub fn remove(self) -> Result<(), StateError> {
-        match std::fs::remove_dir_all(&self.path) {
+        let doomed = self.path.with_file_name(format!(
+            "{}{DELETING_SUFFIX}",
+            self.path
+                .file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default()
+        ));
+        let _ = std::fs::remove_dir_all(&doomed);
+        let target = match std::fs::rename(&self.path, &doomed) {
+            Ok(()) => doomed,
+            Err(_) => self.path.clone(),
+        };
+        match std::fs::remove_dir_all(&target) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(StateError::Sys(crate::sys::SysError::at(
                 "rmdir",
-                self.path.clone(),
+                target,
                 Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
             ))),
         }
@@ -341,11 +444,15 @@ pub fn read_state(dir: &Path) -> Result<State, StateError> {
     let data = match std::fs::read(&path) {
         Ok(d) => d,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let id = dir
-                .file_name()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            return Err(StateError::NotFound(id));
+            return Err(if dir.is_dir() {
+                StateError::Incomplete(dir.to_path_buf())
+            } else {
+                let id = dir
+                    .file_name()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                StateError::NotFound(id)
+            });
         }
         Err(e) => {
             return Err(StateError::Sys(crate::sys::SysError::at(
@@ -358,13 +465,38 @@ pub fn read_state(dir: &Path) -> Result<State, StateError> {
     serde_json::from_slice(&data).map_err(|source| StateError::Corrupt { path, source })
 }
 
-/// All containers under `root`, sorted by id; unreadable entries are skipped.
+/// Remove what killed commands left of `id` under `root`: a `~deleting`
+/// directory, and a `~creating` one that no running create holds locked.
+pub fn sweep_stale(root: &Path, id: &str) {
+    let _ = std::fs::remove_dir_all(root.join(format!("{id}{DELETING_SUFFIX}")));
+    let creating = root.join(format!("{id}{CREATING_SUFFIX}"));
+    if let Ok(fd) = open_dir(&creating) {
+        if let Ok(stale) = Flock::lock(fd, FlockArg::LockExclusiveNonblock) {
+            let _ = std::fs::remove_dir_all(&creating);
+            drop(stale);
+        }
+    }
+}
+
+/// All containers under `root`, sorted by id; unreadable entries are
+/// skipped, and what killed commands left behind is swept.
 pub fn list(root: &Path) -> Vec<State> {
     let Ok(entries) = std::fs::read_dir(root) else {
         return Vec::new();
     };
     let mut out: Vec<State> = entries
         .flatten()
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if let Some(id) = name
+                .strip_suffix(CREATING_SUFFIX)
+                .or_else(|| name.strip_suffix(DELETING_SUFFIX))
+            {
+                sweep_stale(root, id);
+            }
+            validate_id(&name).is_ok()
+        })
         .filter_map(|e| read_state(&e.path()).ok())
         .collect();
     out.sort_by(|a, b| a.id.cmp(&b.id));

@@ -155,7 +155,23 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     )?;
     let cgroups = CgroupPaths::plan(linux.cgroups_path().as_deref(), &opts.id)?;
 
-    let state_dir = StateDir::create(&opts.root, &opts.id)?;
+    // What is known before anything exists: a create killed from here on
+    // leaves a "stopped" container that `delete -f` can clean up (its
+    // cgroups are in the plan; pid 0 is never alive).
+    let mut st = State {
+        id: opts.id.clone(),
+        pid: 0,
+        init_start_time: 0,
+        bundle: bundle.clone(),
+        rootfs,
+        created: state::rfc3339_now(),
+        owner: String::new(),
+        annotations: spec.annotations().clone().unwrap_or_default(),
+        started: false,
+        cgroups: cgroups.clone(),
+        config: spec.clone(),
+    };
+    let state_dir = StateDir::create(&opts.root, &opts.id, &st)?;
     let mut undo = Undo {
         state_dir: Some(state_dir),
         cgroups: None,
@@ -175,7 +191,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         id: &opts.id,
         spec: &spec,
         bundle: &bundle,
-        rootfs: &rootfs,
+        rootfs: &st.rootfs,
         plan: &plan,
         cgroups: &cgroups,
         state_dir: sd,
@@ -191,19 +207,8 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     let init_start_time = state::proc_stat(pid)
         .map(|s| s.1)
         .ok_or(ProcessError::InitDied)?;
-    let st = State {
-        id: opts.id.clone(),
-        pid,
-        init_start_time,
-        bundle: bundle.clone(),
-        rootfs,
-        created: state::rfc3339_now(),
-        owner: String::new(),
-        annotations: spec.annotations().clone().unwrap_or_default(),
-        started: false,
-        cgroups: cgroups.clone(),
-        config: spec,
-    };
+    st.pid = pid;
+    st.init_start_time = init_start_time;
     sd.save(&st)?;
     if let Some(pf) = &opts.pid_file {
         write_pid_file(pf, pid)?;

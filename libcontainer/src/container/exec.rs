@@ -92,6 +92,13 @@ pub fn exec(req: &ExecRequest) -> Result<Execed> {
         seccomp: seccomp.as_ref(),
         stdio: req.stdio,
     };
+    // The lock is not held while the process starts: in a paused container
+    // (--ignore-paused) it freezes on joining the cgroup until `resume`,
+    // which, like `delete -f` and everything else on this container, must
+    // not wait for it. Joining goes through the init's pidfd, so a
+    // container deleted meanwhile makes the join fail instead of landing
+    // anywhere else.
+    drop(sd);
     let pid = process::exec::spawn_exec(&st, &opts)?;
     if let Some(pf) = &req.pid_file {
         super::write_pid_file(pf, pid)?;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{ContainerError, Op, Result};
 use crate::process;
-use crate::state::{self, State, StateDir, Status};
+use crate::state::{self, State, StateDir, StateError, Status};
 use crate::{hooks, sys};
 
 /// Release a created container. Returns poststart hook warnings.
@@ -77,8 +77,25 @@ fn signal_init(st: &State, sig: i32) -> Result<()> {
 /// Delete a container. A running or paused one needs `force`. Returns
 /// poststop hook warnings.
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
+    state::validate_id(id)?;
+    state::sweep_stale(root, id);
     let sd = StateDir::open(root, id)?;
-    let st = sd.load()?;
+    let st = match (sd.load(), force) {
+        (Ok(st), _) => st,
+        // state.json is missing or corrupt: --force cleans up from the
+        // state it replaced, or removes the bare directory.
+        (Err(StateError::Corrupt { .. } | StateError::Incomplete(_)), true) => {
+            match sd.load_for_cleanup() {
+                Ok(st) => st,
+                Err(e) => {
+                    let warning = format!("{e}: removed without its state");
+                    sd.remove()?;
+                    return Ok(vec![warning]);
+                }
+            }
+        }
+        (Err(e), _) => return Err(e.into()),
+    };
     let status = st.status();
     match status {
         Status::Stopped | Status::Created => {}
@@ -92,6 +109,11 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
     }
     st.cgroups.destroy()?;
     sd.remove()?;
+    if st.pid == 0 {
+        // A create that was killed before it had an init: never created,
+        // so no poststop.
+        return Ok(Vec::new());
+    }
     let json = state::oci_state_json(id, "stopped", st.pid, &st.bundle, &st.config);
     Ok(hooks::run_all(&st.config, "poststop", &json))
 }

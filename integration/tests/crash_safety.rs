@@ -1,0 +1,216 @@
+//! A runtime command killed at any moment, or a state file damaged, never
+//! strands a container: `state`/`list` say what is known, `delete --force`
+//! removes whatever exists of it, and the id can be used again. And no
+//! command holds the container's lock while it waits for something another
+//! command must do.
+
+use integration::*;
+use std::fs;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Delays (µs) after which a command is SIGKILLed: from before it has read
+/// the bundle to after the init exists.
+const KILL_AFTER_US: &[u64] = &[
+    300, 700, 1_000, 1_500, 2_000, 2_500, 3_000, 4_000, 5_000, 6_000, 8_000, 10_000, 14_000,
+    20_000, 30_000,
+];
+
+/// Start `cmd`, SIGKILL it after `us` microseconds (unless it is done),
+/// and reap it.
+fn kill_after(mut cmd: Command, us: u64) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn runtime");
+    std::thread::sleep(Duration::from_micros(us));
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// After a killed command: whatever `state` says, `delete --force` must
+/// leave nothing, and a fresh container with the same id must work.
+fn recover_and_reuse(rt: &Runtime, b: &Bundle, id: &str, what: &str) {
+    let state = rt.cmd(&["state", id]);
+    let listed = rt
+        .cmd(&["list", "-q"])
+        .stdout
+        .lines()
+        .any(|l| l.trim() == id);
+    if state.code() == 0 {
+        assert!(listed, "{what}: `state` knows {id} but `list` does not");
+        let v: serde_json::Value = serde_json::from_str(&state.stdout)
+            .unwrap_or_else(|e| panic!("{what}: state is not JSON ({e}): {}", state.stdout));
+        assert!(v["status"].is_string(), "{what}: {v}");
+    } else {
+        assert!(
+            !listed,
+            "{what}: `list` shows {id} but `state` fails: {}",
+            state.stderr
+        );
+        state.assert_mentions(&["does not exist", "not exist"]);
+    }
+    if state.code() == 0 {
+        rt.delete(id, true).ok();
+    }
+    let stray = fs::read_dir(&rt.root)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(id))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    assert!(
+        stray.is_empty(),
+        "{what}: left in the state root: {stray:?}"
+    );
+    rt.assert_no_leftovers(b, id);
+    // The id is usable again.
+    rt.create(b, id).ok();
+    rt.delete(id, true).ok();
+    rt.assert_no_leftovers(b, id);
+}
+
+#[test]
+fn killed_create_never_strands_the_id() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.set_args(&["sleep", "100"]);
+    for &us in KILL_AFTER_US {
+        let id = rt.id(&format!("killcreate{us}"));
+        b.write_config(&id);
+        let mut c = rt.command();
+        c.arg("create").arg("--bundle").arg(b.path()).arg(&id);
+        kill_after(c, us);
+        recover_and_reuse(&rt, &b, &id, &format!("create killed after {us} µs"));
+    }
+}
+
+#[test]
+fn killed_start_and_run_never_strand_the_id() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.set_args(&["sleep", "100"]);
+    for &us in KILL_AFTER_US.iter().step_by(2) {
+        let id = rt.id(&format!("killstart{us}"));
+        rt.create(&b, &id).ok();
+        let mut c = rt.command();
+        c.arg("start").arg(&id);
+        kill_after(c, us / 4);
+        recover_and_reuse(&rt, &b, &id, &format!("start killed after {} µs", us / 4));
+
+        let id = rt.id(&format!("killrun{us}"));
+        b.write_config(&id);
+        let mut c = rt.command();
+        c.arg("run")
+            .arg("-d")
+            .arg("--bundle")
+            .arg(b.path())
+            .arg(&id);
+        kill_after(c, us);
+        recover_and_reuse(&rt, &b, &id, &format!("run -d killed after {us} µs"));
+    }
+}
+
+#[test]
+fn killed_delete_can_be_finished() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.set_args(&["sleep", "100"]);
+    for &us in KILL_AFTER_US.iter().step_by(3) {
+        let id = rt.id(&format!("killdelete{us}"));
+        rt.create(&b, &id).ok();
+        rt.start(&id).ok();
+        let mut c = rt.command();
+        c.arg("delete").arg("--force").arg(&id);
+        kill_after(c, us / 4);
+        recover_and_reuse(&rt, &b, &id, &format!("delete killed after {} µs", us / 4));
+    }
+}
+
+/// A truncated or garbage state.json: `state` says so clearly, and
+/// `delete --force` still kills the container and removes its cgroups
+/// (from the state that state.json replaced).
+#[test]
+fn corrupt_state_is_reported_and_deletable() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.set_args(&["sleep", "100"]);
+    for (n, damage) in ["", "{\"id\":", "not json at all"].iter().enumerate() {
+        let id = rt.id(&format!("corrupt{n}"));
+        rt.create(&b, &id).ok();
+        rt.start(&id).ok();
+        fs::write(rt.root.join(&id).join("state.json"), damage).unwrap();
+        let st = rt.cmd(&["state", &id]);
+        assert_ne!(st.code(), 0, "state of a damaged state.json succeeded");
+        st.assert_mentions(&["corrupt"]);
+        rt.delete(&id, true).ok();
+        rt.assert_no_leftovers(&b, &id);
+        rt.create(&b, &id).ok();
+        rt.delete(&id, true).ok();
+        rt.assert_no_leftovers(&b, &id);
+    }
+}
+
+/// `exec --ignore-paused` into a paused container: the new process freezes
+/// with the container until it is resumed, and meanwhile `resume` (and
+/// everything else) must not wait for the exec (runc lets it through).
+#[test]
+fn exec_into_paused_container_does_not_block_resume() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.set_args(&["sleep", "100"]);
+    let id = rt.id("pausedexec");
+    rt.create(&b, &id).ok();
+    rt.start(&id).ok();
+    rt.cmd(&["pause", &id]).ok();
+    let mut exec = rt.command();
+    exec.args(["exec", "--ignore-paused", &id, "echo", "ran-after-resume"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = exec.spawn().expect("spawn exec");
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    rt.cmd(&["resume", &id]).ok();
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "resume waited {:?} for the exec",
+        t0.elapsed()
+    );
+    let out = child.wait_with_output().expect("exec output");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("ran-after-resume"),
+        "exec: {:?} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // And with delete -f instead of resume.
+    rt.cmd(&["pause", &id]).ok();
+    let mut exec = rt.command();
+    exec.args(["exec", "--ignore-paused", &id, "echo", "never"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = exec.spawn().expect("spawn exec");
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    rt.delete(&id, true).ok();
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "delete -f waited {:?}",
+        t0.elapsed()
+    );
+    let deadline = Instant::now() + TIMEOUT;
+    while child.try_wait().ok().flatten().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "exec never returned after delete -f"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    rt.assert_no_leftovers(&b, &id);
+}
