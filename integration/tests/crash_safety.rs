@@ -214,3 +214,45 @@ fn exec_into_paused_container_does_not_block_resume() {
     }
     rt.assert_no_leftovers(&b, &id);
 }
+
+/// A command whose container is locked by another that never finishes (a
+/// createRuntime hook without a timeout that sleeps) fails with a clear
+/// message after the runtime's lock wait (30 s) instead of hanging.
+#[test]
+fn a_stuck_holder_makes_waiters_fail_not_hang() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    let marker = rt.scratch().join("hook-started");
+    b.config["hooks"] = serde_json::json!({"createRuntime": [{
+        "path": "/bin/sh",
+        "args": ["sh", "-c", format!("echo $$ > {}.tmp; mv {0}.tmp {0}; exec sleep 120", marker.display())]
+    }]});
+    b.set_args(&["true"]);
+    let id = rt.id("stuck");
+    b.write_config(&id);
+    let mut c = rt.command();
+    c.arg("create").arg("--bundle").arg(b.path()).arg(&id);
+    let mut creator = c
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn create");
+    wait_for_path(&marker, TIMEOUT);
+    let t0 = Instant::now();
+    let mut del = rt.command();
+    del.args(["delete", "--force", &id]);
+    let out = run_with_timeout(&mut del, Duration::from_secs(60), None);
+    let waited = t0.elapsed();
+    assert!(!out.timed_out, "delete hung: {}", out.describe());
+    assert_ne!(out.code(), 0, "delete succeeded under a held lock: {}", out.describe());
+    out.assert_mentions(&["lock"]);
+    assert!(waited < Duration::from_secs(45), "delete waited {waited:?}");
+    // End the hook (create then fails and undoes itself), and create.
+    let hook_pid: i32 = read_file(&marker).trim().parse().expect("hook pid");
+    // SAFETY: kill(2) of the hook process this test started; no memory.
+    unsafe { libc::kill(hook_pid, libc::SIGKILL) };
+    let _ = creator.wait();
+    let _ = rt.cmd(&["delete", "--force", &id]);
+    rt.assert_no_leftovers(&b, &id);
+}

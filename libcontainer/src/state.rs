@@ -35,6 +35,8 @@ pub enum StateError {
     NotFound(String),
     #[error(transparent)]
     Sys(#[from] crate::sys::SysError),
+    #[error("{path}: another command on this container has held its lock for {secs} s; try again")]
+    Busy { path: PathBuf, secs: u64 },
     #[error("serialize state: {0}")]
     Serialize(serde_json::Error),
     /// A state directory without state.json: not made by this version's
@@ -226,13 +228,41 @@ fn open_dir(path: &Path) -> nix::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Take the directory's exclusive lock, waiting for it (retried on EINTR).
+/// How long a command waits for another command on the same container to
+/// finish before it gives up with [`StateError::Busy`].
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Take the directory's exclusive lock.
+///
+/// The lock rules: every command that changes a container (create, start,
+/// kill, delete, pause, resume, update) holds its directory's lock for as
+/// long as it works on it, so commands on one id run one at a time; reads
+/// (`state`, `list`) take no lock (state.json is replaced atomically).
+/// No command holds the lock while it waits for something only another
+/// command can end: `exec` drops it before its process starts (which can
+/// freeze in a paused container until `resume`), `events` after reading
+/// the state. A holder that still does not let go in [`LOCK_WAIT`] (a
+/// hook without a timeout, a stuck kernel call) makes the waiter fail
+/// with a message that says so, instead of hanging.
 fn lock(fd: OwnedFd, path: &Path) -> Result<Flock<OwnedFd>, StateError> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
     let mut fd = fd;
+    let mut pause = std::time::Duration::from_micros(100);
     loop {
-        match Flock::lock(fd, FlockArg::LockExclusive) {
+        match Flock::lock(fd, FlockArg::LockExclusiveNonblock) {
             Ok(locked) => return Ok(locked),
             Err((back, Errno::EINTR)) => fd = back,
+            Err((back, Errno::EWOULDBLOCK)) => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(StateError::Busy {
+                        path: path.to_path_buf(),
+                        secs: LOCK_WAIT.as_secs(),
+                    });
+                }
+                fd = back;
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(10));
+            }
             Err((_, errno)) => {
                 return Err(StateError::Sys(crate::sys::SysError::at(
                     "flock",

@@ -83,6 +83,7 @@ impl Drop for Undo {
 }
 
 pub fn create(opts: &CreateOptions) -> Result<Created> {
+    process::ensure_single_threaded()?;
     state::validate_id(&opts.id)?;
     let bundle = std::fs::canonicalize(&opts.bundle).map_err(|source| ContainerError::Bundle {
         path: opts.bundle.clone(),

@@ -57,6 +57,7 @@ pub struct Execed {
 /// Start `req.process` in a running container. Returns once it has
 /// execve'd (the caller waits for it, unless detached).
 pub fn exec(req: &ExecRequest) -> Result<Execed> {
+    process::ensure_single_threaded()?;
     let sd = StateDir::open(&req.root, &req.id)?;
     let st = sd.load()?;
     match st.status() {

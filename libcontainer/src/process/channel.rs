@@ -12,6 +12,10 @@ pub enum ChannelError {
     Sys(#[from] crate::sys::SysError),
     #[error("sync channel: unexpected message {0:?}")]
     Unexpected(Vec<u8>),
+    #[error("sync channel: a message of {0} bytes is over the limit")]
+    TooLong(usize),
+    #[error("sync channel: message of {want} bytes arrived as {got}")]
+    Truncated { want: usize, got: usize },
 }
 
 /// Messages between the runtime and the container's init.
@@ -112,24 +116,39 @@ impl Channel {
         }
     }
 
-    /// The next message, or `None` when the peer has gone.
+    /// The next message, or `None` when the peer has gone. A message of
+    /// any size arrives whole: its length is read first (MSG_PEEK |
+    /// MSG_TRUNC), and a short read is an error, never a cut message.
     pub fn recv(&self) -> Result<Option<Msg>, ChannelError> {
-        let mut buf = vec![0u8; 65536];
-        loop {
-            match socket::recv(self.0.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+        let fd = self.0.as_raw_fd();
+        let sys_err =
+            |errno| ChannelError::Sys(crate::sys::SysError::new("sync channel recv", errno));
+        let len = loop {
+            match socket::recv(fd, &mut [0u8; 1], MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC) {
                 Ok(0) => return Ok(None),
-                Ok(n) => return Msg::decode(&buf[..n]).map(Some),
+                Ok(n) => break n,
                 Err(Errno::EINTR) => continue,
-                Err(errno) => {
-                    return Err(ChannelError::Sys(crate::sys::SysError::new(
-                        "sync channel recv",
-                        errno,
-                    )))
-                }
+                Err(errno) => return Err(sys_err(errno)),
+            }
+        };
+        if len > MAX_MESSAGE {
+            return Err(ChannelError::TooLong(len));
+        }
+        let mut buf = vec![0u8; len];
+        loop {
+            match socket::recv(fd, &mut buf, MsgFlags::MSG_TRUNC) {
+                Ok(n) if n == len => return Msg::decode(&buf).map(Some),
+                Ok(n) => return Err(ChannelError::Truncated { want: len, got: n }),
+                Err(Errno::EINTR) => continue,
+                Err(errno) => return Err(sys_err(errno)),
             }
         }
     }
 }
+
+/// Larger than any message we send (errors and warnings are short); a
+/// bound so a confused peer cannot make us allocate without limit.
+const MAX_MESSAGE: usize = 1 << 20;
 
 #[cfg(test)]
 mod tests {
@@ -153,5 +172,16 @@ mod tests {
         }
         drop(a);
         assert_eq!(b.recv().expect("eof"), None);
+    }
+
+    /// Messages over the old fixed 64 KiB buffer arrive whole.
+    #[test]
+    fn long_message_arrives_whole() {
+        let (a, b) = pair().expect("pair");
+        let long = "e".repeat(150_000);
+        a.send(&Msg::Error(long.clone())).expect("send");
+        a.send(&Msg::Ready).expect("send");
+        assert_eq!(b.recv().expect("recv"), Some(Msg::Error(long)));
+        assert_eq!(b.recv().expect("recv"), Some(Msg::Ready));
     }
 }

@@ -31,3 +31,35 @@ pub fn wait_gone(pid: i32, timeout: std::time::Duration) -> bool {
     let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
     matches!(nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(ms)), Ok(n) if n > 0)
 }
+
+/// Cloning a container's init or exec child copies only the calling
+/// thread: locks other threads hold (the allocator's, stdio's) stay held in
+/// the child forever. So `create` and `exec` refuse to run in a process
+/// with more than one thread (a caller such as the shim must stay
+/// single-threaded).
+pub fn ensure_single_threaded() -> Result<(), ProcessError> {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|e| sys::SysError::io("read", "/proc/self/status", &e))?;
+    let threads = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .unwrap_or(1);
+    if threads > 1 {
+        return Err(ProcessError::Threaded(threads));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// The test harness runs tests on threads of its own, so this process
+    /// has several: refused.
+    #[test]
+    fn refuses_a_multi_threaded_caller() {
+        let t = std::thread::spawn(|| std::thread::sleep(std::time::Duration::from_millis(200)));
+        let err = super::ensure_single_threaded().expect_err("threads were running");
+        assert!(err.to_string().contains("threads"), "{err}");
+        let _ = t.join();
+    }
+}

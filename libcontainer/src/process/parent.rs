@@ -56,6 +56,8 @@ pub enum ProcessError {
     Protocol(String),
     #[error("container init exited during set-up")]
     InitDied,
+    #[error("the calling process has {0} threads; containers can only be created or exec'd from a single-threaded process")]
+    Threaded(usize),
 }
 
 /// The processes we started, so a failed create can kill and reap them.
