@@ -245,7 +245,12 @@ fn a_stuck_holder_makes_waiters_fail_not_hang() {
     let out = run_with_timeout(&mut del, Duration::from_secs(60), None);
     let waited = t0.elapsed();
     assert!(!out.timed_out, "delete hung: {}", out.describe());
-    assert_ne!(out.code(), 0, "delete succeeded under a held lock: {}", out.describe());
+    assert_ne!(
+        out.code(),
+        0,
+        "delete succeeded under a held lock: {}",
+        out.describe()
+    );
     out.assert_mentions(&["lock"]);
     assert!(waited < Duration::from_secs(45), "delete waited {waited:?}");
     // End the hook (create then fails and undoes itself), and create.

@@ -249,6 +249,8 @@ impl Shim {
                 if mounted {
                     mounts::unmount_rootfs(&bundle);
                 }
+                // Nothing is left for a crash cleanup to find.
+                let _ = std::fs::remove_file(bundle.join(crate::ROOT_FILE));
                 return Err(e);
             }
         };
@@ -324,11 +326,13 @@ impl Shim {
                 format!("process {} is already started", r.exec_id),
             ));
         }
+        // Stdio first: if it cannot be prepared, the exec keeps its spec and
+        // a later Start can try again.
+        let prepared = stdio::prepare(&p.paths, &id, &ns, 0, 0).map_err(unknown)?;
         let spec = p
             .spec
             .take()
             .ok_or_else(|| err(Code::FAILED_PRECONDITION, "exec has no process spec"))?;
-        let prepared = stdio::prepare(&p.paths, &id, &ns, 0, 0).map_err(unknown)?;
         let mut io = prepared.io;
         let child = prepared.child;
         let execed = container::exec(&container::ExecRequest {
@@ -717,5 +721,86 @@ impl Shim {
             }
             None => t.oom = None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("oxshim-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("scratch dir");
+        d
+    }
+
+    fn shim() -> Shim {
+        Shim::new("oxtest".into(), "/nonexistent/containerd.sock".into())
+    }
+
+    /// A Create that fails leaves nothing in the bundle for a crash cleanup
+    /// (`shim delete`) to act on.
+    #[test]
+    fn failed_create_removes_its_recovery_file() {
+        let dir = scratch("create");
+        let bundle = dir.join("bundle");
+        std::fs::create_dir_all(&bundle).expect("bundle");
+        let mut s = shim();
+        let mut r = api::CreateTaskRequest::new();
+        r.id = "c1".into();
+        r.bundle = bundle.display().to_string();
+        assert!(
+            s.create(r).is_err(),
+            "a bundle without config.json was created"
+        );
+        assert!(!bundle.join(crate::ROOT_FILE).exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// An exec whose stdio cannot be prepared keeps its process spec, so
+    /// Start can be tried again.
+    #[test]
+    fn failed_exec_start_keeps_the_spec() {
+        let dir = scratch("exec");
+        let mut s = shim();
+        let paths = Paths {
+            stdin: String::new(),
+            stdout: dir.join("missing/dir/stdout").display().to_string(),
+            stderr: String::new(),
+            terminal: false,
+        };
+        let mut exec = Process::new("e1", paths.clone());
+        exec.spec = Some(oci_spec::runtime::Process::default());
+        let mut init = Process::new("", paths);
+        init.state = State::Running;
+        s.tasks.insert(
+            "c1".into(),
+            Task {
+                id: "c1".into(),
+                bundle: dir.clone(),
+                root: dir.join("root"),
+                mounted: false,
+                unified: false,
+                paused: false,
+                init,
+                execs: BTreeMap::from([("e1".to_string(), exec)]),
+                oom: None,
+                ooms: 0,
+            },
+        );
+        let mut r = api::StartRequest::new();
+        r.id = "c1".into();
+        r.exec_id = "e1".into();
+        assert!(
+            s.start(r).is_err(),
+            "stdio into a missing directory was prepared"
+        );
+        let t = s.tasks.get("c1").expect("task");
+        assert!(
+            t.execs["e1"].spec.is_some(),
+            "the failed Start consumed the spec"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
