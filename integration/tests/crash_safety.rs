@@ -116,6 +116,31 @@ fn killed_start_and_run_never_strand_the_id() {
 }
 
 #[test]
+fn killed_exec_leaves_the_container_usable() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.set_args(&["sleep", "100"]);
+    let id = rt.id("killexec");
+    rt.create(&b, &id).ok();
+    rt.start(&id).ok();
+    for &us in KILL_AFTER_US {
+        let mut c = rt.command();
+        c.args(["exec", &id, "sleep", "100"]);
+        kill_after(c, us / 2);
+        // The container is still running and takes further execs.
+        assert_eq!(
+            rt.status(&id).as_deref(),
+            Some("running"),
+            "exec killed after {} µs",
+            us / 2
+        );
+        let out = rt.cmd(&["exec", &id, "echo", "still-exec-able"]).ok();
+        assert!(out.stdout.contains("still-exec-able"), "{}", out.describe());
+    }
+    recover_and_reuse(&rt, &b, &id, "after killed execs");
+}
+
+#[test]
 fn killed_delete_can_be_finished() {
     let rt = Runtime::new();
     let mut b = Bundle::new();
