@@ -117,16 +117,9 @@ pub(crate) fn finalize(
     }
     if !args.no_new_keyring {
         let name = CString::new(format!("_ses.{}", args.id)).unwrap_or_default();
-        // SAFETY: KEYCTL_JOIN_SESSION_KEYRING with a valid C string name.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_keyctl,
-                1, /* KEYCTL_JOIN_SESSION_KEYRING */
-                name.as_ptr(),
-            )
-        };
-        if r < 0 && !matches!(Errno::last(), Errno::ENOSYS | Errno::EPERM | Errno::EACCES) {
-            return Err(sys_err("join session keyring")(Errno::last()).into());
+        match sys::join_session_keyring(&name) {
+            Ok(()) | Err(Errno::ENOSYS | Errno::EPERM | Errno::EACCES) => {}
+            Err(e) => return Err(sys_err("join session keyring")(e).into()),
         }
     }
     if process
@@ -170,8 +163,8 @@ pub(crate) fn finalize(
         None,
     )
     .map_err(sys_err("sigprocmask"))?;
-    // SAFETY: resetting SIGPIPE (ignored by the Rust runtime) to the default.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    // SIGPIPE is ignored by the Rust runtime: back to the default.
+    let _ = sys::default_signal(nix::sys::signal::Signal::SIGPIPE);
     // Only stdio and the preserved fds survive execve (CVE-2024-21626).
     sys::cloexec_from(3 + args.preserve_fds).map_err(sys_err("close_range"))?;
     for fd in 3..3 + args.preserve_fds as i32 {
