@@ -171,17 +171,9 @@ fn bind_console(slave: &OwnedFd) -> Result<(), TtyError> {
         no_links,
     )
     .map_err(err("open /dev"))?;
-    // SAFETY: `dev` is a directory fd; mknodat never follows a final symlink.
-    let r = unsafe {
-        libc::mknodat(
-            dev.as_raw_fd(),
-            c"console".as_ptr(),
-            libc::S_IFREG | 0o644,
-            0,
-        )
-    };
-    if r != 0 && Errno::last() != Errno::EEXIST {
-        return Err(err("create /dev/console")(Errno::last()));
+    match resolve::mknod_file(dev.as_fd(), c"console") {
+        Ok(()) | Err(Errno::EEXIST) => {}
+        Err(e) => return Err(err("create /dev/console")(e)),
     }
     let target = sys::openat2(
         dev.as_fd(),
