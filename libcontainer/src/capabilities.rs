@@ -114,45 +114,9 @@ fn mask(set: &CapsHashSet) -> u64 {
     set.iter().fold(0, |m, c| m | c.bitmask())
 }
 
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: i32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
 fn capset(e: u64, p: u64, i: u64) -> Result<(), CapError> {
-    let mut hdr = CapHeader {
-        version: 0x2008_0522,
-        pid: 0,
-    }; // _LINUX_CAPABILITY_VERSION_3
-    let data = [
-        CapData {
-            effective: e as u32,
-            permitted: p as u32,
-            inheritable: i as u32,
-        },
-        CapData {
-            effective: (e >> 32) as u32,
-            permitted: (p >> 32) as u32,
-            inheritable: (i >> 32) as u32,
-        },
-    ];
-    // SAFETY: header and two data structs as capset(2) v3 expects; both outlive the call.
-    let r = unsafe { libc::syscall(libc::SYS_capset, &mut hdr as *mut CapHeader, data.as_ptr()) };
-    if r != 0 {
-        let e = nix::errno::Errno::last();
-        return Err(CapError::Apply {
-            set: "effective/permitted/inheritable",
-            msg: e.to_string(),
-        });
-    }
-    Ok(())
+    crate::sys::capset(e, p, i).map_err(|e| CapError::Apply {
+        set: "effective/permitted/inheritable",
+        msg: e.to_string(),
+    })
 }

@@ -1,5 +1,12 @@
 //! Thin, safe wrappers over the Linux syscalls that `nix` does not cover:
-//! clone3, openat2, the new mount API, pidfds and close_range.
+//! clone3, openat2, the new mount API, pidfds, close_range, capset, keyctl,
+//! setdomainname, seccomp(2), bpf(2) for cgroup device programs, the pty
+//! ioctls, and kill(2)/signal(2) where nix's typed API cannot express the
+//! call (real-time signal numbers; `signal` is `unsafe` in nix).
+//!
+//! This is the one place (besides code that runs between clone and execve,
+//! the exec trampoline and fd ownership adoptions) where the crates call
+//! libc directly.
 //!
 //! Every wrapper returns `nix::Result`; callers attach context with
 //! [`SysError`] (through [`err`] / [`err_at`]), the one syscall error type
@@ -392,4 +399,355 @@ pub fn unshare(flags: i32) -> nix::Result<()> {
     // SAFETY: plain integer arguments.
     let ret = unsafe { libc::unshare(flags) };
     unit_result(ret as libc::c_long)
+}
+
+/// kill(2) with a raw signal number: nix's `Signal` cannot name the
+/// real-time signals (SIGRTMIN..SIGRTMAX) that `kill` and the runtime's
+/// signal forwarding pass through.
+pub fn kill(pid: i32, sig: i32) -> nix::Result<()> {
+    // SAFETY: plain integer arguments.
+    let ret = unsafe { libc::kill(pid, sig) };
+    unit_result(ret as libc::c_long)
+}
+
+/// Reset `sig` to its default disposition (SIG_DFL).
+pub fn default_signal(sig: nix::sys::signal::Signal) -> nix::Result<()> {
+    // SAFETY: SIG_DFL installs no handler of ours, so nothing of this
+    // program runs in signal context (what makes nix's `signal` unsafe).
+    unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl) }.map(drop)
+}
+
+/// setdomainname(2) (nix only has sethostname).
+pub fn setdomainname(name: &[u8]) -> nix::Result<()> {
+    // SAFETY: pointer and length of a live buffer.
+    let ret = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
+    unit_result(ret as libc::c_long)
+}
+
+/// keyctl(KEYCTL_JOIN_SESSION_KEYRING, name): join (or create) the named
+/// session keyring.
+pub fn join_session_keyring(name: &CStr) -> nix::Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_int = 1;
+    // SAFETY: a valid C string that outlives the call.
+    let ret =
+        unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+    unit_result(ret)
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// capset(2) of the calling thread's effective, permitted and inheritable
+/// sets (64-bit masks, `_LINUX_CAPABILITY_VERSION_3`).
+pub fn capset(effective: u64, permitted: u64, inheritable: u64) -> nix::Result<()> {
+    let mut hdr = CapHeader {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    };
+    let data = [
+        CapData {
+            effective: effective as u32,
+            permitted: permitted as u32,
+            inheritable: inheritable as u32,
+        },
+        CapData {
+            effective: (effective >> 32) as u32,
+            permitted: (permitted >> 32) as u32,
+            inheritable: (inheritable >> 32) as u32,
+        },
+    ];
+    // SAFETY: header and two data structs as capset(2) v3 expects; both outlive the call.
+    let ret = unsafe { libc::syscall(libc::SYS_capset, &mut hdr as *mut CapHeader, data.as_ptr()) };
+    unit_result(ret)
+}
+
+/// One classic BPF instruction (`struct sock_filter`), as seccomp(2) takes.
+#[repr(C)]
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct SockFilter {
+    pub code: u16,
+    pub jt: u8,
+    pub jf: u8,
+    pub k: u32,
+}
+
+#[repr(C)]
+struct SockFprog {
+    len: u16,
+    filter: *const SockFilter,
+}
+
+/// seccomp(SECCOMP_SET_MODE_FILTER, flags, prog). Returns what the kernel
+/// does: 0, or with `SECCOMP_FILTER_FLAG_NEW_LISTENER` a new listener fd
+/// that the caller now owns. A program longer than `u16::MAX` (the kernel
+/// allows 4096) fails with EINVAL.
+pub fn seccomp_set_mode_filter(flags: u32, prog: &[SockFilter]) -> nix::Result<libc::c_long> {
+    const SECCOMP_SET_MODE_FILTER: libc::c_uint = 1;
+    let fprog = SockFprog {
+        len: u16::try_from(prog.len()).map_err(|_| Errno::EINVAL)?,
+        filter: prog.as_ptr(),
+    };
+    // SAFETY: fprog points at `prog`, which outlives the call; the kernel
+    // checks the program before it loads it.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            SECCOMP_SET_MODE_FILTER,
+            flags,
+            &fprog as *const SockFprog,
+        )
+    };
+    if ret < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// One eBPF instruction (`struct bpf_insn`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BpfInsn {
+    pub code: u8,
+    /// dst register in the low nibble, src in the high one.
+    pub regs: u8,
+    pub off: i16,
+    pub imm: i32,
+}
+
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_PROG_ATTACH: libc::c_long = 8;
+const BPF_PROG_DETACH: libc::c_long = 9;
+const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
+const BPF_PROG_QUERY: libc::c_long = 16;
+
+#[repr(C)]
+#[derive(Default)]
+struct BpfProgLoadAttr {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+    prog_name: [u8; 16],
+    prog_ifindex: u32,
+    expected_attach_type: u32,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct BpfAttachAttr {
+    target_fd: u32,
+    attach_bpf_fd: u32,
+    attach_type: u32,
+    attach_flags: u32,
+    replace_bpf_fd: u32,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct BpfQueryAttr {
+    target_fd: u32,
+    attach_type: u32,
+    query_flags: u32,
+    attach_flags: u32,
+    prog_ids: u64,
+    prog_cnt: u32,
+    pad: u32,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct BpfGetIdAttr {
+    id: u32,
+    next_id: u32,
+    open_flags: u32,
+}
+
+/// The `#[repr(C)]` prefixes of `union bpf_attr` used here. Private: only
+/// the typed wrappers below build them, so every pointer in one points at
+/// a live buffer of the size given beside it.
+trait BpfAttr {}
+impl BpfAttr for BpfProgLoadAttr {}
+impl BpfAttr for BpfAttachAttr {}
+impl BpfAttr for BpfQueryAttr {}
+impl BpfAttr for BpfGetIdAttr {}
+
+fn bpf<T: BpfAttr>(cmd: libc::c_long, attr: &mut T) -> nix::Result<libc::c_long> {
+    // SAFETY: `attr` is a live #[repr(C)] prefix of bpf_attr (see `BpfAttr`);
+    // the kernel reads (and for QUERY writes) at most size_of::<T>() bytes,
+    // and the buffers its pointers name outlive the call (the callers'
+    // borrows).
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr as *mut T as *mut libc::c_void,
+            std::mem::size_of::<T>() as libc::c_uint,
+        )
+    };
+    if ret < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// bpf(BPF_PROG_LOAD). With `log`, the verifier writes its log (level 1)
+/// there.
+pub fn bpf_prog_load(
+    prog_type: u32,
+    insns: &[BpfInsn],
+    license: &CStr,
+    name: [u8; 16],
+    log: Option<&mut [u8]>,
+) -> nix::Result<OwnedFd> {
+    let mut attr = BpfProgLoadAttr {
+        prog_type,
+        insn_cnt: u32::try_from(insns.len()).map_err(|_| Errno::E2BIG)?,
+        insns: insns.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        prog_name: name,
+        ..Default::default()
+    };
+    if let Some(log) = log {
+        attr.log_level = 1;
+        attr.log_size = u32::try_from(log.len()).unwrap_or(u32::MAX);
+        attr.log_buf = log.as_mut_ptr() as u64;
+    }
+    fd_result(bpf(BPF_PROG_LOAD, &mut attr)?)
+}
+
+/// bpf(BPF_PROG_ATTACH) of `prog` to the cgroup `target`.
+pub fn bpf_prog_attach(
+    target: BorrowedFd<'_>,
+    prog: BorrowedFd<'_>,
+    attach_type: u32,
+    flags: u32,
+) -> nix::Result<()> {
+    let mut attr = BpfAttachAttr {
+        target_fd: target.as_raw_fd() as u32,
+        attach_bpf_fd: prog.as_raw_fd() as u32,
+        attach_type,
+        attach_flags: flags,
+        ..Default::default()
+    };
+    bpf(BPF_PROG_ATTACH, &mut attr).map(drop)
+}
+
+/// bpf(BPF_PROG_DETACH) of `prog` from the cgroup `target`.
+pub fn bpf_prog_detach(
+    target: BorrowedFd<'_>,
+    prog: BorrowedFd<'_>,
+    attach_type: u32,
+) -> nix::Result<()> {
+    let mut attr = BpfAttachAttr {
+        target_fd: target.as_raw_fd() as u32,
+        attach_bpf_fd: prog.as_raw_fd() as u32,
+        attach_type,
+        ..Default::default()
+    };
+    bpf(BPF_PROG_DETACH, &mut attr).map(drop)
+}
+
+/// bpf(BPF_PROG_QUERY): ids of the programs attached to `target` go into
+/// `ids`; returns the count the kernel reports (which may exceed
+/// `ids.len()`).
+pub fn bpf_prog_query(
+    target: BorrowedFd<'_>,
+    attach_type: u32,
+    ids: &mut [u32],
+) -> nix::Result<usize> {
+    let mut attr = BpfQueryAttr {
+        target_fd: target.as_raw_fd() as u32,
+        attach_type,
+        prog_ids: ids.as_mut_ptr() as u64,
+        prog_cnt: u32::try_from(ids.len()).unwrap_or(u32::MAX),
+        ..Default::default()
+    };
+    bpf(BPF_PROG_QUERY, &mut attr)?;
+    Ok(attr.prog_cnt as usize)
+}
+
+/// bpf(BPF_PROG_GET_FD_BY_ID).
+pub fn bpf_prog_get_fd_by_id(id: u32) -> nix::Result<OwnedFd> {
+    let mut attr = BpfGetIdAttr {
+        id,
+        ..Default::default()
+    };
+    fd_result(bpf(BPF_PROG_GET_FD_BY_ID, &mut attr)?)
+}
+
+/// The pty and terminal ioctls, typed by nix's macros (which make `unsafe`
+/// functions taking raw fds; the safe wrappers below pass borrowed ones).
+mod tty_ioctl {
+    nix::ioctl_write_ptr_bad!(set_lock, libc::TIOCSPTLCK, libc::c_int);
+    nix::ioctl_read_bad!(get_number, libc::TIOCGPTN, libc::c_uint);
+    nix::ioctl_write_int_bad!(open_peer, libc::TIOCGPTPEER);
+    nix::ioctl_write_int_bad!(set_ctty, libc::TIOCSCTTY);
+    nix::ioctl_read_bad!(get_winsize, libc::TIOCGWINSZ, libc::winsize);
+    nix::ioctl_write_ptr_bad!(set_winsize, libc::TIOCSWINSZ, libc::winsize);
+}
+
+/// TIOCSPTLCK 0: unlock the slave of a pty master.
+pub fn pty_unlock(master: BorrowedFd<'_>) -> nix::Result<()> {
+    let unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK reads an int we own.
+    unsafe { tty_ioctl::set_lock(master.as_raw_fd(), &unlock) }.map(drop)
+}
+
+/// TIOCGPTN: the pty number of a master (its slave is /dev/pts/<n>).
+pub fn pty_number(master: BorrowedFd<'_>) -> nix::Result<u32> {
+    let mut n: libc::c_uint = 0;
+    // SAFETY: TIOCGPTN writes an unsigned int we own.
+    unsafe { tty_ioctl::get_number(master.as_raw_fd(), &mut n) }?;
+    Ok(n)
+}
+
+/// TIOCGPTPEER: open the slave of `master` through it (no path lookup),
+/// with open(2) `flags`.
+pub fn pty_peer(master: BorrowedFd<'_>, flags: libc::c_int) -> nix::Result<OwnedFd> {
+    // SAFETY: an integer argument; the result is a new fd.
+    let fd = unsafe { tty_ioctl::open_peer(master.as_raw_fd(), flags) }?;
+    fd_result(fd as libc::c_long)
+}
+
+/// TIOCSCTTY 0: make the terminal `fd` the controlling terminal.
+pub fn set_controlling_tty(fd: BorrowedFd<'_>) -> nix::Result<()> {
+    // SAFETY: an integer argument.
+    unsafe { tty_ioctl::set_ctty(fd.as_raw_fd(), 0) }.map(drop)
+}
+
+/// TIOCGWINSZ.
+pub fn get_winsize(fd: BorrowedFd<'_>) -> nix::Result<libc::winsize> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes a winsize we own.
+    unsafe { tty_ioctl::get_winsize(fd.as_raw_fd(), &mut ws) }?;
+    Ok(ws)
+}
+
+/// TIOCSWINSZ.
+pub fn set_winsize(fd: BorrowedFd<'_>, ws: &libc::winsize) -> nix::Result<()> {
+    // SAFETY: TIOCSWINSZ reads a winsize that outlives the call.
+    unsafe { tty_ioctl::set_winsize(fd.as_raw_fd(), ws) }.map(drop)
 }

@@ -118,41 +118,12 @@ pub fn setup(
             "/dev/pts/ptmx in the container is not on a devpts filesystem",
         ));
     }
-    let mut unlock: libc::c_int = 0;
-    let mut n: libc::c_uint = 0;
-    // SAFETY: TIOCSPTLCK/TIOCGPTN take a pointer to an int we own.
-    unsafe {
-        if libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &mut unlock) != 0 {
-            return Err(TtyError::Sys(crate::sys::SysError::new(
-                "console unlock pty",
-                Errno::last(),
-            )));
-        }
-        if libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN, &mut n) != 0 {
-            return Err(TtyError::Sys(crate::sys::SysError::new(
-                "console pty number",
-                Errno::last(),
-            )));
-        }
-    }
+    sys::pty_unlock(master.as_fd()).map_err(sys::err("console unlock pty"))?;
+    let n = sys::pty_number(master.as_fd()).map_err(sys::err("console pty number"))?;
     let slave_path = format!("/dev/pts/{n}");
     // TIOCGPTPEER opens the slave through the master: no path lookup to race.
-    // SAFETY: ioctl returning a new fd that we take ownership of right away.
-    let slave = unsafe {
-        libc::ioctl(
-            master.as_raw_fd(),
-            libc::TIOCGPTPEER,
-            flags | libc::O_CLOEXEC,
-        )
-    };
-    if slave < 0 {
-        return Err(TtyError::Sys(crate::sys::SysError::new(
-            "console open pty slave",
-            Errno::last(),
-        )));
-    }
-    // SAFETY: fresh fd from the kernel.
-    let slave = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(slave) };
+    let slave = sys::pty_peer(master.as_fd(), flags | libc::O_CLOEXEC)
+        .map_err(sys::err("console open pty slave"))?;
     if let Some((rows, cols)) = size {
         let ws = libc::winsize {
             ws_row: rows,
@@ -160,8 +131,7 @@ pub fn setup(
             ws_xpixel: 0,
             ws_ypixel: 0,
         };
-        // SAFETY: TIOCSWINSZ reads a winsize we own.
-        unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+        let _ = sys::set_winsize(slave.as_fd(), &ws);
     }
     if console {
         bind_console(&slave)?;
@@ -178,13 +148,8 @@ pub fn setup(
     .map_err(err("send pty master"))?;
     drop(master);
     nix::unistd::setsid().map_err(err("setsid"))?;
-    // SAFETY: TIOCSCTTY on our own slave fd.
-    if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) } != 0 {
-        return Err(TtyError::Sys(crate::sys::SysError::new(
-            "console set controlling terminal",
-            Errno::last(),
-        )));
-    }
+    sys::set_controlling_tty(slave.as_fd())
+        .map_err(sys::err("console set controlling terminal"))?;
     for fd in 0..3 {
         nix::unistd::dup2(slave.as_raw_fd(), fd).map_err(err("dup2 pty"))?;
     }
@@ -206,17 +171,9 @@ fn bind_console(slave: &OwnedFd) -> Result<(), TtyError> {
         no_links,
     )
     .map_err(err("open /dev"))?;
-    // SAFETY: `dev` is a directory fd; mknodat never follows a final symlink.
-    let r = unsafe {
-        libc::mknodat(
-            dev.as_raw_fd(),
-            c"console".as_ptr(),
-            libc::S_IFREG | 0o644,
-            0,
-        )
-    };
-    if r != 0 && Errno::last() != Errno::EEXIST {
-        return Err(err("create /dev/console")(Errno::last()));
+    match resolve::mknod_file(dev.as_fd(), c"console") {
+        Ok(()) | Err(Errno::EEXIST) => {}
+        Err(e) => return Err(err("create /dev/console")(e)),
     }
     let target = sys::openat2(
         dev.as_fd(),

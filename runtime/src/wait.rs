@@ -4,6 +4,7 @@
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
+use libcontainer::sys;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
@@ -72,17 +73,8 @@ impl Drop for RawMode {
 }
 
 fn copy_winsize(from: BorrowedFd<'_>, to: BorrowedFd<'_>) {
-    let mut ws = libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCGWINSZ/TIOCSWINSZ with a winsize we own.
-    unsafe {
-        if libc::ioctl(from.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) == 0 {
-            libc::ioctl(to.as_raw_fd(), libc::TIOCSWINSZ, &ws);
-        }
+    if let Ok(ws) = sys::get_winsize(from) {
+        let _ = sys::set_winsize(to, &ws);
     }
 }
 
@@ -168,10 +160,10 @@ pub fn wait(pid: i32, set: &SigSet, master: Option<OwnedFd>) -> Result<u8, Strin
             match (signo, &master) {
                 (libc::SIGCHLD, _) => {}
                 (libc::SIGWINCH, Some(m)) => copy_winsize(stdin.as_fd(), m.as_fd()),
-                // SAFETY: kill(2) to our own child.
-                _ => unsafe {
-                    libc::kill(pid, signo);
-                },
+                // To our own child (signo may be a real-time signal).
+                _ => {
+                    let _ = sys::kill(pid, signo);
+                }
             }
         }
     }

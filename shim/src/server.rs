@@ -6,10 +6,11 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::Instant;
 
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -117,20 +118,25 @@ impl Server {
             }
             let (mut fds, tokens) = self.interest();
             let timeout = match self.shim.publisher.wake_at() {
-                Some(t) => t
-                    .saturating_duration_since(Instant::now())
-                    .as_millis()
-                    .min(1000) as i32,
-                None => -1,
+                Some(t) => PollTimeout::from(
+                    t.saturating_duration_since(Instant::now())
+                        .as_millis()
+                        .min(1000) as u16,
+                ),
+                None => PollTimeout::NONE,
             };
-            // SAFETY: fds is a live array of pollfd of the given length.
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
-            if n <= 0 {
+            if !matches!(poll(&mut fds, timeout), Ok(n) if n > 0) {
                 continue;
             }
+            // Which fds had events (any revents bit, known to nix or not).
+            let ready: Vec<bool> = fds
+                .iter()
+                .map(|f| f.revents().is_none_or(|r| !r.is_empty()))
+                .collect();
+            drop(fds);
             // OOM first, then output, then exits: an OOM kill is reported
             // before the exit it caused, and output before the exit.
-            let mut order: Vec<usize> = (0..fds.len()).filter(|i| fds[*i].revents != 0).collect();
+            let mut order: Vec<usize> = (0..ready.len()).filter(|i| ready[*i]).collect();
             order.sort_by_key(|i| match tokens[*i] {
                 Token::Oom(_) => 0,
                 Token::Pump(..) => 1,
@@ -158,30 +164,26 @@ impl Server {
         }
     }
 
-    fn interest(&self) -> (Vec<libc::pollfd>, Vec<Token>) {
-        let mut fds = Vec::new();
+    fn interest(&self) -> (Vec<PollFd<'_>>, Vec<Token>) {
+        let mut fds: Vec<PollFd<'_>> = Vec::new();
         let mut tokens = Vec::new();
-        let mut add = |fd: RawFd, events: i16, t: Token| {
-            fds.push(libc::pollfd {
-                fd,
-                events,
-                revents: 0,
-            });
+        let mut add = |fd, events, t| {
+            fds.push(PollFd::new(fd, events));
             tokens.push(t);
         };
-        add(self.listener.as_raw_fd(), libc::POLLIN, Token::Listener);
-        add(self.signals.as_raw_fd(), libc::POLLIN, Token::Signal);
+        add(self.listener.as_fd(), PollFlags::POLLIN, Token::Listener);
+        add(self.signals.as_fd(), PollFlags::POLLIN, Token::Signal);
         for (id, c) in &self.conns {
             let ev = if c.outbuf.is_empty() {
-                libc::POLLIN
+                PollFlags::POLLIN
             } else {
-                libc::POLLIN | libc::POLLOUT
+                PollFlags::POLLIN | PollFlags::POLLOUT
             };
-            add(c.sock.as_raw_fd(), ev, Token::Conn(*id));
+            add(c.sock.as_fd(), ev, Token::Conn(*id));
         }
         for t in self.shim.tasks.values() {
             if let Some(w) = &t.oom {
-                add(w.fd().as_raw_fd(), libc::POLLIN, Token::Oom(t.id.clone()));
+                add(w.fd(), PollFlags::POLLIN, Token::Oom(t.id.clone()));
             }
             let procs = std::iter::once(&t.init).chain(t.execs.values());
             for p in procs {

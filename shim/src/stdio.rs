@@ -8,12 +8,15 @@
 //! a containerd restart never turns the container's writes into EPIPE.
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::time::Duration;
 
 use nix::errno::Errno;
+use nix::fcntl::{fcntl, splice, FcntlArg, OFlag, SpliceFFlags};
+use nix::poll::PollFlags;
+use nix::sys::stat::Mode;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StdioError {
@@ -78,12 +81,9 @@ fn is_pipe(fd: &OwnedFd) -> bool {
 }
 
 fn set_nonblock(fd: &OwnedFd) -> Result<()> {
-    // SAFETY: fcntl on an fd we own, integer arguments.
-    let fl = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
-    // SAFETY: as above.
-    if fl < 0 || unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK) } < 0 {
-        return Err(sys("fcntl O_NONBLOCK")(Errno::last()));
-    }
+    let fl = fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL).map_err(sys("fcntl O_NONBLOCK"))?;
+    let fl = OFlag::from_bits_retain(fl) | OFlag::O_NONBLOCK;
+    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(fl)).map_err(sys("fcntl O_NONBLOCK"))?;
     Ok(())
 }
 
@@ -108,12 +108,12 @@ impl Pump {
     }
 
     /// What to poll: (fd, events).
-    pub fn interest(&self) -> Option<(RawFd, i16)> {
+    pub fn interest(&self) -> Option<(BorrowedFd<'_>, PollFlags)> {
         let dst = self.dst.as_ref()?;
         if self.dst_full || !self.pending.is_empty() {
-            return Some((dst.as_raw_fd(), libc::POLLOUT));
+            return Some((dst.as_fd(), PollFlags::POLLOUT));
         }
-        self.src.as_ref().map(|s| (s.as_raw_fd(), libc::POLLIN))
+        self.src.as_ref().map(|s| (s.as_fd(), PollFlags::POLLIN))
     }
 
     /// The polled fd is ready: move as much as possible.
@@ -172,26 +172,15 @@ impl Pump {
             return Step::Done;
         };
         if self.splice {
-            // SAFETY: splice between two fds we own; null offsets (pipes).
-            let n = unsafe {
-                libc::splice(
-                    src.as_raw_fd(),
-                    std::ptr::null_mut(),
-                    dst.as_raw_fd(),
-                    std::ptr::null_mut(),
-                    1 << 16,
-                    libc::SPLICE_F_NONBLOCK | libc::SPLICE_F_MOVE,
-                )
-            };
-            return match n {
-                0 => Step::Done,
-                n if n > 0 => Step::Moved,
-                _ => match Errno::last() {
-                    Errno::EINTR => Step::Moved,
-                    Errno::EAGAIN if writable(dst) => Step::SrcEmpty,
-                    Errno::EAGAIN => Step::DstFull,
-                    _ => Step::Done,
-                },
+            // Between two pipes: no offsets.
+            let flags = SpliceFFlags::SPLICE_F_NONBLOCK | SpliceFFlags::SPLICE_F_MOVE;
+            return match splice(src, None, dst, None, 1 << 16, flags) {
+                Ok(0) => Step::Done,
+                Ok(_) => Step::Moved,
+                Err(Errno::EINTR) => Step::Moved,
+                Err(Errno::EAGAIN) if writable(dst) => Step::SrcEmpty,
+                Err(Errno::EAGAIN) => Step::DstFull,
+                Err(_) => Step::Done,
             };
         }
         let mut buf = [0u8; 1 << 14];
@@ -243,16 +232,16 @@ fn cpath(path: &str) -> Result<CString> {
 
 fn open(path: &str, flags: i32, mode: libc::mode_t) -> Result<OwnedFd> {
     let c = cpath(path)?;
-    // SAFETY: NUL-terminated path; the result is a new fd we own.
-    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC, mode as libc::c_uint) };
-    if fd < 0 {
-        return Err(StdioError::Open {
-            op: "open",
-            path: path.into(),
-            errno: Errno::last(),
-        });
-    }
-    // SAFETY: a fresh fd.
+    let flags = OFlag::from_bits_retain(flags | libc::O_CLOEXEC);
+    let fd =
+        nix::fcntl::open(c.as_c_str(), flags, Mode::from_bits_retain(mode)).map_err(|errno| {
+            StdioError::Open {
+                op: "open",
+                path: path.into(),
+                errno,
+            }
+        })?;
+    // SAFETY: a fresh fd from open(2) that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
@@ -462,11 +451,7 @@ impl Io {
             ws_xpixel: 0,
             ws_ypixel: 0,
         };
-        // SAFETY: TIOCSWINSZ with a pointer to a live winsize.
-        if unsafe { libc::ioctl(m.as_raw_fd(), libc::TIOCSWINSZ, &ws) } < 0 {
-            return Err(sys("resize pty")(Errno::last()));
-        }
-        Ok(())
+        libcontainer::sys::set_winsize(m.as_fd(), &ws).map_err(sys("resize pty"))
     }
 
     pub fn close_stdin(&mut self) {
@@ -514,8 +499,7 @@ mod tests {
     fn full_destination_waits_for_pollout() {
         let (r1, w1) = pipe().unwrap();
         let (r2, w2) = pipe().unwrap();
-        // SAFETY: F_SETPIPE_SZ on our own pipe.
-        unsafe { libc::fcntl(w2.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
+        let _ = fcntl(w2.as_raw_fd(), FcntlArg::F_SETPIPE_SZ(4096));
         let mut p = Pump::new(Role::Stdout, r1, w2).unwrap();
         set_nonblock(&w1).unwrap();
         let chunk = [b'x'; 4096];
@@ -528,8 +512,8 @@ mod tests {
         }
         p.ready();
         let (fd, ev) = p.interest().unwrap();
-        assert_eq!(ev, libc::POLLOUT, "waits for the destination");
-        assert!(fd != r1_raw(&p));
+        assert_eq!(ev, PollFlags::POLLOUT, "waits for the destination");
+        assert!(fd.as_raw_fd() != r1_raw(&p));
         let mut total = 0;
         let mut buf = [0u8; 4096];
         while total < written {
@@ -541,7 +525,7 @@ mod tests {
         assert_eq!(total, written);
     }
 
-    fn r1_raw(p: &Pump) -> RawFd {
+    fn r1_raw(p: &Pump) -> std::os::fd::RawFd {
         p.src.as_ref().map(|s| s.as_raw_fd()).unwrap_or(-1)
     }
 

@@ -8,10 +8,11 @@
 //! no match denies. An allow rule matches when the requested access is a
 //! subset of its access, a deny rule when they overlap.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use super::devices::{DevType, Rule, ACC_ALL};
+use crate::sys;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BpfError {
@@ -27,21 +28,8 @@ pub enum BpfError {
 }
 
 /// One eBPF instruction (`struct bpf_insn`).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Insn {
-    pub code: u8,
-    /// dst register in the low nibble, src in the high one.
-    pub regs: u8,
-    pub off: i16,
-    pub imm: i32,
-}
+pub use crate::sys::BpfInsn as Insn;
 
-const BPF_PROG_LOAD: libc::c_long = 5;
-const BPF_PROG_ATTACH: libc::c_long = 8;
-const BPF_PROG_DETACH: libc::c_long = 9;
-const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
-const BPF_PROG_QUERY: libc::c_long = 16;
 const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
 const BPF_CGROUP_DEVICE: u32 = 6;
 const BPF_F_ALLOW_MULTI: u32 = 2;
@@ -140,112 +128,25 @@ pub fn program(rules: &[Rule]) -> Result<Vec<Insn>, BpfError> {
     Ok(p)
 }
 
-#[repr(C)]
-#[derive(Default)]
-struct ProgLoadAttr {
-    prog_type: u32,
-    insn_cnt: u32,
-    insns: u64,
-    license: u64,
-    log_level: u32,
-    log_size: u32,
-    log_buf: u64,
-    kern_version: u32,
-    prog_flags: u32,
-    prog_name: [u8; 16],
-    prog_ifindex: u32,
-    expected_attach_type: u32,
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct AttachAttr {
-    target_fd: u32,
-    attach_bpf_fd: u32,
-    attach_type: u32,
-    attach_flags: u32,
-    replace_bpf_fd: u32,
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct QueryAttr {
-    target_fd: u32,
-    attach_type: u32,
-    query_flags: u32,
-    attach_flags: u32,
-    prog_ids: u64,
-    prog_cnt: u32,
-    pad: u32,
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct GetIdAttr {
-    id: u32,
-    next_id: u32,
-    open_flags: u32,
-}
-
-/// The `#[repr(C)]` prefixes of `union bpf_attr` used here.
-trait Attr {}
-impl Attr for ProgLoadAttr {}
-impl Attr for AttachAttr {}
-impl Attr for QueryAttr {}
-impl Attr for GetIdAttr {}
-
-fn bpf<T: Attr>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<libc::c_long> {
-    // SAFETY: `attr` is a live #[repr(C)] prefix of bpf_attr (see `Attr`);
-    // the kernel reads (and for QUERY writes) at most size_of::<T>() bytes.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr as *mut T as *mut libc::c_void,
-            std::mem::size_of::<T>() as libc::c_uint,
-        )
-    };
-    if r < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
-
-fn owned(fd: libc::c_long) -> OwnedFd {
-    // SAFETY: bpf(2) returned a fresh file descriptor that nobody else owns.
-    unsafe { OwnedFd::from_raw_fd(fd as i32) }
-}
-
 fn load(prog: &[Insn], dir: &Path) -> Result<OwnedFd, BpfError> {
-    let license = b"Apache\0";
+    let license = c"Apache";
     let mut name = [0u8; 16];
     name[..12].copy_from_slice(b"oxrun_devcgr");
-    let mut attr = ProgLoadAttr {
-        prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
-        insn_cnt: prog.len() as u32,
-        insns: prog.as_ptr() as u64,
-        license: license.as_ptr() as u64,
-        prog_name: name,
-        ..Default::default()
-    };
-    match bpf(BPF_PROG_LOAD, &mut attr) {
-        Ok(fd) => Ok(owned(fd)),
-        Err(source) => {
+    let kind = BPF_PROG_TYPE_CGROUP_DEVICE;
+    match sys::bpf_prog_load(kind, prog, license, name, None) {
+        Ok(fd) => Ok(fd),
+        Err(errno) => {
             // Load again with the verifier log, for the error message.
             let mut log = vec![0u8; 64 * 1024];
-            attr.log_level = 1;
-            attr.log_size = log.len() as u32;
-            attr.log_buf = log.as_mut_ptr() as u64;
-            if let Ok(fd) = bpf(BPF_PROG_LOAD, &mut attr) {
-                return Ok(owned(fd));
+            if let Ok(fd) = sys::bpf_prog_load(kind, prog, license, name, Some(&mut log)) {
+                return Ok(fd);
             }
             let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
             let text = String::from_utf8_lossy(&log[..end]).trim().to_string();
             Err(BpfError::Sys {
                 op: "load the device filter for",
                 path: dir.to_path_buf(),
-                source,
+                source: errno.into(),
                 log: if text.is_empty() {
                     String::new()
                 } else {
@@ -256,11 +157,14 @@ fn load(prog: &[Insn], dir: &Path) -> Result<OwnedFd, BpfError> {
     }
 }
 
-fn sys_err<'a>(op: &'static str, dir: &'a Path) -> impl FnOnce(std::io::Error) -> BpfError + 'a {
-    move |source| BpfError::Sys {
+fn sys_err<'a, E: Into<std::io::Error>>(
+    op: &'static str,
+    dir: &'a Path,
+) -> impl FnOnce(E) -> BpfError + 'a {
+    move |e| BpfError::Sys {
         op,
         path: dir.to_path_buf(),
-        source,
+        source: e.into(),
         log: String::new(),
     }
 }
@@ -268,15 +172,9 @@ fn sys_err<'a>(op: &'static str, dir: &'a Path) -> impl FnOnce(std::io::Error) -
 /// Ids of the device programs attached directly to the cgroup.
 fn attached(cg: &OwnedFd, dir: &Path) -> Result<Vec<u32>, BpfError> {
     let mut ids = [0u32; 64];
-    let mut q = QueryAttr {
-        target_fd: cg.as_raw_fd() as u32,
-        attach_type: BPF_CGROUP_DEVICE,
-        prog_ids: ids.as_mut_ptr() as u64,
-        prog_cnt: ids.len() as u32,
-        ..Default::default()
-    };
-    bpf(BPF_PROG_QUERY, &mut q).map_err(sys_err("query device filters of", dir))?;
-    Ok(ids[..(q.prog_cnt as usize).min(ids.len())].to_vec())
+    let n = sys::bpf_prog_query(cg.as_fd(), BPF_CGROUP_DEVICE, &mut ids)
+        .map_err(sys_err("query device filters of", dir))?;
+    Ok(ids[..n.min(ids.len())].to_vec())
 }
 
 /// Load the filter for `rules` and make it the only device program
@@ -289,30 +187,13 @@ pub fn attach(dir: &Path, rules: &[Rule]) -> Result<(), BpfError> {
         .map_err(sys_err("open", dir))?;
     let old = attached(&cg, dir)?;
     let fd = load(&prog, dir)?;
-    let mut a = AttachAttr {
-        target_fd: cg.as_raw_fd() as u32,
-        attach_bpf_fd: fd.as_raw_fd() as u32,
-        attach_type: BPF_CGROUP_DEVICE,
-        attach_flags: BPF_F_ALLOW_MULTI,
-        ..Default::default()
-    };
-    bpf(BPF_PROG_ATTACH, &mut a).map_err(sys_err("attach the device filter to", dir))?;
+    sys::bpf_prog_attach(cg.as_fd(), fd.as_fd(), BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI)
+        .map_err(sys_err("attach the device filter to", dir))?;
     for id in old {
-        let mut g = GetIdAttr {
-            id,
-            ..Default::default()
-        };
-        let old_fd = owned(
-            bpf(BPF_PROG_GET_FD_BY_ID, &mut g)
-                .map_err(sys_err("get an old device filter of", dir))?,
-        );
-        let mut d = AttachAttr {
-            target_fd: cg.as_raw_fd() as u32,
-            attach_bpf_fd: old_fd.as_raw_fd() as u32,
-            attach_type: BPF_CGROUP_DEVICE,
-            ..Default::default()
-        };
-        bpf(BPF_PROG_DETACH, &mut d).map_err(sys_err("detach an old device filter of", dir))?;
+        let old_fd =
+            sys::bpf_prog_get_fd_by_id(id).map_err(sys_err("get an old device filter of", dir))?;
+        sys::bpf_prog_detach(cg.as_fd(), old_fd.as_fd(), BPF_CGROUP_DEVICE)
+            .map_err(sys_err("detach an old device filter of", dir))?;
     }
     Ok(())
 }

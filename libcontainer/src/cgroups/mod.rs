@@ -514,8 +514,7 @@ impl CgroupPaths {
             let _ = std::fs::write(file, on);
         }
         for pid in self.all_pids() {
-            // SAFETY: kill(2) with a pid read from the container's cgroup.
-            unsafe { libc::kill(pid, sig) };
+            let _ = crate::sys::kill(pid, sig);
         }
         if let Some((file, _, off)) = &freeze {
             // A paused container stays paused, unless it is being killed.

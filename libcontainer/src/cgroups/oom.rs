@@ -6,30 +6,31 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
+
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
 use super::{io, read_keyed, try_write, CgroupError, CgroupPaths};
 
 enum Kind {
-    /// Keeps memory.oom_control open for the registration's lifetime.
     V1 {
+        eventfd: OwnedFd,
+        /// Keeps memory.oom_control open for the registration's lifetime.
         _control: File,
     },
-    V2,
+    V2 {
+        inotify: Inotify,
+    },
 }
 
 pub struct OomWatcher {
-    fd: OwnedFd,
     kind: Kind,
     /// The memory cgroup directory.
     dir: PathBuf,
     /// oom_kill count already reported.
     seen: u64,
-}
-
-fn last_os(op: &'static str, path: &Path) -> CgroupError {
-    io(op, path)(std::io::Error::last_os_error())
 }
 
 impl OomWatcher {
@@ -43,44 +44,35 @@ impl OomWatcher {
             if !events.exists() {
                 return Ok(None);
             }
-            // SAFETY: inotify_init1 has no pointer arguments.
-            let raw = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
-            if raw < 0 {
-                return Err(last_os("inotify_init1 for", &events));
-            }
-            // SAFETY: a fresh fd we own.
-            let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+            let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
+                .map_err(|e| io("inotify_init1 for", &events)(e.into()))?;
             let c = std::ffi::CString::new(events.as_os_str().as_encoded_bytes())
                 .map_err(|e| io("watch", &events)(std::io::Error::other(e)))?;
-            // SAFETY: valid inotify fd and NUL-terminated path.
-            let w = unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), libc::IN_MODIFY) };
-            if w < 0 {
-                return Err(last_os("inotify_add_watch", &events));
-            }
+            inotify
+                .add_watch(c.as_c_str(), AddWatchFlags::IN_MODIFY)
+                .map_err(|e| io("inotify_add_watch", &events)(e.into()))?;
             let seen = read_keyed(&dir, "memory.events", "oom_kill")?;
             return Ok(Some(OomWatcher {
-                fd,
-                kind: Kind::V2,
+                kind: Kind::V2 { inotify },
                 dir,
                 seen,
             }));
         }
         let control_path = dir.join("memory.oom_control");
         let control = File::open(&control_path).map_err(io("open", &control_path))?;
-        // SAFETY: eventfd has no pointer arguments.
-        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if raw < 0 {
-            return Err(last_os("eventfd for", &control_path));
-        }
-        // SAFETY: a fresh fd we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fd: OwnedFd =
+            EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
+                .map_err(|e| io("eventfd for", &control_path)(e.into()))?
+                .into();
         let reg = format!("{} {}", fd.as_raw_fd(), control.as_raw_fd());
         try_write(&dir, "cgroup.event_control", &reg)
             .map_err(io("register", &dir.join("cgroup.event_control")))?;
         let seen = read_keyed(&dir, "memory.oom_control", "oom_kill").unwrap_or(0);
         Ok(Some(OomWatcher {
-            fd,
-            kind: Kind::V1 { _control: control },
+            kind: Kind::V1 {
+                eventfd: fd,
+                _control: control,
+            },
             dir,
             seen,
         }))
@@ -88,13 +80,16 @@ impl OomWatcher {
 
     /// The fd to poll for readability.
     pub fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+        match &self.kind {
+            Kind::V1 { eventfd, .. } => eventfd.as_fd(),
+            Kind::V2 { inotify } => inotify.as_fd(),
+        }
     }
 
     fn kills(&self) -> Option<u64> {
         let (file, key) = match self.kind {
             Kind::V1 { .. } => ("memory.oom_control", "oom_kill"),
-            Kind::V2 => ("memory.events", "oom_kill"),
+            Kind::V2 { .. } => ("memory.events", "oom_kill"),
         };
         read_keyed(&self.dir, file, key).ok()
     }
@@ -104,7 +99,7 @@ impl OomWatcher {
     /// when the cgroup is gone.
     pub fn read(&mut self) -> Option<u32> {
         let mut buf = [0u8; 4096];
-        let mut f = File::from(self.fd.try_clone().ok()?);
+        let mut f = File::from(self.fd().try_clone_to_owned().ok()?);
         let n = f.read(&mut buf).unwrap_or(0);
         if !self.dir.exists() {
             return None;
@@ -112,7 +107,7 @@ impl OomWatcher {
         let kills = self.kills();
         let fired = match self.kind {
             Kind::V1 { .. } => u32::from(n > 0),
-            Kind::V2 => u32::from(kills.is_some_and(|k| k > self.seen)),
+            Kind::V2 { .. } => u32::from(kills.is_some_and(|k| k > self.seen)),
         };
         if let Some(k) = kills {
             self.seen = self.seen.max(k);

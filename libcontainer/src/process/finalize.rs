@@ -71,8 +71,9 @@ pub(crate) fn find_executable(process: &Process, env: &[String]) -> Result<CStri
     for dir in path.split(':').filter(|d| !d.is_empty()) {
         let cand = Path::new(dir).join(&arg0);
         let c = to_c(&cand)?;
-        // SAFETY: valid C string.
-        if unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0 && !cand.is_dir() {
+        if nix::unistd::access(c.as_c_str(), nix::unistd::AccessFlags::X_OK).is_ok()
+            && !cand.is_dir()
+        {
             return Ok(c);
         }
     }
@@ -117,16 +118,9 @@ pub(crate) fn finalize(
     }
     if !args.no_new_keyring {
         let name = CString::new(format!("_ses.{}", args.id)).unwrap_or_default();
-        // SAFETY: KEYCTL_JOIN_SESSION_KEYRING with a valid C string name.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_keyctl,
-                1, /* KEYCTL_JOIN_SESSION_KEYRING */
-                name.as_ptr(),
-            )
-        };
-        if r < 0 && !matches!(Errno::last(), Errno::ENOSYS | Errno::EPERM | Errno::EACCES) {
-            return Err(sys_err("join session keyring")(Errno::last()).into());
+        match sys::join_session_keyring(&name) {
+            Ok(()) | Err(Errno::ENOSYS | Errno::EPERM | Errno::EACCES) => {}
+            Err(e) => return Err(sys_err("join session keyring")(e).into()),
         }
     }
     if process
@@ -170,13 +164,16 @@ pub(crate) fn finalize(
         None,
     )
     .map_err(sys_err("sigprocmask"))?;
-    // SAFETY: resetting SIGPIPE (ignored by the Rust runtime) to the default.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    // SIGPIPE is ignored by the Rust runtime: back to the default.
+    let _ = sys::default_signal(nix::sys::signal::Signal::SIGPIPE);
     // Only stdio and the preserved fds survive execve (CVE-2024-21626).
     sys::cloexec_from(3 + args.preserve_fds).map_err(sys_err("close_range"))?;
     for fd in 3..3 + args.preserve_fds as i32 {
-        // SAFETY: clearing FD_CLOEXEC on an fd number; harmless if it is not open.
-        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+        // Clearing FD_CLOEXEC on an fd number; harmless if it is not open.
+        let _ = nix::fcntl::fcntl(
+            fd,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+        );
     }
     let nnp = process.no_new_privileges().unwrap_or(false);
     // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, so it goes

@@ -10,7 +10,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 
-use nix::errno::Errno;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use super::channel::{Channel, Msg};
@@ -173,10 +172,7 @@ fn init(args: &InitArgs<'_>) -> Result<Never> {
         nix::unistd::sethostname(h).map_err(sys_err("hostname: sethostname"))?;
     }
     if let Some(d) = args.spawn.spec.domainname() {
-        // SAFETY: pointer and length of a live buffer.
-        if unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) } != 0 {
-            return Err(sys_err("domainname: setdomainname")(Errno::last()).into());
-        }
+        sys::setdomainname(d.as_bytes()).map_err(sys_err("domainname: setdomainname"))?;
     }
 
     let mut ctx = rootfs::Context {

@@ -133,9 +133,9 @@ pub fn spawn_init(a: &SpawnArgs<'_>, spawned: &mut Spawned) -> Result<i32, Proce
     let pid = match cloned {
         sys::CloneResult::Child => {
             drop(parent);
-            // SAFETY: our copy of the locked fd; this process never returns to
-            // code that would use or close it again (it ends in exec or _exit).
-            unsafe { libc::close(lock_fd) };
+            // Our copy of the locked fd; this process never returns to code
+            // that would use or close it again (it ends in exec or _exit).
+            let _ = nix::unistd::close(lock_fd);
             if single {
                 init::child_main(&init_args)
             } else {

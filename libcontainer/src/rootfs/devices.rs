@@ -5,6 +5,9 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
+use nix::fcntl::AtFlags;
+use nix::sys::stat::{FchmodatFlags, Mode, SFlag};
+use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType};
 
 use super::{cpath, resolve, Context, Result, RootfsError};
@@ -51,14 +54,15 @@ pub(super) fn create_devices(ctx: &Context<'_>, root: BorrowedFd<'_>) -> Result<
             CString::new(name).unwrap_or_default(),
             CString::new(target).unwrap_or_default(),
         );
-        // SAFETY: `dev` is a directory fd; both strings are valid C strings.
-        let r = unsafe { libc::symlinkat(t.as_ptr(), dev.as_raw_fd(), n.as_ptr()) };
-        if r != 0 && Errno::last() != Errno::EEXIST {
-            return Err(RootfsError::Sys(crate::sys::SysError::at(
-                "symlink",
-                PathBuf::from("/dev").join(name),
-                Errno::last(),
-            )));
+        match nix::unistd::symlinkat(t.as_c_str(), Some(dev.as_raw_fd()), n.as_c_str()) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => {
+                return Err(RootfsError::Sys(crate::sys::SysError::at(
+                    "symlink",
+                    PathBuf::from("/dev").join(name),
+                    e,
+                )))
+            }
         }
     }
     Ok(())
@@ -115,42 +119,36 @@ pub(super) fn make_device(
         return Ok(sys::move_mount_fd(tree.as_fd(), target.as_fd())
             .map_err(sys::err_at("bind device", path))?);
     }
+    // `dir` is a directory fd and `name_c` a single component.
+    let (dirfd, name_c) = (Some(dir.as_raw_fd()), name_c.as_c_str());
     // Replace whatever is there (a file, a symlink) with the node.
-    // SAFETY: `dir` is a directory fd and `name_c` a single component.
-    unsafe { libc::unlinkat(dir.as_raw_fd(), name_c.as_ptr(), 0) };
+    let _ = nix::unistd::unlinkat(dirfd, name_c, nix::unistd::UnlinkatFlags::NoRemoveDir);
     let dev = libc::makedev(major as u32, minor as u32);
-    // SAFETY: as above; mknodat never follows symlinks.
-    if unsafe { libc::mknodat(dir.as_raw_fd(), name_c.as_ptr(), kind | mode, dev) } != 0 {
-        return Err(RootfsError::Sys(crate::sys::SysError::at(
-            "mknod",
-            path,
-            Errno::last(),
-        )));
-    }
-    // SAFETY: as above; AT_SYMLINK_NOFOLLOW keeps us on the node we made.
-    if unsafe {
-        libc::fchownat(
-            dir.as_raw_fd(),
-            name_c.as_ptr(),
-            uid,
-            gid,
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    } != 0
-    {
-        return Err(RootfsError::Sys(crate::sys::SysError::at(
-            "chown",
-            path,
-            Errno::last(),
-        )));
-    }
-    // SAFETY: as above. fchmodat ignores the umask that mknodat applied.
-    if unsafe { libc::fchmodat(dir.as_raw_fd(), name_c.as_ptr(), mode, 0) } != 0 {
-        return Err(RootfsError::Sys(crate::sys::SysError::at(
-            "chmod",
-            path,
-            Errno::last(),
-        )));
-    }
+    // mknodat never follows symlinks.
+    nix::sys::stat::mknodat(
+        dirfd,
+        name_c,
+        SFlag::from_bits_retain(kind),
+        Mode::from_bits_retain(mode),
+        dev,
+    )
+    .map_err(|e| RootfsError::Sys(crate::sys::SysError::at("mknod", path, e)))?;
+    // AT_SYMLINK_NOFOLLOW keeps us on the node we made.
+    nix::unistd::fchownat(
+        dirfd,
+        name_c,
+        Some(Uid::from_raw(uid)),
+        Some(Gid::from_raw(gid)),
+        AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| RootfsError::Sys(crate::sys::SysError::at("chown", path, e)))?;
+    // fchmodat ignores the umask that mknodat applied.
+    nix::sys::stat::fchmodat(
+        dirfd,
+        name_c,
+        Mode::from_bits_retain(mode),
+        FchmodatFlags::FollowSymlink,
+    )
+    .map_err(|e| RootfsError::Sys(crate::sys::SysError::at("chmod", path, e)))?;
     Ok(())
 }

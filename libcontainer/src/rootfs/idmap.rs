@@ -48,9 +48,9 @@ fn userns_with(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<OwnedFd
     // SAFETY: single-threaded runtime; the child only pauses until killed.
     let pid =
         match unsafe { sys::clone3(libc::CLONE_NEWUSER as u64, None) }.map_err(err("clone3"))? {
+            // Wait for the SIGKILL that ends us.
             sys::CloneResult::Child => loop {
-                // SAFETY: pause() just waits for the SIGKILL that ends us.
-                unsafe { libc::pause() };
+                nix::unistd::pause();
             },
             sys::CloneResult::Parent { pid, .. } => pid,
         };

@@ -7,12 +7,13 @@
 //! symlink in the last component.
 
 use std::collections::VecDeque;
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
+use nix::sys::stat::{Mode, SFlag};
 
 use crate::sys;
 
@@ -83,14 +84,19 @@ pub fn mkdir_all(root: BorrowedFd<'_>, path: &Path, mode: u32) -> Result<OwnedFd
             Err(e) => return Err(e),
         }
         let name = cstr(&comp)?;
-        // SAFETY: `cur` is a directory fd and `name` a single component.
-        if unsafe { libc::mkdirat(cur.as_raw_fd(), name.as_ptr(), mode) } == 0 {
-            cur = open_in_root(root, &next, dir_flags, 0)?;
-            done = next;
-            continue;
-        }
-        if Errno::last() != Errno::EEXIST {
-            return Err(Errno::last());
+        // `cur` is a directory fd and `name` a single component.
+        match nix::sys::stat::mkdirat(
+            Some(cur.as_raw_fd()),
+            name.as_c_str(),
+            Mode::from_bits_retain(mode),
+        ) {
+            Ok(()) => {
+                cur = open_in_root(root, &next, dir_flags, 0)?;
+                done = next;
+                continue;
+            }
+            Err(Errno::EEXIST) => {}
+            Err(e) => return Err(e),
         }
         // It exists but does not resolve: a dangling symlink. Follow it.
         links += 1;
@@ -120,12 +126,24 @@ pub fn create_file(root: BorrowedFd<'_>, path: &Path) -> Result<OwnedFd, Errno> 
     let (parent, name) = split(&rel)?;
     let dir = mkdir_all(root, parent, 0o755)?;
     let cname = cstr(name)?;
-    // SAFETY: `dir` is a directory fd; mknodat never follows a final symlink.
-    let r = unsafe { libc::mknodat(dir.as_raw_fd(), cname.as_ptr(), libc::S_IFREG | 0o644, 0) };
-    if r != 0 && Errno::last() != Errno::EEXIST {
-        return Err(Errno::last());
+    // `dir` is a directory fd; mknodat never follows a final symlink.
+    match mknod_file(dir.as_fd(), &cname) {
+        Ok(()) | Err(Errno::EEXIST) => {}
+        Err(e) => return Err(e),
     }
     open_path(root, &rel)
+}
+
+/// mknodat an empty regular file (mode 0644, less the umask) named `name`
+/// in `dir`; a final symlink is not followed.
+pub fn mknod_file(dir: BorrowedFd<'_>, name: &CStr) -> Result<(), Errno> {
+    nix::sys::stat::mknodat(
+        Some(dir.as_raw_fd()),
+        name,
+        SFlag::S_IFREG,
+        Mode::from_bits_retain(0o644),
+        0,
+    )
 }
 
 /// Split into (parent, last component); the root itself has no name.

@@ -20,14 +20,7 @@ pub const OFF_ARCH: u32 = 4;
 pub const OFF_ARGS: u32 = 16;
 
 /// One BPF instruction (`struct sock_filter`).
-#[repr(C)]
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Insn {
-    pub code: u16,
-    pub jt: u8,
-    pub jf: u8,
-    pub k: u32,
-}
+pub use crate::sys::SockFilter as Insn;
 
 impl fmt::Debug for Insn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -3,40 +3,14 @@
 
 use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
 
-use nix::errno::Errno;
-
-use super::bpf::{self, Insn};
+use super::bpf;
 use super::notify::send_fd;
 use super::*;
 
-#[repr(C)]
-struct SockFprog {
-    len: u16,
-    filter: *const Insn,
-}
-
 impl Filter {
     fn seccomp(&self, flags: u32) -> Result<libc::c_long, SeccompError> {
-        let fprog = SockFprog {
-            len: self.prog.len() as u16,
-            filter: self.prog.as_ptr(),
-        };
-        // SAFETY: fprog points at our program, which outlives the call.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_seccomp,
-                1, /* SECCOMP_SET_MODE_FILTER */
-                flags,
-                &fprog as *const SockFprog,
-            )
-        };
-        if r < 0 {
-            return Err(SeccompError::Load {
-                flags,
-                errno: Errno::last(),
-            });
-        }
-        Ok(r)
+        crate::sys::seccomp_set_mode_filter(flags, &self.prog)
+            .map_err(|errno| SeccompError::Load { flags, errno })
     }
 
     /// Whether the filter lets an x86_64 process make `nr` with `args`
