@@ -141,38 +141,24 @@ pub fn create() -> Result<OwnedFd, Errno> {
     let name = c"oxrun-exec-trampoline";
     let mut flags = MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC;
     let fd = loop {
-        // SAFETY: a valid C string and integer flags.
-        let r = unsafe { libc::syscall(libc::SYS_memfd_create, name.as_ptr(), flags) };
-        if r >= 0 {
-            // SAFETY: the kernel just returned this fd; nobody else owns it.
-            break unsafe { OwnedFd::from_raw_fd(r as i32) };
-        }
-        match Errno::last() {
+        let f = nix::sys::memfd::MemFdCreateFlag::from_bits_retain(flags);
+        match nix::sys::memfd::memfd_create(name, f) {
+            Ok(fd) => break fd,
             // Kernels before 6.3 do not know MFD_EXEC (and make memfds executable).
-            Errno::EINVAL if flags & MFD_EXEC != 0 => flags &= !MFD_EXEC,
-            e => return Err(e),
+            Err(Errno::EINVAL) if flags & MFD_EXEC != 0 => flags &= !MFD_EXEC,
+            Err(e) => return Err(e),
         }
     };
     let mut off = 0;
     while off < IMAGE.len() {
-        // SAFETY: writing from a static buffer to an fd we own.
-        let n = unsafe {
-            libc::write(
-                fd.as_raw_fd(),
-                IMAGE[off..].as_ptr().cast(),
-                IMAGE.len() - off,
-            )
-        };
-        if n < 0 {
-            return Err(Errno::last());
-        }
-        off += n as usize;
+        off += nix::unistd::write(&fd, &IMAGE[off..])?;
     }
-    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
-    // SAFETY: fcntl with integer arguments on an fd we own.
-    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
-        return Err(Errno::last());
-    }
+    use nix::fcntl::SealFlag;
+    let seals = SealFlag::F_SEAL_SEAL
+        | SealFlag::F_SEAL_SHRINK
+        | SealFlag::F_SEAL_GROW
+        | SealFlag::F_SEAL_WRITE;
+    nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_ADD_SEALS(seals))?;
     Ok(fd)
 }
 
