@@ -1,5 +1,6 @@
 //! Where runc's users depend on its behaviour: seccomp profiles written
-//! for runc/Docker (conditions on one argument ORed).
+//! for runc/Docker (conditions on one argument ORed, the native ABI always
+//! filtered).
 
 use integration::*;
 use serde_json::{json, Value};
@@ -69,5 +70,32 @@ fn conditions_on_one_argument_are_ored_others_anded() {
     assert!(getppid[0].starts_with("ok"), "getppid(1, 2):\n{out}");
     assert_eq!(getppid[1], "err:1", "getppid(1, 3):\n{out}");
     assert_eq!(getppid[2], "err:1", "getppid(0, 2):\n{out}");
+    rt.assert_no_leftovers(&b, &id);
+}
+
+/// libseccomp always filters the native ABI: a profile listing only the
+/// 32-bit ABIs still applies its rules to x86_64 processes (runc's users
+/// get that), instead of every x86_64 syscall failing.
+#[test]
+fn profile_without_the_native_abi_still_filters_it() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    let mut p = profile(
+        "SCMP_ACT_ALLOW",
+        json!([{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]),
+    );
+    p["architectures"] = json!(["SCMP_ARCH_X86", "SCMP_ARCH_X32"]);
+    b.config["linux"]["seccomp"] = p;
+    b.config["root"]["readonly"] = json!(false);
+    b.set_script("mkdir /tmp/x 2>&1; echo rc=$?; echo alive");
+    let id = rt.id("scnative");
+    let out = rt.run_with(&b, &id, &[]);
+    assert!(out.success(), "{}", out.describe());
+    assert!(out.stdout.contains("alive"), "{}", out.describe());
+    assert!(
+        out.stdout.contains("Permission denied") && out.stdout.contains("rc=1"),
+        "the rule must apply to x86_64 too: {}",
+        out.describe()
+    );
     rt.assert_no_leftovers(&b, &id);
 }

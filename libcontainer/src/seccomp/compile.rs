@@ -209,11 +209,10 @@ pub fn build(s: &LinuxSeccomp) -> Result<Filter, SeccompError> {
     }
     let default = action(s.default_action(), s.default_errno_ret(), "defaultErrnoRet")?;
     let archs = s.architectures().clone().unwrap_or_default();
-    let has = |a: Arch| {
-        archs.is_empty() && a == Arch::ScmpArchX86_64
-            || archs.contains(&a)
-            || (a == Arch::ScmpArchX86_64 && archs.contains(&Arch::ScmpArchNative))
-    };
+    // The native ABI (x86_64) is always filtered, whatever the list says,
+    // as libseccomp (so runc) does: a profile listing only 32-bit ABIs
+    // must not leave every native syscall failing.
+    let has = |a: Arch| a == Arch::ScmpArchX86_64 || archs.contains(&a);
     let mut rules = Vec::new();
     let mut notify = false;
     for (i, sc) in s.syscalls().iter().flatten().enumerate() {
@@ -678,6 +677,59 @@ mod tests {
         }
     }
 
+    /// libseccomp always filters the native ABI, whatever `architectures`
+    /// lists; an ABI neither native nor listed still gets ENOSYS.
+    #[test]
+    fn the_native_abi_is_always_filtered() {
+        let f = filter(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]
+        }));
+        assert_eq!(
+            bpf::run(&f.prog, nr("mkdir"), AUDIT_ARCH_X86_64, [0; 6]),
+            RET_ERRNO | 13
+        );
+        assert_eq!(
+            bpf::run(&f.prog, nr("read"), AUDIT_ARCH_X86_64, [0; 6]),
+            ALLOW
+        );
+        assert_eq!(
+            bpf::run(
+                &f.prog,
+                X32_SYSCALL_BIT | nr("mkdir"),
+                AUDIT_ARCH_X86_64,
+                [0; 6]
+            ),
+            RET_ERRNO | 13,
+            "x32 is listed"
+        );
+        assert_eq!(
+            bpf::run(&f.prog, 39, AUDIT_ARCH_I386, [0; 6]),
+            RET_ERRNO | 13,
+            "i386 mkdir is 39, and i386 is listed"
+        );
+        let f = filter(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86"],
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]
+        }));
+        assert_eq!(
+            bpf::run(&f.prog, nr("read"), AUDIT_ARCH_X86_64, [0; 6]),
+            ALLOW
+        );
+        assert_eq!(
+            bpf::run(
+                &f.prog,
+                X32_SYSCALL_BIT | nr("read"),
+                AUDIT_ARCH_X86_64,
+                [0; 6]
+            ),
+            ENOSYS,
+            "x32 is neither native nor listed"
+        );
+    }
+
     #[test]
     fn numbers_that_are_no_syscall_get_enosys_unless_default_allows() {
         let deny = filter(serde_json::json!({
@@ -801,7 +853,8 @@ mod tests {
             AUDIT_ARCH_X86_64 if nr & X32_SYSCALL_BIT != 0 => {
                 (archs.contains(&Arch::ScmpArchX32)).then_some(Which::X32)
             }
-            AUDIT_ARCH_X86_64 => (archs.contains(&Arch::ScmpArchX86_64)).then_some(Which::X86_64),
+            // The native ABI, always (as libseccomp does).
+            AUDIT_ARCH_X86_64 => Some(Which::X86_64),
             AUDIT_ARCH_I386 => (archs.contains(&Arch::ScmpArchX86)).then_some(Which::I386),
             _ => None,
         };
