@@ -1,9 +1,10 @@
 //! Where runc's users depend on its behaviour: seccomp profiles written
 //! for runc/Docker (conditions on one argument ORed, the native ABI always
-//! filtered).
+//! filtered, NOTIFY on `write` refused).
 
 use integration::*;
 use serde_json::{json, Value};
+use std::os::unix::net::UnixListener;
 
 #[path = "seccomp_support/mod.rs"]
 mod seccomp_support;
@@ -97,5 +98,28 @@ fn profile_without_the_native_abi_still_filters_it() {
         "the rule must apply to x86_64 too: {}",
         out.describe()
     );
+    rt.assert_no_leftovers(&b, &id);
+}
+
+/// runc refuses NOTIFY on `write` ("SCMP_ACT_NOTIFY cannot be used for
+/// the write syscall"): its init, like oxrun's, still writes to the runtime
+/// once the filter is loaded.
+#[test]
+fn notify_on_write_is_refused() {
+    let rt = Runtime::new();
+    let sock = rt.scratch().join("agent.sock");
+    // Someone listening (nobody answers): the refusal is the only error.
+    let _listener = UnixListener::bind(&sock).expect("bind agent socket");
+    let mut b = Bundle::new();
+    let mut p = profile(
+        "SCMP_ACT_ALLOW",
+        json!([{"names": ["mkdir", "write"], "action": "SCMP_ACT_NOTIFY"}]),
+    );
+    p["listenerPath"] = json!(sock);
+    b.config["linux"]["seccomp"] = p;
+    b.set_script("echo hello");
+    let id = rt.id("scnwrite");
+    let out = rt.run_with(&b, &id, &[]).fails();
+    out.assert_mentions(&["SCMP_ACT_NOTIFY cannot be used for the write syscall"]);
     rt.assert_no_leftovers(&b, &id);
 }

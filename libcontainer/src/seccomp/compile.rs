@@ -223,11 +223,17 @@ pub fn build(s: &LinuxSeccomp) -> Result<Filter, SeccompError> {
         )?;
         if act == RET_USER_NOTIF {
             notify = true;
-            if sc.names().iter().any(|n| n == "sendmsg") {
-                return Err(invalid(
-                    format!("syscalls[{i}]"),
-                    "SCMP_ACT_NOTIFY on sendmsg is not supported: oxrun sends the listener fd to listenerPath with sendmsg once the filter is loaded",
-                ));
+            for (k, n) in sc.names().iter().enumerate() {
+                let why = match n.as_str() {
+                    "sendmsg" => "SCMP_ACT_NOTIFY on sendmsg is not supported: oxrun sends the listener fd to listenerPath with sendmsg once the filter is loaded",
+                    // runc's words; its reason (the seccomp fd is handed
+                    // over with write) differs, ours: once the filter is
+                    // loaded, the init still reports failures to the
+                    // runtime with write(2).
+                    "write" => "SCMP_ACT_NOTIFY cannot be used for the write syscall (as in runc): the container's init reports set-up errors with write(2) after the filter is loaded",
+                    _ => continue,
+                };
+                return Err(invalid(format!("syscalls[{i}].names[{k}]"), why));
             }
         }
         if sc.names().is_empty() {
@@ -825,6 +831,27 @@ mod tests {
             "syscalls": [{"names": ["sendmsg"], "action": "SCMP_ACT_NOTIFY"}]
         }));
         assert!(msg.contains("sendmsg"), "{msg}");
+        // runc: "SCMP_ACT_NOTIFY cannot be used for the write syscall".
+        let msg = refused(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x",
+            "syscalls": [
+                {"names": ["read"], "action": "SCMP_ACT_NOTIFY"},
+                {"names": ["mkdir", "write"], "action": "SCMP_ACT_NOTIFY"}
+            ]
+        }));
+        assert!(msg.contains("linux.seccomp.syscalls[1].names[1]"), "{msg}");
+        assert!(
+            msg.contains("SCMP_ACT_NOTIFY cannot be used for the write syscall"),
+            "{msg}"
+        );
+        // write with another action, and NOTIFY on writev, are fine.
+        filter(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x",
+            "syscalls": [
+                {"names": ["write"], "action": "SCMP_ACT_ERRNO"},
+                {"names": ["writev"], "action": "SCMP_ACT_NOTIFY"}
+            ]
+        }));
         let msg = refused(serde_json::json!({
             "defaultAction": "SCMP_ACT_ALLOW", "listenerMetadata": "m"
         }));
