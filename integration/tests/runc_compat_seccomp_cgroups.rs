@@ -1,10 +1,17 @@
 //! Where runc's users depend on its behaviour: seccomp profiles written
 //! for runc/Docker (conditions on one argument ORed, the native ABI always
-//! filtered, NOTIFY on `write` refused).
+//! filtered, NOTIFY on `write` refused) and containers put into cgroups
+//! that already exist (frozen: refused).
+//! The cgroup tests need the v1 freezer (this host); they fail elsewhere
+//! unless OXRUN_TEST_ALLOW_SKIP=1.
 
 use integration::*;
 use serde_json::{json, Value};
+use std::fs;
 use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, Instant};
 
 #[path = "seccomp_support/mod.rs"]
 mod seccomp_support;
@@ -122,4 +129,173 @@ fn notify_on_write_is_refused() {
     let out = rt.run_with(&b, &id, &[]).fails();
     out.assert_mentions(&["SCMP_ACT_NOTIFY cannot be used for the write syscall"]);
     rt.assert_no_leftovers(&b, &id);
+}
+
+fn freezer_v1() -> bool {
+    Path::new("/sys/fs/cgroup/freezer/tasks").exists()
+}
+
+/// The v1 hierarchies and the cgroup2 mount (hybrid: /sys/fs/cgroup/unified).
+fn hierarchies() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir("/sys/fs/cgroup")
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.is_dir() && !p.is_symlink() && p.join("cgroup.procs").exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    if v.is_empty() {
+        v.push(PathBuf::from("/sys/fs/cgroup"));
+    }
+    v
+}
+
+/// A cgroup `/<top>` the test makes itself (in `freezer`). On drop: thawed, emptied
+/// (SIGKILL to whatever is inside, the test's own cgroup) and removed with
+/// everything below it, in every hierarchy.
+struct PreMade {
+    top: String,
+    children: Vec<Child>,
+}
+
+impl PreMade {
+    fn new(tag: &str) -> PreMade {
+        PreMade {
+            top: unique(&format!("oxit-pre-{tag}")),
+            children: Vec::new(),
+        }
+    }
+
+    fn dir(&self, hierarchy: &Path) -> PathBuf {
+        hierarchy.join(&self.top)
+    }
+
+    fn freezer(&self) -> PathBuf {
+        self.dir(Path::new("/sys/fs/cgroup/freezer"))
+    }
+
+    fn freeze(&self) {
+        let d = self.freezer();
+        fs::create_dir_all(&d).expect("mkdir freezer cgroup");
+        fs::write(d.join("freezer.state"), "FROZEN").expect("freeze");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while read_file(&d.join("freezer.state")).trim() != "FROZEN" {
+            assert!(Instant::now() < deadline, "{} did not freeze", d.display());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+fn subtree(dir: &Path, out: &mut Vec<PathBuf>) {
+    out.push(dir.to_path_buf());
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                subtree(&e.path(), out);
+            }
+        }
+    }
+}
+
+impl Drop for PreMade {
+    fn drop(&mut self) {
+        let mut dirs = Vec::new();
+        for h in hierarchies() {
+            let d = self.dir(&h);
+            if d.exists() {
+                subtree(&d, &mut dirs);
+            }
+        }
+        for d in &dirs {
+            let _ = fs::write(d.join("freezer.state"), "THAWED");
+            let _ = fs::write(d.join("cgroup.freeze"), "0");
+        }
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut busy = false;
+            for d in &dirs {
+                for pid in read_file(&d.join("cgroup.procs"))
+                    .lines()
+                    .filter_map(|l| l.trim().parse::<i32>().ok())
+                {
+                    busy = true;
+                    // SAFETY: kill(2) on a process in the test's own cgroup.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+            if !busy || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Deepest first.
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        for d in &dirs {
+            let _ = fs::remove_dir(d);
+        }
+    }
+}
+
+/// runc 1.1.5, into an existing frozen cgroup: `container's cgroup
+/// unexpectedly frozen` (exit 1), checked before anything is made: no
+/// state, no cgroup in any other hierarchy, and the user's cgroup is left
+/// as it was (still there, still frozen). Without the check the init
+/// freezes on joining it and create hangs.
+#[test]
+fn frozen_cgroup_is_refused() {
+    require!(freezer_v1(), "no v1 freezer at /sys/fs/cgroup/freezer");
+    let rt = Runtime::new();
+    let pre = PreMade::new("frz");
+    pre.freeze();
+    let mut b = Bundle::new();
+    b.set_args(&["sleep", "1000"]);
+    b.config["linux"]["cgroupsPath"] = json!(format!("/{}", pre.top));
+    let id = rt.id("cgfrz");
+    let out = rt.create(&b, &id).fails();
+    out.assert_mentions(&["container's cgroup unexpectedly frozen"]);
+    assert!(!rt.root.join(&id).exists(), "state dir left behind");
+    assert_eq!(
+        read_file(&pre.freezer().join("freezer.state")).trim(),
+        "FROZEN",
+        "the user's cgroup must be left as it was"
+    );
+    assert!(
+        read_file(&pre.freezer().join("cgroup.procs"))
+            .trim()
+            .is_empty(),
+        "nothing may have joined it"
+    );
+    for h in hierarchies() {
+        if !h.ends_with("freezer") {
+            let d = pre.dir(&h);
+            assert!(!d.exists(), "{} was created", d.display());
+        }
+    }
+}
+
+/// A cgroup below a frozen one would be frozen too: refused the same way.
+/// runc 1.1.5 reads the new cgroup's state as not frozen (it does not
+/// exist yet) and hangs, so this test fails there (timeout).
+#[test]
+fn cgroup_below_a_frozen_one_is_refused() {
+    require!(freezer_v1(), "no v1 freezer at /sys/fs/cgroup/freezer");
+    let rt = Runtime::new();
+    let pre = PreMade::new("frzp");
+    pre.freeze();
+    let mut b = Bundle::new();
+    b.set_args(&["sleep", "1000"]);
+    b.config["linux"]["cgroupsPath"] = json!(format!("/{}/c", pre.top));
+    let id = rt.id("cgfrzp");
+    let out = rt.create(&b, &id).fails();
+    out.assert_mentions(&["container's cgroup unexpectedly frozen"]);
+    assert!(!rt.root.join(&id).exists(), "state dir left behind");
+    for h in hierarchies() {
+        let d = pre.dir(&h).join("c");
+        assert!(!d.exists(), "{} was created", d.display());
+    }
 }

@@ -156,6 +156,10 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         cgroups: None,
         spawned: Spawned::default(),
     };
+    // As runc 1.1 (libcontainer's factory Create), before any cgroup is
+    // made or joined: a frozen cgroup is an error (the user's cgroup is
+    // left as it is).
+    cgroups.check_not_frozen()?;
     cgroups.create()?;
     undo.cgroups = Some(cgroups.clone());
     // Always, as runc does: without a resources section the container still
