@@ -1,7 +1,7 @@
 //! Where runc's users depend on its behaviour: seccomp profiles written
 //! for runc/Docker (conditions on one argument ORed, the native ABI always
 //! filtered, NOTIFY on `write` refused) and containers put into cgroups
-//! that already exist (frozen: refused).
+//! that already exist (frozen: refused; with processes: a warning).
 //! The cgroup tests need the v1 freezer (this host); they fail elsewhere
 //! unless OXRUN_TEST_ALLOW_SKIP=1.
 
@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use std::fs;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::process::Child;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[path = "seccomp_support/mod.rs"]
@@ -151,7 +151,8 @@ fn hierarchies() -> Vec<PathBuf> {
     v
 }
 
-/// A cgroup `/<top>` the test makes itself (in `freezer`). On drop: thawed, emptied
+/// A cgroup `/<top>` the test makes itself (in `freezer` only, or in every
+/// hierarchy), with processes it puts there. On drop: thawed, emptied
 /// (SIGKILL to whatever is inside, the test's own cgroup) and removed with
 /// everything below it, in every hierarchy.
 struct PreMade {
@@ -184,6 +185,31 @@ impl PreMade {
             assert!(Instant::now() < deadline, "{} did not freeze", d.display());
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// A `sleep` of ours in the cgroup in every hierarchy.
+    fn add_sleeper(&mut self) -> i32 {
+        let child = Command::new("sleep")
+            .arg("1000")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn sleep");
+        let pid = child.id() as i32;
+        self.children.push(child);
+        for h in hierarchies() {
+            let d = self.dir(&h);
+            fs::create_dir_all(&d).expect("mkdir cgroup");
+            if d.join("cpuset.cpus").exists() {
+                for f in ["cpuset.cpus", "cpuset.mems"] {
+                    let v = read_file(&h.join(f));
+                    fs::write(d.join(f), v.trim()).expect("cpuset");
+                }
+            }
+            fs::write(d.join("cgroup.procs"), pid.to_string()).expect("join cgroup");
+        }
+        pid
     }
 }
 
@@ -298,4 +324,40 @@ fn cgroup_below_a_frozen_one_is_refused() {
         let d = pre.dir(&h).join("c");
         assert!(!d.exists(), "{} was created", d.display());
     }
+}
+
+/// runc 1.1.5 runs a container in a cgroup that already has processes,
+/// with a warning: `container's cgroup is not empty: 1 process(es) found`
+/// (it adds a runc-specific "DEPRECATED ... runc 1.2" line, not copied).
+#[test]
+fn non_empty_cgroup_warns() {
+    require!(freezer_v1(), "no v1 freezer at /sys/fs/cgroup/freezer");
+    let rt = Runtime::new();
+    let mut pre = PreMade::new("busy");
+    let sleeper = pre.add_sleeper();
+    let mut b = Bundle::new();
+    b.set_args(&["sleep", "1000"]);
+    b.config["linux"]["cgroupsPath"] = json!(format!("/{}", pre.top));
+    let id = rt.id("cgbusy");
+    let out = rt.create(&b, &id).ok();
+    assert!(
+        out.stderr
+            .contains("container's cgroup is not empty: 1 process(es) found"),
+        "{}",
+        out.describe()
+    );
+    assert_eq!(rt.status(&id).as_deref(), Some("created"));
+    assert!(pid_alive(sleeper), "the other process must be left alone");
+    rt.delete(&id, true);
+    // An empty cgroup: no such warning.
+    let b2 = Bundle::new();
+    let id2 = rt.id("cgempty");
+    let out = rt.create(&b2, &id2).ok();
+    assert!(
+        !out.stderr.contains("not empty"),
+        "warning for an empty cgroup: {}",
+        out.describe()
+    );
+    rt.delete(&id2, true).ok();
+    rt.assert_no_leftovers(&b2, &id2);
 }
