@@ -3,7 +3,7 @@
 //! `cgroup.events` to say `frozen 1`). Both return only once the state has
 //! read back.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::{read_string, try_write, CgroupError, CgroupPaths};
@@ -116,4 +116,35 @@ fn set_v2(dir: &Path, frozen: bool) -> Result<(), CgroupError> {
         std::thread::sleep(nap);
         nap = (nap * 2).min(Duration::from_millis(10));
     }
+}
+
+/// Where a container joining `p` would be frozen, before it has joined:
+/// the file that says so and what it says. The container's own cgroup is
+/// read if it exists, else the nearest existing ancestor (a cgroup made
+/// below a frozen one is born frozen): v1 `freezer.state` (FROZEN or
+/// FREEZING; it reflects frozen ancestors), and cgroup2 `cgroup.freeze` of
+/// that cgroup and every ancestor (it holds only the cgroup's own
+/// setting). Unreadable or absent files (the root, no freezer) mean not
+/// frozen.
+pub(super) fn frozen_before_create(p: &CgroupPaths) -> Option<(PathBuf, String)> {
+    let nearest = |dir: &Path| dir.ancestors().find(|d| d.is_dir()).map(Path::to_path_buf);
+    if let Some(d) = p.freezer.as_deref().and_then(nearest) {
+        let file = d.join("freezer.state");
+        if let Ok(s) = std::fs::read_to_string(&file) {
+            if matches!(s.trim(), "FROZEN" | "FREEZING") {
+                return Some((file, s.trim().to_string()));
+            }
+        }
+    }
+    if let Some(d) = p.v2_dir.as_deref().and_then(nearest) {
+        for a in d.ancestors() {
+            let file = a.join("cgroup.freeze");
+            match std::fs::read_to_string(&file) {
+                Ok(s) if s.trim() == "1" => return Some((file, "1".into())),
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    }
+    None
 }

@@ -55,6 +55,9 @@ pub enum CgroupError {
     Devices(#[from] bpf::BpfError),
     #[error("{0}")]
     Freezer(String),
+    /// runc's words ("container's cgroup unexpectedly frozen"), and where.
+    #[error("linux.cgroupsPath: container's cgroup unexpectedly frozen ({} reads {state}): the container would freeze on joining it; thaw it or use another cgroup", file.display())]
+    Frozen { file: PathBuf, state: String },
 }
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> CgroupError + 'a {
@@ -456,6 +459,29 @@ impl CgroupPaths {
     pub fn all_pids(&self) -> Vec<i32> {
         let mut out = Vec::new();
         if let Some(dir) = self.dirs.iter().find(|d| d.join("cgroup.procs").exists()) {
+            collect_pids(dir, &mut out, 0);
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Refuse cgroups that would freeze the container as it joins them
+    /// (runc 1.1 refuses an existing frozen one; it would hang on one below
+    /// a frozen cgroup, which this refuses too). Call before creating them.
+    pub fn check_not_frozen(&self) -> Result<(), CgroupError> {
+        match freezer::frozen_before_create(self) {
+            Some((file, state)) => Err(CgroupError::Frozen { file, state }),
+            None => Ok(()),
+        }
+    }
+
+    /// Processes already in the container's cgroups, in any hierarchy and
+    /// in cgroups below, before the container's own (runc 1.1 warns about
+    /// them; it looks at one hierarchy only), sorted.
+    pub fn existing_pids(&self) -> Vec<i32> {
+        let mut out = Vec::new();
+        for dir in self.dirs.iter().filter(|d| d.is_dir()) {
             collect_pids(dir, &mut out, 0);
         }
         out.sort_unstable();

@@ -178,6 +178,16 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         cgroups: None,
         spawned: Spawned::default(),
     };
+    // As runc 1.1 (libcontainer's factory Create), before any cgroup is
+    // made or joined: processes already there get a warning (in runc's
+    // words), a frozen cgroup an error (the user's cgroup is left as it is).
+    let busy = cgroups.existing_pids().len();
+    if busy > 0 {
+        warnings.push(format!(
+            "container's cgroup is not empty: {busy} process(es) found"
+        ));
+    }
+    cgroups.check_not_frozen()?;
     cgroups.create()?;
     undo.cgroups = Some(cgroups.clone());
     // Always, as runc does: without a resources section the container still

@@ -209,11 +209,10 @@ pub fn build(s: &LinuxSeccomp) -> Result<Filter, SeccompError> {
     }
     let default = action(s.default_action(), s.default_errno_ret(), "defaultErrnoRet")?;
     let archs = s.architectures().clone().unwrap_or_default();
-    let has = |a: Arch| {
-        archs.is_empty() && a == Arch::ScmpArchX86_64
-            || archs.contains(&a)
-            || (a == Arch::ScmpArchX86_64 && archs.contains(&Arch::ScmpArchNative))
-    };
+    // The native ABI (x86_64) is always filtered, whatever the list says,
+    // as libseccomp (so runc) does: a profile listing only 32-bit ABIs
+    // must not leave every native syscall failing.
+    let has = |a: Arch| a == Arch::ScmpArchX86_64 || archs.contains(&a);
     let mut rules = Vec::new();
     let mut notify = false;
     for (i, sc) in s.syscalls().iter().flatten().enumerate() {
@@ -224,11 +223,17 @@ pub fn build(s: &LinuxSeccomp) -> Result<Filter, SeccompError> {
         )?;
         if act == RET_USER_NOTIF {
             notify = true;
-            if sc.names().iter().any(|n| n == "sendmsg") {
-                return Err(invalid(
-                    format!("syscalls[{i}]"),
-                    "SCMP_ACT_NOTIFY on sendmsg is not supported: oxrun sends the listener fd to listenerPath with sendmsg once the filter is loaded",
-                ));
+            for (k, n) in sc.names().iter().enumerate() {
+                let why = match n.as_str() {
+                    "sendmsg" => "SCMP_ACT_NOTIFY on sendmsg is not supported: oxrun sends the listener fd to listenerPath with sendmsg once the filter is loaded",
+                    // runc's words; its reason (the seccomp fd is handed
+                    // over with write) differs, ours: once the filter is
+                    // loaded, the init still reports failures to the
+                    // runtime with write(2).
+                    "write" => "SCMP_ACT_NOTIFY cannot be used for the write syscall (as in runc): the container's init reports set-up errors with write(2) after the filter is loaded",
+                    _ => continue,
+                };
+                return Err(invalid(format!("syscalls[{i}].names[{k}]"), why));
             }
         }
         if sc.names().is_empty() {
@@ -253,7 +258,27 @@ pub fn build(s: &LinuxSeccomp) -> Result<Filter, SeccompError> {
                 value: v,
             });
         }
-        rules.push((sc.names().clone(), Rule { conds, action: act }));
+        // runc (matchCall): if an argument index appears in more than one
+        // condition, each condition becomes a rule of its own, so all of
+        // them are ORed; otherwise they are ANDed in one rule. Profiles
+        // written for runc rely on it.
+        let repeated = conds
+            .iter()
+            .enumerate()
+            .any(|(k, c)| conds[..k].iter().any(|d| d.index == c.index));
+        if repeated {
+            for c in conds {
+                rules.push((
+                    sc.names().clone(),
+                    Rule {
+                        conds: vec![c],
+                        action: act,
+                    },
+                ));
+            }
+        } else {
+            rules.push((sc.names().clone(), Rule { conds, action: act }));
+        }
     }
     let notify = match (notify, s.listener_path()) {
         (true, None) => {
@@ -309,7 +334,8 @@ pub fn build(s: &LinuxSeccomp) -> Result<Filter, SeccompError> {
         .filter(|n| !listed.iter().any(|a| a.lookup(n).is_some()))
         .cloned()
         .collect();
-    unknown.dedup();
+    let mut seen = std::collections::HashSet::new();
+    unknown.retain(|n| seen.insert(n.clone()));
     Ok(Filter {
         prog,
         flags,
@@ -580,6 +606,136 @@ mod tests {
         );
     }
 
+    /// runc's matchCall: when an argument index appears in more than one
+    /// condition of a rule, every condition becomes a rule of its own, so
+    /// they are ORed (profiles written for runc may list the allowed
+    /// values of one argument that way).
+    #[test]
+    fn conditions_on_the_same_argument_are_ored_like_runc() {
+        let f = filter(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "syscalls": [{"names": ["personality"], "action": "SCMP_ACT_ALLOW", "args": [
+                {"index": 0, "value": 0, "op": "SCMP_CMP_EQ"},
+                {"index": 0, "value": 8, "op": "SCMP_CMP_EQ"}
+            ]}]
+        }));
+        let p = nr("personality");
+        for (arg, want) in [
+            (0, ALLOW),
+            (8, ALLOW),
+            (0x20000, RET_ERRNO | 1),
+            (0x1_0000_0008, RET_ERRNO | 1),
+        ] {
+            assert_eq!(
+                bpf::run(&f.prog, p, AUDIT_ARCH_X86_64, [arg, 0, 0, 0, 0, 0]),
+                want,
+                "personality({arg:#x})"
+            );
+        }
+        // One repeated index makes every condition of the rule a rule of
+        // its own, the one on another index too (runc's "old behavior").
+        let f = filter(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["getppid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 77, "args": [
+                {"index": 1, "value": 5, "op": "SCMP_CMP_EQ"},
+                {"index": 2, "value": 9, "op": "SCMP_CMP_EQ"},
+                {"index": 1, "value": 7, "op": "SCMP_CMP_EQ"}
+            ]}]
+        }));
+        let g = nr("getppid");
+        for (args, want) in [
+            ([0, 5, 0, 0, 0, 0], RET_ERRNO | 77),
+            ([0, 7, 0, 0, 0, 0], RET_ERRNO | 77),
+            ([0, 6, 9, 0, 0, 0], RET_ERRNO | 77),
+            ([0, 6, 8, 0, 0, 0], ALLOW),
+        ] {
+            assert_eq!(
+                bpf::run(&f.prog, g, AUDIT_ARCH_X86_64, args),
+                want,
+                "getppid{args:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn conditions_on_different_arguments_stay_anded() {
+        let f = filter(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["getppid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 77, "args": [
+                {"index": 0, "value": 1, "op": "SCMP_CMP_EQ"},
+                {"index": 1, "value": 2, "op": "SCMP_CMP_EQ"},
+                {"index": 5, "value": 3, "op": "SCMP_CMP_GE"}
+            ]}]
+        }));
+        let g = nr("getppid");
+        for (args, want) in [
+            ([1, 2, 0, 0, 0, 3], RET_ERRNO | 77),
+            ([1, 2, 0, 0, 0, 9], RET_ERRNO | 77),
+            ([1, 2, 0, 0, 0, 2], ALLOW),
+            ([1, 3, 0, 0, 0, 3], ALLOW),
+            ([0, 2, 0, 0, 0, 3], ALLOW),
+        ] {
+            assert_eq!(
+                bpf::run(&f.prog, g, AUDIT_ARCH_X86_64, args),
+                want,
+                "getppid{args:?}"
+            );
+        }
+    }
+
+    /// libseccomp always filters the native ABI, whatever `architectures`
+    /// lists; an ABI neither native nor listed still gets ENOSYS.
+    #[test]
+    fn the_native_abi_is_always_filtered() {
+        let f = filter(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]
+        }));
+        assert_eq!(
+            bpf::run(&f.prog, nr("mkdir"), AUDIT_ARCH_X86_64, [0; 6]),
+            RET_ERRNO | 13
+        );
+        assert_eq!(
+            bpf::run(&f.prog, nr("read"), AUDIT_ARCH_X86_64, [0; 6]),
+            ALLOW
+        );
+        assert_eq!(
+            bpf::run(
+                &f.prog,
+                X32_SYSCALL_BIT | nr("mkdir"),
+                AUDIT_ARCH_X86_64,
+                [0; 6]
+            ),
+            RET_ERRNO | 13,
+            "x32 is listed"
+        );
+        assert_eq!(
+            bpf::run(&f.prog, 39, AUDIT_ARCH_I386, [0; 6]),
+            RET_ERRNO | 13,
+            "i386 mkdir is 39, and i386 is listed"
+        );
+        let f = filter(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86"],
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]
+        }));
+        assert_eq!(
+            bpf::run(&f.prog, nr("read"), AUDIT_ARCH_X86_64, [0; 6]),
+            ALLOW
+        );
+        assert_eq!(
+            bpf::run(
+                &f.prog,
+                X32_SYSCALL_BIT | nr("read"),
+                AUDIT_ARCH_X86_64,
+                [0; 6]
+            ),
+            ENOSYS,
+            "x32 is neither native nor listed"
+        );
+    }
+
     #[test]
     fn numbers_that_are_no_syscall_get_enosys_unless_default_allows() {
         let deny = filter(serde_json::json!({
@@ -675,6 +831,27 @@ mod tests {
             "syscalls": [{"names": ["sendmsg"], "action": "SCMP_ACT_NOTIFY"}]
         }));
         assert!(msg.contains("sendmsg"), "{msg}");
+        // runc: "SCMP_ACT_NOTIFY cannot be used for the write syscall".
+        let msg = refused(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x",
+            "syscalls": [
+                {"names": ["read"], "action": "SCMP_ACT_NOTIFY"},
+                {"names": ["mkdir", "write"], "action": "SCMP_ACT_NOTIFY"}
+            ]
+        }));
+        assert!(msg.contains("linux.seccomp.syscalls[1].names[1]"), "{msg}");
+        assert!(
+            msg.contains("SCMP_ACT_NOTIFY cannot be used for the write syscall"),
+            "{msg}"
+        );
+        // write with another action, and NOTIFY on writev, are fine.
+        filter(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x",
+            "syscalls": [
+                {"names": ["write"], "action": "SCMP_ACT_ERRNO"},
+                {"names": ["writev"], "action": "SCMP_ACT_NOTIFY"}
+            ]
+        }));
         let msg = refused(serde_json::json!({
             "defaultAction": "SCMP_ACT_ALLOW", "listenerMetadata": "m"
         }));
@@ -703,7 +880,8 @@ mod tests {
             AUDIT_ARCH_X86_64 if nr & X32_SYSCALL_BIT != 0 => {
                 (archs.contains(&Arch::ScmpArchX32)).then_some(Which::X32)
             }
-            AUDIT_ARCH_X86_64 => (archs.contains(&Arch::ScmpArchX86_64)).then_some(Which::X86_64),
+            // The native ABI, always (as libseccomp does).
+            AUDIT_ARCH_X86_64 => Some(Which::X86_64),
             AUDIT_ARCH_I386 => (archs.contains(&Arch::ScmpArchX86)).then_some(Which::I386),
             _ => None,
         };
@@ -766,9 +944,14 @@ mod tests {
                     },
                 })
                 .collect();
+            // runc: an index used twice makes the conditions ORed.
+            let repeated = conds
+                .iter()
+                .enumerate()
+                .any(|(i, c)| conds[..i].iter().any(|d| d.index == c.index));
             if conds.is_empty() {
                 plain = plain.or(Some(act));
-            } else if conds.iter().all(holds) {
+            } else if repeated && conds.iter().any(holds) || !repeated && conds.iter().all(holds) {
                 return act;
             }
         }
@@ -783,6 +966,7 @@ mod tests {
             "syscalls": [
                 {"names": ["read", "write", "close", "futex", "getppid", "mseal", "listns", "clock_gettime64"], "action": "SCMP_ACT_ALLOW"},
                 {"names": ["kill"], "action": "SCMP_ACT_ERRNO", "errnoRet": 3, "args": [{"index": 1, "value": 0, "op": "SCMP_CMP_EQ"}]},
+                {"names": ["kill", "tgkill"], "action": "SCMP_ACT_TRAP", "args": [{"index": 1, "value": 9, "op": "SCMP_CMP_EQ"}, {"index": 2, "value": 5, "op": "SCMP_CMP_LT"}, {"index": 1, "value": 0x1_0000_0008u64, "op": "SCMP_CMP_GE"}]},
                 {"names": ["kill", "tgkill"], "action": "SCMP_ACT_LOG"},
                 {"names": ["personality"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 0, "value": 0x1_0000_0008u64, "op": "SCMP_CMP_LE"}]},
                 {"names": ["personality"], "action": "SCMP_ACT_TRAP", "args": [{"index": 0, "value": 0xffffffffu64, "op": "SCMP_CMP_GT"}, {"index": 1, "value": 7, "op": "SCMP_CMP_NE"}]},

@@ -10,8 +10,10 @@
 //! the syscall: its rules in spec order (conditional ones first), falling
 //! back to the default action. Identical blocks and `ret`s are shared.
 //!
-//! An ABI the profile does not list gets ENOSYS for every syscall, so a
-//! 32-bit `int 0x80` can never slip past rules written for x86_64; numbers
+//! The native ABI (x86_64) is always filtered, listed or not, as libseccomp
+//! does. Any other ABI the profile does not list gets ENOSYS for every
+//! syscall, so a 32-bit `int 0x80` can never slip past rules written for
+//! x86_64; numbers
 //! that are no syscall at all get ENOSYS too unless the default allows (as
 //! runc does, so a libc probing a syscall newer than the profile falls
 //! back instead of failing with the default errno).
