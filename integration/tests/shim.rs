@@ -313,3 +313,97 @@ fn shim_socket_and_address_file() {
     c.delete(id);
     c.assert_clean();
 }
+
+/// One shim serving two containers (the pod case): while the first one's
+/// Delete waits for its slow poststop hook, the second still execs, is
+/// killed and reports its exit at once; then the Delete answers, after the
+/// hook has run (the spec wants poststop done before delete returns).
+#[test]
+fn slow_poststop_hook_does_not_hold_up_a_sibling() {
+    let mut c = Containerd::start(RUST);
+    let hook_done = c.dir.join("poststop-done");
+    let spec_for = |id: &str, args: &[&str], hook: bool| {
+        let mut spec = integration::default_spec();
+        spec["root"] = serde_json::json!({"path": c.rootfs.rootfs(), "readonly": true});
+        spec["process"]["args"] = serde_json::json!(args);
+        spec["annotations"] = serde_json::json!({"io.containerd.runc.v2.group": "pod1"});
+        spec["linux"]["cgroupsPath"] = serde_json::json!(format!("/{}/{id}", c.ns));
+        if hook {
+            spec["hooks"] = serde_json::json!({"poststop": [{
+                "path": "/bin/sh",
+                "args": ["sh", "-c", format!("sleep 12; touch {}", hook_done.display())]
+            }]});
+        }
+        let path = c.dir.join(format!("{id}.json"));
+        fs::write(&path, spec.to_string()).unwrap();
+        path.display().to_string()
+    };
+    let slow = spec_for("slowhook", &["/bin/sleep", "300"], true);
+    let sibling = spec_for("sibling", &["/bin/sleep", "300"], false);
+    for (id, spec) in [("slowhook", &slow), ("sibling", &sibling)] {
+        c.seen.lock().unwrap().push((id.to_string(), 0));
+        c.ctr(&[
+            "run",
+            "-d",
+            "--runtime",
+            "io.containerd.rust.v2",
+            "--config",
+            spec,
+            id,
+        ])
+        .ok();
+        c.wait_status(id, "RUNNING");
+    }
+    let shims: Vec<_> = c.live_shims();
+    assert_eq!(shims.len(), 1, "one shim for the group: {shims:?}");
+
+    c.ctr(&["task", "kill", "-s", "KILL", "slowhook"]).ok();
+    c.wait_status("slowhook", "STOPPED");
+    let mut slow_delete = Command::new("nsenter")
+        .args(c.ctr_argv(&["task", "delete", "slowhook"]))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ctr task delete");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        slow_delete.try_wait().unwrap().is_none(),
+        "Delete returned before its poststop hook ran"
+    );
+
+    let t0 = std::time::Instant::now();
+    let out = c
+        .ctr(&[
+            "task",
+            "exec",
+            "--exec-id",
+            "e1",
+            "sibling",
+            "/bin/echo",
+            "sibling-alive",
+        ])
+        .ok();
+    assert!(out.stdout.contains("sibling-alive"), "{}", out.describe());
+    c.ctr(&["task", "kill", "-s", "KILL", "sibling"]).ok();
+    c.wait_status("sibling", "STOPPED");
+    let took = t0.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(4),
+        "the sibling waited {took:?} for another container's poststop hook"
+    );
+    assert!(
+        !hook_done.exists(),
+        "the hook finished too early for this test to mean anything"
+    );
+
+    let status = slow_delete.wait().expect("ctr task delete");
+    assert!(status.success(), "ctr task delete slowhook failed");
+    assert!(
+        hook_done.exists(),
+        "Delete answered before the poststop hook finished"
+    );
+    c.ctr(&["container", "rm", "slowhook"]).ok();
+    c.delete("sibling");
+    c.assert_clean();
+}

@@ -373,6 +373,14 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> nix::Result<()> {
     unit_result(ret)
 }
 
+/// Close every fd from `first` up (close_range(2)).
+pub fn close_from(first: u32) -> nix::Result<()> {
+    // SAFETY: plain integer arguments; the caller owns no fd it still uses
+    // in that range.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0) };
+    unit_result(ret)
+}
+
 /// Mark every fd >= `first` close-on-exec.
 pub fn cloexec_from(first: u32) -> nix::Result<()> {
     // SAFETY: plain integer arguments.

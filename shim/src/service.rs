@@ -66,6 +66,18 @@ pub struct Shim {
     pub shutdown: bool,
     /// Replies to parked Wait calls: (connection, frame).
     pub outbox: Vec<(u64, Vec<u8>)>,
+    /// Deletes waiting for their poststop hooks to finish.
+    pending_deletes: Vec<PendingDelete>,
+    /// Shutdown was asked for while a Delete was still pending.
+    shutdown_requested: bool,
+}
+
+/// A Delete whose reply waits for the poststop hook runner `hooks_pid`.
+struct PendingDelete {
+    hooks_pid: i32,
+    waiter: Waiter,
+    resp: api::DeleteResponse,
+    event: ev::TaskDelete,
 }
 
 fn wait_reply(stream: u32, p: &Process) -> Option<Vec<u8>> {
@@ -89,6 +101,8 @@ impl Shim {
             tasks: BTreeMap::new(),
             shutdown: false,
             outbox: Vec::new(),
+            pending_deletes: Vec::new(),
+            shutdown_requested: false,
         }
     }
 
@@ -122,7 +136,11 @@ impl Shim {
             "State" => call!(state),
             "Create" => call!(create),
             "Start" => call!(start),
-            "Delete" => call!(delete),
+            "Delete" => {
+                let req: api::DeleteRequest =
+                    wire::decode("Delete", payload).map_err(|e| err(Code::INVALID_ARGUMENT, e))?;
+                self.delete(req, (conn, stream))
+            }
             "Pids" => call!(pids),
             "Pause" => call!(pause),
             "Resume" => call!(resume),
@@ -438,7 +456,11 @@ impl Shim {
         Ok(Empty::new())
     }
 
-    fn delete(&mut self, r: api::DeleteRequest) -> Rpc<api::DeleteResponse> {
+    /// Delete a process or the task. The task's poststop hooks run in a
+    /// child process; the reply (and the TaskDelete event) wait for it, as
+    /// the spec wants hooks done before delete returns, while the loop goes
+    /// on serving the other containers.
+    fn delete(&mut self, r: api::DeleteRequest, waiter: Waiter) -> Rpc<Reply> {
         let mut resp = api::DeleteResponse::new();
         if !r.exec_id.is_empty() {
             let t = self.task_mut(&r.id)?;
@@ -460,8 +482,9 @@ impl Shim {
             resp.exit_status = p.exit_status;
             resp.exited_at = ts(p.exited_at);
             self.answer_waiters(p);
-            return Ok(resp);
+            return Ok(Reply::Now(wire::encode(&resp).map_err(unknown)?));
         }
+        let mut poststop = None;
         let t = self.task_mut(&r.id)?;
         match t.init.state {
             State::Running => {
@@ -472,7 +495,9 @@ impl Shim {
             }
             State::Created => {
                 // Never started: kill the waiting init and report its exit first.
-                container::delete(&t.root, &t.id, true).map_err(lc_err)?;
+                poststop = container::delete_deferring_hooks(&t.root, &t.id, true)
+                    .map_err(lc_err)?
+                    .1;
                 let status = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(t.init.pid), None)
                     .ok()
                     .and_then(exit_code)
@@ -483,8 +508,8 @@ impl Shim {
             }
             State::Stopped => {
                 let t = self.task(&r.id)?;
-                match container::delete(&t.root, &t.id, true) {
-                    Ok(_) => {}
+                match container::delete_deferring_hooks(&t.root, &t.id, true) {
+                    Ok((_, hooks)) => poststop = hooks,
                     Err(e) if e.is_not_found() => {}
                     Err(e) => return Err(lc_err(e)),
                 }
@@ -506,12 +531,45 @@ impl Shim {
         e.pid = resp.pid;
         e.exit_status = resp.exit_status;
         e.exited_at = resp.exited_at.clone();
-        self.publisher.publish(&e);
         for (_, p) in std::mem::take(&mut t.execs) {
             self.answer_waiters(p);
         }
         self.answer_waiters(t.init);
-        Ok(resp)
+        if let Some(hooks) = poststop {
+            if let Ok(pid) = hooks.spawn() {
+                self.pending_deletes.push(PendingDelete {
+                    hooks_pid: pid,
+                    waiter,
+                    resp,
+                    event: e,
+                });
+                return Ok(Reply::Later);
+            }
+        }
+        self.publisher.publish(&e);
+        Ok(Reply::Now(wire::encode(&resp).map_err(unknown)?))
+    }
+
+    /// A poststop hook runner has exited: the parked Delete can answer.
+    fn finish_delete(&mut self, hooks_pid: i32) -> bool {
+        let Some(i) = self
+            .pending_deletes
+            .iter()
+            .position(|d| d.hooks_pid == hooks_pid)
+        else {
+            return false;
+        };
+        let d = self.pending_deletes.swap_remove(i);
+        if self.shutdown_requested && self.tasks.is_empty() && self.pending_deletes.is_empty() {
+            self.shutdown = true;
+        }
+        self.publisher.publish(&d.event);
+        let (conn, stream) = d.waiter;
+        let frame = wire::encode(&d.resp).and_then(|p| wire::response(stream, Ok(p)));
+        if let Ok(f) = frame {
+            self.outbox.push((conn, f));
+        }
+        true
     }
 
     fn answer_waiters(&mut self, mut p: Process) {
@@ -631,8 +689,12 @@ impl Shim {
     }
 
     fn shutdown(&mut self, _r: api::ShutdownRequest) -> Rpc<Empty> {
+        // A Delete still waiting for its hooks keeps the shim up until it
+        // has answered (in a pod shim another container's Shutdown may come
+        // first).
         if self.tasks.is_empty() {
-            self.shutdown = true;
+            self.shutdown_requested = true;
+            self.shutdown = self.pending_deletes.is_empty();
         }
         Ok(Empty::new())
     }
@@ -657,6 +719,7 @@ impl Shim {
     /// Processes reaped by the loop: mark, drain output, report (execs
     /// before inits, OOM before exit), answer parked Waits.
     pub fn on_exits(&mut self, mut exits: Vec<(i32, u32)>) {
+        exits.retain(|(pid, _)| !self.finish_delete(*pid));
         // (task, exec id) of each reaped pid; exec'd processes first.
         let mut found: Vec<(String, String, u32)> = Vec::new();
         for (pid, status) in exits.drain(..) {

@@ -77,6 +77,54 @@ fn signal_init(st: &State, sig: i32) -> Result<()> {
 /// Delete a container. A running or paused one needs `force`. Returns
 /// poststop hook warnings.
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
+    let (mut warnings, poststop) = delete_deferring_hooks(root, id, force)?;
+    warnings.extend(poststop.map(Poststop::run).unwrap_or_default());
+    Ok(warnings)
+}
+
+/// The poststop hooks of a deleted container, for the caller to run.
+pub struct Poststop {
+    config: oci_spec::runtime::Spec,
+    state: Vec<u8>,
+}
+
+impl Poststop {
+    /// Run them here and now; returns one warning per failed hook.
+    pub fn run(self) -> Vec<String> {
+        hooks::run_all(&self.config, "poststop", &self.state)
+    }
+
+    /// Run them in a child process and return at once, so a long-lived
+    /// caller serving other containers (the shim) is not held up by one
+    /// container's slow hooks. The caller reaps the returned pid; the
+    /// child keeps none of the caller's fds but stdio, and its failures
+    /// go nowhere (the spec makes poststop failures warnings).
+    pub fn spawn(self) -> Result<i32> {
+        // SAFETY: the callers are single-threaded (create/exec check it for
+        // the shim); the child only runs the hooks and _exits.
+        match unsafe { nix::unistd::fork() }.map_err(|e| ContainerError::Io {
+            op: "fork for poststop hooks".into(),
+            source: e.into(),
+        })? {
+            nix::unistd::ForkResult::Child => {
+                let _ = sys::close_from(3);
+                let _ = self.run();
+                // SAFETY: _exit ends the child without running the parent's
+                // destructors or atexit handlers.
+                unsafe { libc::_exit(0) }
+            }
+            nix::unistd::ForkResult::Parent { child } => Ok(child.as_raw()),
+        }
+    }
+}
+
+/// `delete`, leaving the poststop hooks (if the container has any) to the
+/// caller. Returns warnings and the hooks.
+pub fn delete_deferring_hooks(
+    root: &Path,
+    id: &str,
+    force: bool,
+) -> Result<(Vec<String>, Option<Poststop>)> {
     state::validate_id(id)?;
     state::sweep_stale(root, id);
     let sd = StateDir::open(root, id)?;
@@ -90,7 +138,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
                 Err(e) => {
                     let warning = format!("{e}: removed without its state");
                     sd.remove()?;
-                    return Ok(vec![warning]);
+                    return Ok((vec![warning], None));
                 }
             }
         }
@@ -109,11 +157,17 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
     }
     st.cgroups.destroy()?;
     sd.remove()?;
-    if st.pid == 0 {
-        // A create that was killed before it had an init: never created,
-        // so no poststop.
-        return Ok(Vec::new());
+    // A create that was killed before it had an init was never created:
+    // no poststop. Nor without poststop hooks.
+    if st.pid == 0 || hooks::of_kind(&st.config, "poststop").is_empty() {
+        return Ok((Vec::new(), None));
     }
-    let json = state::oci_state_json(id, "stopped", st.pid, &st.bundle, &st.config);
-    Ok(hooks::run_all(&st.config, "poststop", &json))
+    let state = state::oci_state_json(id, "stopped", st.pid, &st.bundle, &st.config);
+    Ok((
+        Vec::new(),
+        Some(Poststop {
+            config: st.config,
+            state,
+        }),
+    ))
 }
