@@ -67,7 +67,12 @@ fn exec_errors_exit_255() {
     assert_eq!(out.code(), 255, "relative --cwd: {}", out.describe());
     let nofile = rt.scratch().join("no-such-process.json");
     let out = rt.cmd(&["exec", "-p", nofile.to_str().expect("utf8"), &id]);
-    assert_eq!(out.code(), 255, "missing --process file: {}", out.describe());
+    assert_eq!(
+        out.code(),
+        255,
+        "missing --process file: {}",
+        out.describe()
+    );
     let out = rt.cmd(&["exec", &id]);
     assert_eq!(out.code(), 255, "no command: {}", out.describe());
     let out = rt.cmd(&["exec", &id, "/no/such/binary"]);
@@ -187,9 +192,7 @@ fn host_dir(mounts: &[(Vec<String>, PathBuf)], ctrls: &str, path: &str) -> Optio
     let want: Vec<&str> = ctrls.split(',').filter(|c| !c.is_empty()).collect();
     mounts
         .iter()
-        .find(|(c, _)| {
-            c.len() == want.len() && want.iter().all(|w| c.iter().any(|x| x == w))
-        })
+        .find(|(c, _)| c.len() == want.len() && want.iter().all(|w| c.iter().any(|x| x == w)))
         .map(|(_, m)| m.join(path.trim_start_matches('/')))
 }
 
@@ -218,8 +221,7 @@ fn exec_cgroup_forms() {
         fs::create_dir_all(&sub).expect("mkdir sub-cgroup");
         if ctrls.split(',').any(|c| c == "cpuset") {
             for f in ["cpuset.cpus", "cpuset.mems"] {
-                fs::write(sub.join(f), read_file(&dir.join(f)))
-                    .expect("cpuset");
+                fs::write(sub.join(f), read_file(&dir.join(f))).expect("cpuset");
             }
         }
         subs.push(sub);
@@ -245,9 +247,8 @@ fn exec_cgroup_forms() {
             .collect();
         assert_eq!(got, want, "{}", out.describe());
     };
-    let has = |names: &'static [&'static str]| {
-        move |c: &str| c.split(',').any(|x| names.contains(&x))
-    };
+    let has =
+        |names: &'static [&'static str]| move |c: &str| c.split(',').any(|x| names.contains(&x));
 
     moved(&exec_cg(&["--cgroup", "sub"]).ok(), &|_| true);
     moved(&exec_cg(&["--cgroup", "/sub"]).ok(), &|_| true);
@@ -418,7 +419,11 @@ fn spec_matches_runc_spec() {
     b.set_script("echo spec-cgroupns-ok");
     let id = rt.id("speccg");
     let out = rt.run_with(&b, &id, &[]).ok();
-    assert!(out.stdout.contains("spec-cgroupns-ok"), "{}", out.describe());
+    assert!(
+        out.stdout.contains("spec-cgroupns-ok"),
+        "{}",
+        out.describe()
+    );
     rt.assert_no_leftovers(&b, &id);
 }
 
@@ -452,7 +457,8 @@ fn update_ignores_device_rules() {
             .to_string(),
         )
         .expect("write resources");
-        rt.cmd(&["update", "-r", r.to_str().expect("utf8"), &id]).ok();
+        rt.cmd(&["update", "-r", r.to_str().expect("utf8"), &id])
+            .ok();
         assert_eq!(cg("pids", "pids.max").trim(), limit.to_string());
         let list = cg("devices", "devices.list");
         assert!(!list.contains("42:42"), "device rules changed:\n{list}");

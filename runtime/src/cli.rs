@@ -119,6 +119,9 @@ pub enum Cmd {
     Cgroup(crate::cgroup_cmds::CgroupCmd),
 }
 
+/// Exit status of `exec` when exec itself fails (runc's).
+const EXEC_FAILED: u8 = 255;
+
 fn create_options(root: &std::path::Path, a: &CreateArgs) -> CreateOptions {
     CreateOptions {
         console_socket: a.console_socket.clone(),
@@ -174,16 +177,27 @@ pub fn dispatch(cli: &Cli, log: &Logger) -> Result<u8, String> {
                 crate::signals::parse(name).ok_or_else(|| format!("unknown signal {name:?}"))?;
             container::kill(root, id, sig, *all).map_err(e)?;
         }
-        Cmd::Delete { force, id } => container::delete(root, id, *force)
-            .map_err(e)?
-            .iter()
-            .for_each(|w| log.warn(w)),
+        Cmd::Delete { force, id } => match container::delete(root, id, *force) {
+            Ok(w) => w.iter().for_each(|w| log.warn(w)),
+            // runc: `delete --force` of a container that does not exist
+            // succeeds and says nothing (clients clean up blindly).
+            Err(err) if *force && err.is_not_found() => {}
+            Err(err) => return Err(err.to_string()),
+        },
         Cmd::Run {
             create,
             detach,
             keep,
         } => return crate::run::run(create_options(root, create), *detach, *keep, log),
-        Cmd::Exec(a) => return crate::exec::exec(root, a, log),
+        Cmd::Exec(a) => {
+            // exec exits with the process's status; its own errors exit 255
+            // (runc's EXEC_FAILED) so a client can tell them apart. Usage
+            // errors found by the parser still exit 1, as in runc.
+            return Ok(crate::exec::exec(root, a, log).unwrap_or_else(|msg| {
+                log.error(&msg);
+                EXEC_FAILED
+            }));
+        }
         Cmd::Cgroup(c) => return crate::cgroup_cmds::dispatch(c, root, log),
         Cmd::List { format, quiet } => list(root, format, *quiet)?,
         Cmd::Spec {
