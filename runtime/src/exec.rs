@@ -48,9 +48,10 @@ pub struct ExecArgs {
     pub apparmor: Option<String>,
     #[arg(long)]
     pub ignore_paused: bool,
-    /// Sub-cgroup of the container to join (relative path).
-    #[arg(long)]
-    pub cgroup: Option<String>,
+    /// Run the process in an existing sub-cgroup of the container:
+    /// `[<controller>[,<controller>]:]<path>`, repeatable (runc's format).
+    #[arg(long, value_name = "[CONTROLLER:]PATH")]
+    pub cgroup: Vec<String>,
     pub id: String,
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
