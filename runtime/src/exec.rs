@@ -102,10 +102,13 @@ fn add_caps(p: &mut Process, names: &[String]) -> Result<(), String> {
 }
 
 /// The process to run, as runc's `exec` builds it.
-fn build_process(root: &Path, a: &ExecArgs) -> Result<Process, String> {
+fn build_process(root: &Path, a: &ExecArgs, log: &Logger) -> Result<Process, String> {
     if let Some(path) = &a.process {
         let data = std::fs::read(path).map_err(|e| format!("--process {}: {e}", path.display()))?;
-        return libcontainer::spec::parse_process(&data, path).map_err(|e| e.to_string());
+        let (p, warnings) =
+            libcontainer::spec::parse_process(&data, path).map_err(|e| e.to_string())?;
+        warnings.iter().for_each(|w| log.warn(w));
+        return Ok(p);
     }
     if a.command.is_empty() {
         return Err("exec: a command is required (or --process)".into());
@@ -161,7 +164,7 @@ fn build_process(root: &Path, a: &ExecArgs) -> Result<Process, String> {
 }
 
 pub fn exec(root: &Path, a: &ExecArgs, log: &Logger) -> Result<u8, String> {
-    let process = build_process(root, a)?;
+    let process = build_process(root, a, log)?;
     let set = wait::forwarded();
     if !a.detach {
         wait::block(&set)?;
