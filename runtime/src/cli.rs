@@ -13,9 +13,13 @@ use crate::log::{Format, Logger};
 #[command(
     name = "oxrun",
     version,
+    disable_version_flag = true,
     about = "An OCI container runtime (runc-compatible command line)"
 )]
 pub struct Cli {
+    /// Print the version (runc's shape: name, commit, runtime-spec version).
+    #[arg(short = 'v', long, action = clap::ArgAction::Version)]
+    version: (),
     /// Root directory for container state (put it on tmpfs).
     #[arg(long, default_value = "/run/oxrun")]
     pub root: PathBuf,
@@ -117,6 +121,18 @@ pub enum Cmd {
     Exec(Box<crate::exec::ExecArgs>),
     #[command(flatten)]
     Cgroup(crate::cgroup_cmds::CgroupCmd),
+}
+
+/// What `-v`/`--version` prints after the name, in runc's shape (tools
+/// read the first line, `<name> version X`, and the `spec:` line); runc's
+/// `go:` and `libseccomp:` lines have no counterpart here.
+pub fn version_text() -> String {
+    format!(
+        "version {}\ncommit: {}\nspec: {}",
+        env!("CARGO_PKG_VERSION"),
+        env!("OXRUN_COMMIT"),
+        libcontainer::state::OCI_VERSION
+    )
 }
 
 /// Exit status of `exec` when exec itself fails (runc's).
