@@ -42,8 +42,8 @@ pub enum CgroupError {
     /// A resource value that cannot be applied (checked before writing).
     #[error("{field}: {msg}")]
     Invalid { field: String, msg: String },
-    /// The kernel refused a value.
-    #[error("{field}: write {value:?} to {}: {source}{hint}", path.display())]
+    /// The kernel refused a value (runc's words: "failed to write").
+    #[error("{field}: failed to write {value:?} to {}: {source}{hint}", path.display())]
     Write {
         field: String,
         path: PathBuf,
@@ -524,6 +524,19 @@ impl CgroupPaths {
                 None => Ok(d.clone()),
             })
             .collect()
+    }
+
+    /// How often the OOM killer fired in the container's memory cgroup
+    /// (v1 `memory.oom_control`, v2 `memory.events`), and the peak usage
+    /// where the kernel keeps one; `None` without a memory controller.
+    pub fn oom_kills(&self) -> Option<(u64, Option<u64>)> {
+        let dir = self.dir_for("memory")?;
+        if self.unified {
+            let kills = read_keyed(&dir, "memory.events", "oom_kill").ok()?;
+            return Some((kills, read_u64(&dir, "memory.peak").ok()));
+        }
+        let kills = read_keyed(&dir, "memory.oom_control", "oom_kill").ok()?;
+        Some((kills, read_u64(&dir, "memory.max_usage_in_bytes").ok()))
     }
 
     /// Move `pid` into every hierarchy.

@@ -6,7 +6,7 @@ use std::os::fd::{OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use super::{ContainerError, Result};
-use crate::cgroups::CgroupPaths;
+use crate::cgroups::{CgroupError, CgroupPaths};
 use crate::namespaces::Plan;
 use crate::process::{self, ProcessError, SpawnArgs, Spawned};
 use crate::state::{self, State, StateDir};
@@ -204,7 +204,8 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         idmapped: &idmapped,
         stdio: opts.stdio,
     };
-    let pid = process::spawn_init(&args, &mut undo.spawned)?;
+    let pid = process::spawn_init(&args, &mut undo.spawned)
+        .map_err(|e| oom_at_start(e, &cgroups, linux.resources().as_ref()))?;
     let init_start_time = state::proc_stat(pid)
         .map(|s| s.1)
         .ok_or(ProcessError::InitDied)?;
@@ -225,6 +226,40 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         debug,
         console: caller_console,
         cgroups,
+    })
+}
+
+/// The limits are set before init joins the cgroup, so a memory limit
+/// below what init needs shows as init dying (the OOM killer) rather than
+/// as the failed write runc reports; say it in runc's words.
+fn oom_at_start(
+    e: ProcessError,
+    cgroups: &CgroupPaths,
+    resources: Option<&oci_spec::runtime::LinuxResources>,
+) -> ContainerError {
+    let Some((kills, peak)) = cgroups.oom_kills().filter(|(k, _)| *k > 0) else {
+        return e.into();
+    };
+    let peak = peak
+        .map(|p| format!(", peak usage: {p}"))
+        .unwrap_or_default();
+    let limit = resources
+        .and_then(|r| r.memory().as_ref())
+        .and_then(|m| m.limit())
+        .filter(|l| *l > 0);
+    let (field, what) = match limit {
+        Some(l) => (
+            "linux.resources.memory.limit",
+            format!("unable to set memory limit to {l} (the container's init needs more{peak})"),
+        ),
+        None => (
+            "linux.resources.memory",
+            format!("the memory limits are too low{peak}"),
+        ),
+    };
+    ContainerError::Cgroup(CgroupError::Invalid {
+        field: field.into(),
+        msg: format!("{what}: the OOM killer killed the container's init {kills} time(s) as it started ({e})"),
     })
 }
 
