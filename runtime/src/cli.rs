@@ -175,14 +175,15 @@ pub fn dispatch(cli: &Cli, log: &Logger) -> Result<u8, String> {
     match &cli.cmd {
         Cmd::Create(a) => {
             let c = container::create(&create_options(root, a)).map_err(e)?;
-            c.warnings.iter().for_each(|w| log.warn(w));
             c.debug.iter().for_each(|d| log.debug(d));
+            c.warnings.iter().for_each(|w| log.warn(w));
             log.debug(&format!("created {} with init pid {}", a.id, c.pid));
         }
-        Cmd::Start { id } => container::start(root, id)
-            .map_err(e)?
-            .iter()
-            .for_each(|w| log.warn(w)),
+        Cmd::Start { id } => {
+            let s = container::start(root, id).map_err(e)?;
+            s.debug.iter().for_each(|d| log.debug(d));
+            s.warnings.iter().for_each(|w| log.warn(w));
+        }
         Cmd::State { id } => {
             let (st, status) = container::state(root, id).map_err(e)?;
             print_json(&st.oci(status), true)?;
@@ -194,7 +195,12 @@ pub fn dispatch(cli: &Cli, log: &Logger) -> Result<u8, String> {
             container::kill(root, id, sig, *all).map_err(e)?;
         }
         Cmd::Delete { force, id } => match container::delete(root, id, *force) {
-            Ok(w) => w.iter().for_each(|w| log.warn(w)),
+            Ok(w) => {
+                log.debug(&format!(
+                    "deleted {id}: processes, cgroups and state removed, poststop hooks run"
+                ));
+                w.iter().for_each(|w| log.warn(w));
+            }
             // runc: `delete --force` of a container that does not exist
             // succeeds and says nothing (clients clean up blindly).
             Err(err) if *force && err.is_not_found() => {}

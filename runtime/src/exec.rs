@@ -181,10 +181,12 @@ pub fn exec(root: &Path, a: &ExecArgs, log: &Logger) -> Result<u8, String> {
     };
     let execed = container::exec(&req).map_err(|e| e.to_string())?;
     let pid = execed.pid;
-    log.debug(&format!("exec in {}: pid {pid}", a.id));
+    execed.debug.iter().for_each(|d| log.debug(d));
     if a.detach {
         return Ok(0);
     }
     let master = execed.console.as_ref().map(wait::recv_master).transpose()?;
-    wait::wait(pid, &set, master)
+    let code = wait::wait(pid, &set, master)?;
+    log.debug(&format!("exec'd pid {pid} exited with status {code}"));
+    Ok(code)
 }

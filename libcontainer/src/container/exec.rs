@@ -54,6 +54,8 @@ impl ExecRequest {
 pub struct Execed {
     pub pid: i32,
     pub console: Option<OwnedFd>,
+    /// Notes for `--debug` logging only.
+    pub debug: Vec<String>,
 }
 
 /// Start `req.process` in a running container. Returns once it has
@@ -109,8 +111,21 @@ pub fn exec(req: &ExecRequest) -> Result<Execed> {
     if let Some(pf) = &req.pid_file {
         super::write_pid_file(pf, pid)?;
     }
+    let debug = vec![format!(
+        "exec in {}: pid {pid} joined init {}'s namespaces and cgroups {}; exec of {:?} done",
+        req.id,
+        st.pid,
+        st.cgroups
+            .dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        p.args().as_deref().unwrap_or_default()
+    )];
     Ok(Execed {
         pid,
         console: caller_console,
+        debug,
     })
 }

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 pub use cgroup_ops::{events, pause, ps, resume, stats, update};
 pub use create::{create, write_pid_file, CreateOptions, Created};
 pub use exec::{exec, ExecRequest, Execed};
-pub use lifecycle::{delete, kill, list, start, state};
+pub use lifecycle::{delete, kill, list, start, state, Started};
 
 use crate::cgroups::CgroupError;
 use crate::namespaces::NamespaceError;
