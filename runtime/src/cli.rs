@@ -197,7 +197,7 @@ pub fn dispatch(cli: &Cli, log: &Logger) -> Result<u8, String> {
         Cmd::Delete { force, id } => match container::delete(root, id, *force) {
             Ok(w) => {
                 log.debug(&format!(
-                    "deleted {id}: processes, cgroups and state removed, poststop hooks run"
+                    "deleted {id}: processes, cgroups and state removed, poststop hooks (if any) run"
                 ));
                 w.iter().for_each(|w| log.warn(w));
             }

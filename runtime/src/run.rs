@@ -26,7 +26,7 @@ pub fn run(mut opts: CreateOptions, detach: bool, keep: bool, log: &Logger) -> R
             match container::delete(&opts.root, &opts.id, true) {
                 Ok(w) => {
                     log.debug(&format!(
-                        "deleted {}: processes, cgroups and state removed, poststop hooks run",
+                        "deleted {}: processes, cgroups and state removed, poststop hooks (if any) run",
                         opts.id
                     ));
                     w.iter().for_each(|w| log.warn(w));
