@@ -77,15 +77,30 @@ pub fn parse(data: &[u8], path: &Path) -> Result<Loaded, SpecError> {
 }
 
 /// Parse a `process.json` for `exec --process`, naming the bad field.
-pub fn parse_process(data: &[u8], path: &Path) -> Result<oci_spec::runtime::Process, SpecError> {
+/// Returns the process and warnings: unknown capabilities dropped, and a
+/// missing `user` taken as uid 0, gid 0 (runc's default, though the
+/// runtime-spec marks `user` required).
+pub fn parse_process(
+    data: &[u8],
+    path: &Path,
+) -> Result<(oci_spec::runtime::Process, Vec<String>), SpecError> {
     let mut value: Value = serde_json::from_slice(data).map_err(|source| SpecError::Json {
         path: path.to_path_buf(),
         source,
     })?;
-    let mut ignored = Vec::new();
+    let mut warnings = Vec::new();
+    if let Some(obj) = value.as_object_mut() {
+        if obj.get("user").is_none_or(Value::is_null) {
+            obj.insert("user".into(), serde_json::json!({"uid": 0, "gid": 0}));
+            warnings.push(format!(
+                "{}: process.user is missing (the runtime-spec marks it required); running as uid 0, gid 0 as runc does",
+                path.display()
+            ));
+        }
+    }
     let mut wrapper = serde_json::json!({ "process": value.take() });
-    drop_unknown_capabilities(&mut wrapper, &mut ignored);
-    typed(&wrapper["process"], path)
+    drop_unknown_capabilities(&mut wrapper, &mut warnings);
+    Ok((typed(&wrapper["process"], path)?, warnings))
 }
 
 /// Deserialize `value` into `T`, naming the field on error. The value is
@@ -560,6 +575,20 @@ mod tests {
             loaded.warnings[0],
             "process.capabilities.bounding: unknown capability \"cap_chown\" ignored"
         );
+    }
+
+    #[test]
+    fn process_json_without_user_is_uid_0_with_a_warning() {
+        let pj = br#"{"args": ["true"], "cwd": "/", "capabilities": {"bounding": ["CAP_NOPE"]}}"#;
+        let (p, warnings) = parse_process(pj, Path::new("p.json")).expect("accepted");
+        assert_eq!((p.user().uid(), p.user().gid()), (0, 0));
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("process.user") && warnings[0].contains("required"));
+        assert!(warnings[1].contains("CAP_NOPE"));
+        let pj = br#"{"args": ["true"], "cwd": "/", "user": {"uid": 5, "gid": 6}}"#;
+        let (p, warnings) = parse_process(pj, Path::new("p.json")).expect("accepted");
+        assert_eq!((p.user().uid(), p.user().gid()), (5, 6));
+        assert!(warnings.is_empty(), "{warnings:?}");
     }
 
     #[test]

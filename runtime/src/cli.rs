@@ -13,9 +13,13 @@ use crate::log::{Format, Logger};
 #[command(
     name = "oxrun",
     version,
+    disable_version_flag = true,
     about = "An OCI container runtime (runc-compatible command line)"
 )]
 pub struct Cli {
+    /// Print the version (runc's shape: name, commit, runtime-spec version).
+    #[arg(short = 'v', long, action = clap::ArgAction::Version)]
+    version: (),
     /// Root directory for container state (put it on tmpfs).
     #[arg(long, default_value = "/run/oxrun")]
     pub root: PathBuf,
@@ -119,6 +123,21 @@ pub enum Cmd {
     Cgroup(crate::cgroup_cmds::CgroupCmd),
 }
 
+/// What `-v`/`--version` prints after the name, in runc's shape (tools
+/// read the first line, `<name> version X`, and the `spec:` line); runc's
+/// `go:` and `libseccomp:` lines have no counterpart here.
+pub fn version_text() -> String {
+    format!(
+        "version {}\ncommit: {}\nspec: {}",
+        env!("CARGO_PKG_VERSION"),
+        env!("OXRUN_COMMIT"),
+        libcontainer::state::OCI_VERSION
+    )
+}
+
+/// Exit status of `exec` when exec itself fails (runc's).
+const EXEC_FAILED: u8 = 255;
+
 fn create_options(root: &std::path::Path, a: &CreateArgs) -> CreateOptions {
     CreateOptions {
         console_socket: a.console_socket.clone(),
@@ -156,14 +175,15 @@ pub fn dispatch(cli: &Cli, log: &Logger) -> Result<u8, String> {
     match &cli.cmd {
         Cmd::Create(a) => {
             let c = container::create(&create_options(root, a)).map_err(e)?;
-            c.warnings.iter().for_each(|w| log.warn(w));
             c.debug.iter().for_each(|d| log.debug(d));
+            c.warnings.iter().for_each(|w| log.warn(w));
             log.debug(&format!("created {} with init pid {}", a.id, c.pid));
         }
-        Cmd::Start { id } => container::start(root, id)
-            .map_err(e)?
-            .iter()
-            .for_each(|w| log.warn(w)),
+        Cmd::Start { id } => {
+            let s = container::start(root, id).map_err(e)?;
+            s.debug.iter().for_each(|d| log.debug(d));
+            s.warnings.iter().for_each(|w| log.warn(w));
+        }
         Cmd::State { id } => {
             let (st, status) = container::state(root, id).map_err(e)?;
             print_json(&st.oci(status), true)?;
@@ -174,16 +194,32 @@ pub fn dispatch(cli: &Cli, log: &Logger) -> Result<u8, String> {
                 crate::signals::parse(name).ok_or_else(|| format!("unknown signal {name:?}"))?;
             container::kill(root, id, sig, *all).map_err(e)?;
         }
-        Cmd::Delete { force, id } => container::delete(root, id, *force)
-            .map_err(e)?
-            .iter()
-            .for_each(|w| log.warn(w)),
+        Cmd::Delete { force, id } => match container::delete(root, id, *force) {
+            Ok(w) => {
+                log.debug(&format!(
+                    "deleted {id}: processes, cgroups and state removed, poststop hooks (if any) run"
+                ));
+                w.iter().for_each(|w| log.warn(w));
+            }
+            // runc: `delete --force` of a container that does not exist
+            // succeeds and says nothing (clients clean up blindly).
+            Err(err) if *force && err.is_not_found() => {}
+            Err(err) => return Err(err.to_string()),
+        },
         Cmd::Run {
             create,
             detach,
             keep,
         } => return crate::run::run(create_options(root, create), *detach, *keep, log),
-        Cmd::Exec(a) => return crate::exec::exec(root, a, log),
+        Cmd::Exec(a) => {
+            // exec exits with the process's status; its own errors exit 255
+            // (runc's EXEC_FAILED) so a client can tell them apart. Usage
+            // errors found by the parser still exit 1, as in runc.
+            return Ok(crate::exec::exec(root, a, log).unwrap_or_else(|msg| {
+                log.error(&msg);
+                EXEC_FAILED
+            }));
+        }
         Cmd::Cgroup(c) => return crate::cgroup_cmds::dispatch(c, root, log),
         Cmd::List { format, quiet } => list(root, format, *quiet)?,
         Cmd::Spec {

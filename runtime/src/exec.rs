@@ -48,9 +48,10 @@ pub struct ExecArgs {
     pub apparmor: Option<String>,
     #[arg(long)]
     pub ignore_paused: bool,
-    /// Sub-cgroup of the container to join (relative path).
-    #[arg(long)]
-    pub cgroup: Option<String>,
+    /// Run the process in an existing sub-cgroup of the container:
+    /// `[<controller>[,<controller>]:]<path>`, repeatable (runc's format).
+    #[arg(long, value_name = "[CONTROLLER:]PATH")]
+    pub cgroup: Vec<String>,
     pub id: String,
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -101,10 +102,13 @@ fn add_caps(p: &mut Process, names: &[String]) -> Result<(), String> {
 }
 
 /// The process to run, as runc's `exec` builds it.
-fn build_process(root: &Path, a: &ExecArgs) -> Result<Process, String> {
+fn build_process(root: &Path, a: &ExecArgs, log: &Logger) -> Result<Process, String> {
     if let Some(path) = &a.process {
         let data = std::fs::read(path).map_err(|e| format!("--process {}: {e}", path.display()))?;
-        return libcontainer::spec::parse_process(&data, path).map_err(|e| e.to_string());
+        let (p, warnings) =
+            libcontainer::spec::parse_process(&data, path).map_err(|e| e.to_string())?;
+        warnings.iter().for_each(|w| log.warn(w));
+        return Ok(p);
     }
     if a.command.is_empty() {
         return Err("exec: a command is required (or --process)".into());
@@ -160,7 +164,7 @@ fn build_process(root: &Path, a: &ExecArgs) -> Result<Process, String> {
 }
 
 pub fn exec(root: &Path, a: &ExecArgs, log: &Logger) -> Result<u8, String> {
-    let process = build_process(root, a)?;
+    let process = build_process(root, a, log)?;
     let set = wait::forwarded();
     if !a.detach {
         wait::block(&set)?;
@@ -177,10 +181,12 @@ pub fn exec(root: &Path, a: &ExecArgs, log: &Logger) -> Result<u8, String> {
     };
     let execed = container::exec(&req).map_err(|e| e.to_string())?;
     let pid = execed.pid;
-    log.debug(&format!("exec in {}: pid {pid}", a.id));
+    execed.debug.iter().for_each(|d| log.debug(d));
     if a.detach {
         return Ok(0);
     }
     let master = execed.console.as_ref().map(wait::recv_master).transpose()?;
-    wait::wait(pid, &set, master)
+    let code = wait::wait(pid, &set, master)?;
+    log.debug(&format!("exec'd pid {pid} exited with status {code}"));
+    Ok(code)
 }

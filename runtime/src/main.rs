@@ -15,7 +15,10 @@ use clap::{CommandFactory, FromArgMatches};
 
 fn main() -> ExitCode {
     // Usage errors exit 1 as in runc (clap's default is 2); help/version 0.
-    let mut cmd = cli::Cli::command();
+    // The version text is built at run time (the spec version is
+    // libcontainer's); the command tree holds it until exit anyway.
+    let version: &'static str = Box::leak(cli::version_text().into_boxed_str());
+    let mut cmd = cli::Cli::command().version(version);
     let parsed = cmd
         .try_get_matches_from_mut(std::env::args_os())
         .and_then(|mut m| cli::Cli::from_arg_matches_mut(&mut m))

@@ -19,12 +19,18 @@ pub fn run(mut opts: CreateOptions, detach: bool, keep: bool, log: &Logger) -> R
         wait::block(&set)?;
     }
     let mut created = container::create(&opts).map_err(|e| e.to_string())?;
-    created.warnings.iter().for_each(|w| log.warn(w));
     created.debug.iter().for_each(|d| log.debug(d));
+    created.warnings.iter().for_each(|w| log.warn(w));
     let cleanup = |log: &Logger| {
         if !keep {
             match container::delete(&opts.root, &opts.id, true) {
-                Ok(w) => w.iter().for_each(|w| log.warn(w)),
+                Ok(w) => {
+                    log.debug(&format!(
+                        "deleted {}: processes, cgroups and state removed, poststop hooks (if any) run",
+                        opts.id
+                    ));
+                    w.iter().for_each(|w| log.warn(w));
+                }
                 Err(e) => log.warn(&format!("delete {}: {e}", opts.id)),
             }
         }
@@ -45,7 +51,10 @@ pub fn run(mut opts: CreateOptions, detach: bool, keep: bool, log: &Logger) -> R
         }
     };
     match container::start(&opts.root, &opts.id) {
-        Ok(w) => w.iter().for_each(|w| log.warn(w)),
+        Ok(s) => {
+            s.debug.iter().for_each(|d| log.debug(d));
+            s.warnings.iter().for_each(|w| log.warn(w));
+        }
         Err(e) => {
             let _ = nix::sys::signal::kill(Pid::from_raw(created.pid), Signal::SIGKILL);
             let _ = waitpid(Pid::from_raw(created.pid), None);
@@ -57,6 +66,10 @@ pub fn run(mut opts: CreateOptions, detach: bool, keep: bool, log: &Logger) -> R
         return Ok(0);
     }
     let code = wait::wait(created.pid, &set, master)?;
+    log.debug(&format!(
+        "init pid {} exited with status {code}",
+        created.pid
+    ));
     cleanup(log);
     Ok(code)
 }

@@ -36,10 +36,11 @@ const NAMES: &[(&str, i32)] = &[
     ("SYS", libc::SIGSYS),
 ];
 
-/// Parse `KILL`, `SIGKILL`, `kill`, `9`, or `RTMIN+3`.
+/// Parse `KILL`, `SIGKILL`, `kill`, `9`, or `RTMIN+3`. `0` is the null
+/// signal (kill(2): is the process there?), which runc's `kill` accepts.
 pub fn parse(s: &str) -> Option<i32> {
     if let Ok(n) = s.parse::<i32>() {
-        return (1..=libc::SIGRTMAX()).contains(&n).then_some(n);
+        return (0..=libc::SIGRTMAX()).contains(&n).then_some(n);
     }
     let up = s.to_ascii_uppercase();
     let name = up.strip_prefix("SIG").unwrap_or(&up);
@@ -70,7 +71,9 @@ mod tests {
         assert_eq!(parse("9"), Some(9));
         assert_eq!(parse("RTMIN+1"), Some(libc::SIGRTMIN() + 1));
         assert_eq!(parse("NOPE"), None);
-        assert_eq!(parse("0"), None);
+        assert_eq!(parse("0"), Some(0));
+        assert_eq!(parse("SIG0"), None);
+        assert_eq!(parse("-1"), None);
         assert_eq!(parse("99"), None);
     }
 }

@@ -6,6 +6,12 @@ use std::path::Path;
 use oci_spec::runtime::{LinuxIdMappingBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, Spec};
 use serde_json::{json, Value};
 
+/// The capabilities `runc spec` grants, in its order (oci-spec keeps a
+/// set, whose order changes from run to run).
+const DEFAULT_CAPS: [&str; 3] = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
+
+/// A default config.json with `runc spec`'s namespaces, device rule and
+/// capabilities (see the comparison in integration/tests/runc_compat_cli.rs).
 pub fn default_spec(rootless: bool) -> Result<Value, String> {
     let spec = Spec::default();
     let mut v = serde_json::to_value(&spec).map_err(|e| e.to_string())?;
@@ -13,11 +19,28 @@ pub fn default_spec(rootless: bool) -> Result<Value, String> {
     v["process"]["terminal"] = json!(true);
     v["process"]["args"] = json!(["sh"]);
     v["hostname"] = json!("oxrun");
+    // runc spec has no annotations at all (oci-spec writes an empty map).
+    if v["annotations"].as_object().is_some_and(|a| a.is_empty()) {
+        if let Some(o) = v.as_object_mut() {
+            o.remove("annotations");
+        }
+    }
     // Nothing inheritable or ambient by default (CVE-2022-29162).
     if let Some(c) = v["process"]["capabilities"].as_object_mut() {
         c.remove("inheritable");
         c.remove("ambient");
+        for set in ["bounding", "effective", "permitted"] {
+            c.insert(set.into(), json!(DEFAULT_CAPS));
+        }
     }
+    // runc spec has no cgroup namespace: tools that add their own would
+    // otherwise fail with "duplicate namespace cgroup".
+    if let Some(a) = v["linux"]["namespaces"].as_array_mut() {
+        a.retain(|n| n["type"] != "cgroup");
+    }
+    // runc spec's device rule: deny everything (the runtime then allows
+    // its default devices).
+    v["linux"]["resources"]["devices"] = json!([{"allow": false, "access": "rwm"}]);
     if rootless {
         let uid = nix::unistd::geteuid().as_raw();
         let gid = nix::unistd::getegid().as_raw();
@@ -33,7 +56,7 @@ pub fn default_spec(rootless: bool) -> Result<Value, String> {
                 .build()
         };
         if let Some(a) = v["linux"]["namespaces"].as_array_mut() {
-            a.retain(|n| n["type"] != "network" && n["type"] != "cgroup");
+            a.retain(|n| n["type"] != "network");
             a.push(serde_json::to_value(ns).map_err(|e| e.to_string())?);
         }
         v["linux"]["uidMappings"] =
@@ -50,7 +73,8 @@ pub fn default_spec(rootless: bool) -> Result<Value, String> {
                 if m["destination"] == "/sys" {
                     *m = json!({"destination": "/sys", "type": "none", "source": "/sys", "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
                 }
-                if let Some(opts) = m["options"].as_array_mut() {
+                // get_mut, not indexing: `m["options"]` would add a null.
+                if let Some(opts) = m.get_mut("options").and_then(Value::as_array_mut) {
                     opts.retain(|o| o != "gid=5");
                 }
             }

@@ -134,7 +134,7 @@ pub fn parse(list: &[LinuxDeviceCgroup]) -> Result<Vec<Rule>, CgroupError> {
                 _ => {
                     return Err(invalid(
                         f("access"),
-                        format!("{acc:?} may only contain r, w and m"),
+                        format!("{acc:?} may only contain r, w and m (the runtime-spec's \"composition of r (read), w (write), and m (mknod)\"; runc 1.1.5 drops other letters)"),
                     ))
                 }
             };

@@ -42,8 +42,8 @@ pub enum CgroupError {
     /// A resource value that cannot be applied (checked before writing).
     #[error("{field}: {msg}")]
     Invalid { field: String, msg: String },
-    /// The kernel refused a value.
-    #[error("{field}: write {value:?} to {}: {source}{hint}", path.display())]
+    /// The kernel refused a value (runc's words: "failed to write").
+    #[error("{field}: failed to write {value:?} to {}: {source}{hint}", path.display())]
     Write {
         field: String,
         path: PathBuf,
@@ -273,6 +273,30 @@ fn own_cgroup(controllers: &[String]) -> PathBuf {
     PathBuf::from("/")
 }
 
+/// `base` joined with `sub` (lexically, `..` resolved), if that stays
+/// `base` or below it. runc checks a string prefix, which lets `../<id>x`
+/// reach a sibling; this compares whole components.
+fn sub_cgroup(base: &Path, sub: &str) -> Option<PathBuf> {
+    let mut out = base.to_path_buf();
+    for c in Path::new(sub).components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out.starts_with(base).then_some(out)
+}
+
+fn not_sub(arg: &str, sub: &str) -> CgroupError {
+    invalid(
+        format!("--cgroup {arg:?}"),
+        format!("{sub} is not a sub cgroup path: it leaves the container's cgroup"),
+    )
+}
+
 fn relative(p: &Path) -> Result<PathBuf, CgroupError> {
     let mut out = PathBuf::new();
     for c in p.components() {
@@ -404,6 +428,118 @@ impl CgroupPaths {
             return self.v2_dir.clone();
         }
         self.v1_dirs().ok()?.remove(controller)
+    }
+
+    /// The directories an `exec`'d process joins, given runc's `--cgroup`
+    /// arguments: none (or `""`, or `/`) is the container's own cgroup;
+    /// `path` alone is that sub-cgroup in every hierarchy (the unified one
+    /// of a hybrid host too); `ctrl[,ctrl]:path`, repeatable, is that
+    /// sub-cgroup in the hierarchies of those v1 controllers only (the
+    /// names are the hierarchies' options: `memory`, `cpu`, `name=systemd`).
+    /// A path must stay inside the container's cgroup (`..` may be used
+    /// within it). Directories are not created: the sub-cgroup must exist.
+    pub fn exec_dirs(&self, args: &[String]) -> Result<Vec<PathBuf>, CgroupError> {
+        let bad = |arg: &str, msg: String| invalid(format!("--cgroup {arg:?}"), msg);
+        let mut all: Option<&str> = None;
+        let mut per: BTreeMap<&str, &str> = BTreeMap::new();
+        for arg in args {
+            let parts: Vec<&str> = arg.splitn(3, ':').collect();
+            let (ctrls, sub) = match parts.as_slice() {
+                [sub] => ("", *sub),
+                [ctrls, sub] => (*ctrls, *sub),
+                _ => {
+                    return Err(bad(
+                        arg,
+                        "invalid --cgroup argument: want [<controller>[,<controller>]:]<path>"
+                            .into(),
+                    ))
+                }
+            };
+            if ctrls.is_empty() {
+                if args.len() != 1 {
+                    return Err(bad(
+                        arg,
+                        "invalid --cgroup argument: missing <controller>: prefix (a path for every controller must be the only --cgroup)".into(),
+                    ));
+                }
+                all = Some(sub);
+                continue;
+            }
+            for c in ctrls.split(',') {
+                if c.is_empty() {
+                    return Err(bad(
+                        arg,
+                        "invalid --cgroup argument: empty controller name".into(),
+                    ));
+                }
+                // As in runc, a controller named twice takes the last path.
+                per.insert(c, sub);
+            }
+        }
+        if let Some(sub) = all {
+            return self
+                .dirs
+                .iter()
+                .map(|d| sub_cgroup(d, sub).ok_or_else(|| not_sub(sub, sub)))
+                .collect();
+        }
+        if per.is_empty() {
+            return Ok(self.dirs.clone());
+        }
+        let v1 = if self.unified {
+            BTreeMap::new()
+        } else {
+            self.v1_dirs()?
+        };
+        // Hierarchy directory -> (a controller that chose it, its path).
+        let mut chosen: BTreeMap<&Path, (&str, &str)> = BTreeMap::new();
+        for (ctrl, sub) in &per {
+            let Some(dir) = v1.get(*ctrl) else {
+                let known: Vec<&str> = v1.keys().map(String::as_str).collect();
+                let msg = if self.unified {
+                    format!("unknown controller {ctrl}: cgroup v2 has one hierarchy; give the path without a controller")
+                } else {
+                    format!(
+                        "unknown controller {ctrl} (this container's controllers: {})",
+                        known.join(", ")
+                    )
+                };
+                return Err(bad(&format!("{ctrl}:{sub}"), msg));
+            };
+            match chosen.get(dir.as_path()) {
+                Some((other, p)) if p != sub => {
+                    return Err(bad(
+                        &format!("{ctrl}:{sub}"),
+                        format!("{ctrl} and {other} share a hierarchy but were given different paths ({sub:?}, {p:?})"),
+                    ))
+                }
+                _ => {
+                    chosen.insert(dir.as_path(), (ctrl, sub));
+                }
+            }
+        }
+        self.dirs
+            .iter()
+            .map(|d| match chosen.get(d.as_path()) {
+                Some((ctrl, sub)) => {
+                    sub_cgroup(d, sub).ok_or_else(|| not_sub(&format!("{ctrl}:{sub}"), sub))
+                }
+                None => Ok(d.clone()),
+            })
+            .collect()
+    }
+
+    /// How often the OOM killer fired in the container's memory cgroup
+    /// (v1 `memory.oom_control`, v2 `memory.events`), and the peak usage
+    /// where the kernel keeps one; `None` without a memory controller.
+    pub fn oom_kills(&self) -> Option<(u64, Option<u64>)> {
+        let dir = self.dir_for("memory")?;
+        if self.unified {
+            let kills = read_keyed(&dir, "memory.events", "oom_kill").ok()?;
+            return Some((kills, read_u64(&dir, "memory.peak").ok()));
+        }
+        let kills = read_keyed(&dir, "memory.oom_control", "oom_kill").ok()?;
+        Some((kills, read_u64(&dir, "memory.max_usage_in_bytes").ok()))
     }
 
     /// Move `pid` into every hierarchy.
@@ -643,6 +779,88 @@ mod tests {
         assert_eq!(
             relative(Path::new("/a/b")).expect("ok"),
             PathBuf::from("a/b")
+        );
+    }
+
+    fn v1_paths() -> CgroupPaths {
+        let d = |h: &str| PathBuf::from(format!("/sys/fs/cgroup/{h}/c1"));
+        let mut v1 = BTreeMap::new();
+        v1.insert("cpu".to_string(), d("cpu,cpuacct"));
+        v1.insert("cpuacct".to_string(), d("cpu,cpuacct"));
+        v1.insert("memory".to_string(), d("memory"));
+        v1.insert("name=systemd".to_string(), d("systemd"));
+        CgroupPaths {
+            dirs: vec![d("cpu,cpuacct"), d("memory"), d("systemd"), d("unified")],
+            v1,
+            ..Default::default()
+        }
+    }
+
+    fn exec_dirs(p: &CgroupPaths, args: &[&str]) -> Result<Vec<String>, String> {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        p.exec_dirs(&args)
+            .map(|v| v.iter().map(|d| d.display().to_string()).collect())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn exec_cgroup_forms() {
+        let p = v1_paths();
+        let own = exec_dirs(&p, &[]).expect("none");
+        assert_eq!(exec_dirs(&p, &["/"]).expect("/"), own);
+        assert_eq!(exec_dirs(&p, &[""]).expect("empty"), own);
+        assert_eq!(exec_dirs(&p, &["sub/.."]).expect("sub/.."), own);
+        assert_eq!(exec_dirs(&p, &["../c1"]).expect("../c1"), own);
+        let all = exec_dirs(&p, &["a/b"]).expect("all");
+        assert!(all.iter().all(|d| d.ends_with("/c1/a/b")), "{all:?}");
+        assert_eq!(exec_dirs(&p, &["/a/b"]).expect("/a/b"), all);
+        assert_eq!(exec_dirs(&p, &[":a/b"]).expect(":a/b"), all);
+        let mem = exec_dirs(&p, &["memory:s"]).expect("memory:s");
+        assert_eq!(
+            mem,
+            [
+                "/sys/fs/cgroup/cpu,cpuacct/c1",
+                "/sys/fs/cgroup/memory/c1/s",
+                "/sys/fs/cgroup/systemd/c1",
+                "/sys/fs/cgroup/unified/c1"
+            ]
+        );
+        let two = exec_dirs(&p, &["memory,name=systemd:s"]).expect("two");
+        assert_eq!(
+            two,
+            exec_dirs(&p, &["memory:s", "name=systemd:s"]).expect("repeated")
+        );
+        assert!(two[2].ends_with("systemd/c1/s"), "{two:?}");
+        assert!(exec_dirs(&p, &["cpu:s", "cpuacct:s"]).is_ok());
+        assert_eq!(exec_dirs(&p, &["memory:x", "memory:s"]).expect("last"), mem);
+    }
+
+    #[test]
+    fn exec_cgroup_errors() {
+        let p = v1_paths();
+        let err = |args: &[&str]| exec_dirs(&p, args).expect_err("must fail");
+        assert!(err(&["bogus:s"]).contains("unknown controller bogus"));
+        assert!(err(&["systemd:s"]).contains("unknown controller systemd"));
+        assert!(err(&[".."]).contains("not a sub cgroup path"));
+        assert!(err(&["memory:s/../../x"]).contains("not a sub cgroup path"));
+        assert!(err(&["../c1x"]).contains("not a sub cgroup path"));
+        assert!(err(&["a:b:c"]).contains("invalid --cgroup argument"));
+        assert!(err(&["s", "memory:s"]).contains("missing <controller>: prefix"));
+        assert!(err(&["memory,:s"]).contains("empty controller"));
+        assert!(err(&["cpu:a", "cpuacct:b"]).contains("share a hierarchy"));
+        let v2 = CgroupPaths {
+            dirs: vec![PathBuf::from("/sys/fs/cgroup/c1")],
+            unified: true,
+            ..Default::default()
+        };
+        assert!(v2
+            .exec_dirs(&["memory:s".to_string()])
+            .expect_err("v2")
+            .to_string()
+            .contains("unknown controller memory"));
+        assert_eq!(
+            v2.exec_dirs(&["s".to_string()]).expect("v2 path"),
+            [PathBuf::from("/sys/fs/cgroup/c1/s")]
         );
     }
 

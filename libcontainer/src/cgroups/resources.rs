@@ -223,7 +223,7 @@ impl Res {
             if let Some(s) = out.swappiness.filter(|s| *s > 100) {
                 return Err(invalid(
                     format!("{F}.memory.swappiness"),
-                    format!("{s} is out of range 0..100"),
+                    format!("invalid memory swappiness value: {s} (valid range is 0-100)"),
                 ));
             }
             out.oom_kill_disable = m.disable_oom_killer().unwrap_or(false);

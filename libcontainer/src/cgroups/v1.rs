@@ -37,7 +37,7 @@ pub(super) fn apply(
     if !r.unified.is_empty() {
         return Err(invalid(
             format!("{F}.unified"),
-            "cgroup v2 settings cannot be applied: this host uses cgroup v1 for the controllers",
+            "invalid configuration: cannot use unified on cgroup v1 (cgroup v2 settings; this host uses cgroup v1 for the controllers)",
         ));
     }
     let d = Dirs(dirs);
@@ -269,7 +269,7 @@ fn set_memory_and_swap(dir: &Path, r: &Res) -> Result<(), CgroupError> {
                 let peak = read_u64(dir, "memory.max_usage_in_bytes").unwrap_or(0);
                 invalid(
                     format!("{F}.memory.limit"),
-                    format!("unable to set the memory limit to {v} (current usage: {usage}, peak usage: {peak})"),
+                    format!("unable to set memory limit to {v} (current usage: {usage}, peak usage: {peak})"),
                 )
             } else {
                 write_error(&format!("{F}.memory.limit"), dir, "memory.limit_in_bytes", &s, e)

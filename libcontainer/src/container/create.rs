@@ -6,7 +6,7 @@ use std::os::fd::{OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use super::{ContainerError, Result};
-use crate::cgroups::CgroupPaths;
+use crate::cgroups::{CgroupError, CgroupPaths};
 use crate::namespaces::Plan;
 use crate::process::{self, ProcessError, SpawnArgs, Spawned};
 use crate::state::{self, State, StateDir};
@@ -122,7 +122,11 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         .linux()
         .as_ref()
         .ok_or_else(|| ContainerError::Invalid("linux: missing".into()))?;
-    let mut debug = Vec::new();
+    let mut debug = vec![format!(
+        "spec loaded from {} (ociVersion {})",
+        bundle.join("config.json").display(),
+        spec.version()
+    )];
     let seccomp = match linux.seccomp() {
         Some(sc) => {
             let f = crate::seccomp::compile(sc)?;
@@ -145,6 +149,9 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     let (console, caller_console) =
         tty::console_for(terminal, opts.console_socket.as_deref(), opts.pty_to_caller)?;
     let plan = Plan::from_spec(linux.namespaces().as_deref().unwrap_or(&[]))?;
+    debug.push(describe_namespaces(
+        linux.namespaces().as_deref().unwrap_or(&[]),
+    ));
     if !plan.has(oci_spec::runtime::LinuxNamespaceType::Mount) {
         warnings.push("linux.namespaces: no mount namespace: mounts, masked and read-only paths are not applied; the container is only chrooted".into());
     }
@@ -194,6 +201,19 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     // gets the default device rules (deny all but the standard nodes).
     let no_resources = oci_spec::runtime::LinuxResources::default();
     warnings.extend(cgroups.apply(linux.resources().as_ref().unwrap_or(&no_resources))?);
+    debug.push(format!(
+        "cgroup {} created and linux.resources applied: {}",
+        linux.cgroups_path().as_ref().map_or_else(
+            || format!("/{} (no cgroupsPath)", opts.id),
+            |p| p.display().to_string()
+        ),
+        cgroups
+            .dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
     let sd = undo
         .state_dir
         .as_ref()
@@ -214,7 +234,8 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         idmapped: &idmapped,
         stdio: opts.stdio,
     };
-    let pid = process::spawn_init(&args, &mut undo.spawned)?;
+    let pid = process::spawn_init(&args, &mut undo.spawned)
+        .map_err(|e| oom_at_start(e, &cgroups, linux.resources().as_ref()))?;
     let init_start_time = state::proc_stat(pid)
         .map(|s| s.1)
         .ok_or(ProcessError::InitDied)?;
@@ -224,6 +245,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     if let Some(pf) = &opts.pid_file {
         write_pid_file(pf, pid)?;
     }
+    debug.extend(after_spawn(&st, &plan, opts.no_pivot));
     // Success: keep everything.
     warnings.append(&mut undo.spawned.warnings);
     undo.spawned.children.clear();
@@ -235,6 +257,113 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         debug,
         console: caller_console,
         cgroups,
+    })
+}
+
+/// `--debug`: which namespaces are new and which are joined.
+fn describe_namespaces(list: &[oci_spec::runtime::LinuxNamespace]) -> String {
+    let names = |new: bool| {
+        let v: Vec<String> = list
+            .iter()
+            .filter(|n| n.path().is_none() == new)
+            .map(|n| {
+                // The spec's name ("network"), not the kernel's ("net").
+                let t = serde_json::to_value(n.typ())
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_else(|| n.typ().to_string());
+                match n.path() {
+                    Some(p) => format!("{t} ({})", p.display()),
+                    None => t,
+                }
+            })
+            .collect();
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    format!("namespaces: new {}; joined {}", names(true), names(false))
+}
+
+/// `--debug`: what init did before reporting "created" (it reports only
+/// when it got that far, so these are facts once spawn_init returned).
+fn after_spawn(st: &State, plan: &Plan, no_pivot: bool) -> Vec<String> {
+    let spec = &st.config;
+    let mut notes = Vec::new();
+    if plan.has(oci_spec::runtime::LinuxNamespaceType::Mount) {
+        notes.push(format!(
+            "init pid {}: {} mounts done, root {} ({})",
+            st.pid,
+            spec.mounts().as_ref().map_or(0, Vec::len),
+            st.rootfs.display(),
+            if no_pivot {
+                "MS_MOVE and chroot"
+            } else {
+                "pivot_root"
+            }
+        ));
+    } else {
+        notes.push(format!(
+            "init pid {}: no mount namespace, chroot to {}",
+            st.pid,
+            st.rootfs.display()
+        ));
+    }
+    for (kind, by) in [
+        ("prestart", "the runtime"),
+        ("createRuntime", "the runtime"),
+        ("createContainer", "init, in the container"),
+    ] {
+        let n = crate::hooks::of_kind(spec, kind).len();
+        if n > 0 {
+            notes.push(format!("{kind} hooks run ({n}, by {by})"));
+        }
+    }
+    let args = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.args().clone())
+        .unwrap_or_default();
+    notes.push(format!(
+        "init pid {} waits for start to exec {args:?}",
+        st.pid
+    ));
+    notes
+}
+
+/// The limits are set before init joins the cgroup, so a memory limit
+/// below what init needs shows as init dying (the OOM killer) rather than
+/// as the failed write runc reports; say it in runc's words.
+fn oom_at_start(
+    e: ProcessError,
+    cgroups: &CgroupPaths,
+    resources: Option<&oci_spec::runtime::LinuxResources>,
+) -> ContainerError {
+    let Some((kills, peak)) = cgroups.oom_kills().filter(|(k, _)| *k > 0) else {
+        return e.into();
+    };
+    let peak = peak
+        .map(|p| format!(", peak usage: {p}"))
+        .unwrap_or_default();
+    let limit = resources
+        .and_then(|r| r.memory().as_ref())
+        .and_then(|m| m.limit())
+        .filter(|l| *l > 0);
+    let (field, what) = match limit {
+        Some(l) => (
+            "linux.resources.memory.limit",
+            format!("unable to set memory limit to {l} (the container's init needs more{peak})"),
+        ),
+        None => (
+            "linux.resources.memory",
+            format!("the memory limits are too low{peak}"),
+        ),
+    };
+    ContainerError::Cgroup(CgroupError::Invalid {
+        field: field.into(),
+        msg: format!("{what}: the OOM killer killed the container's init {kills} time(s) as it started ({e})"),
     })
 }
 

@@ -19,7 +19,9 @@ pub struct ExecRequest {
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: u32,
     pub ignore_paused: bool,
-    pub cgroup: Option<String>,
+    /// runc's `--cgroup` arguments (see [`crate::cgroups::CgroupPaths::exec_dirs`]);
+    /// empty: the container's own cgroup.
+    pub cgroup: Vec<String>,
     /// As `CreateOptions::stdio`.
     pub stdio: Option<[RawFd; 3]>,
 }
@@ -41,7 +43,7 @@ impl ExecRequest {
             pid_file: None,
             preserve_fds: 0,
             ignore_paused: false,
-            cgroup: None,
+            cgroup: Vec::new(),
             stdio: None,
         }
     }
@@ -52,6 +54,8 @@ impl ExecRequest {
 pub struct Execed {
     pub pid: i32,
     pub console: Option<OwnedFd>,
+    /// Notes for `--debug` logging only.
+    pub debug: Vec<String>,
 }
 
 /// Start `req.process` in a running container. Returns once it has
@@ -59,7 +63,7 @@ pub struct Execed {
 pub fn exec(req: &ExecRequest) -> Result<Execed> {
     process::ensure_single_threaded()?;
     let sd = StateDir::open(&req.root, &req.id)?;
-    let st = sd.load()?;
+    let mut st = sd.load()?;
     match st.status() {
         status @ Status::Stopped => {
             return Err(ContainerError::wrong_state(&req.id, Op::Exec, status))
@@ -71,6 +75,9 @@ pub fn exec(req: &ExecRequest) -> Result<Execed> {
     }
     let p = &req.process;
     crate::spec::validate_process(p)?;
+    // The process joins exactly these directories: the spawner puts it in
+    // every one of `st.cgroups.dirs` (this copy of the state is not saved).
+    st.cgroups.dirs = st.cgroups.exec_dirs(&req.cgroup)?;
     let (console, caller_console) = tty::console_for(
         p.terminal().unwrap_or(false),
         req.console_socket.as_deref(),
@@ -89,7 +96,7 @@ pub fn exec(req: &ExecRequest) -> Result<Execed> {
         process: p,
         console: console.as_ref(),
         preserve_fds: req.preserve_fds,
-        cgroup_subpath: req.cgroup.as_deref(),
+        cgroup_subpath: None,
         seccomp: seccomp.as_ref(),
         stdio: req.stdio,
     };
@@ -104,8 +111,21 @@ pub fn exec(req: &ExecRequest) -> Result<Execed> {
     if let Some(pf) = &req.pid_file {
         super::write_pid_file(pf, pid)?;
     }
+    let debug = vec![format!(
+        "exec in {}: pid {pid} joined init {}'s namespaces and cgroups {}; exec of {:?} done",
+        req.id,
+        st.pid,
+        st.cgroups
+            .dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        p.args().as_deref().unwrap_or_default()
+    )];
     Ok(Execed {
         pid,
         console: caller_console,
+        debug,
     })
 }

@@ -9,8 +9,17 @@ use crate::process;
 use crate::state::{self, State, StateDir, StateError, Status};
 use crate::{hooks, sys};
 
-/// Release a created container. Returns poststart hook warnings.
-pub fn start(root: &Path, id: &str) -> Result<Vec<String>> {
+/// What `start` did.
+#[derive(Debug, Default)]
+pub struct Started {
+    /// poststart hook failures (they do not fail `start`).
+    pub warnings: Vec<String>,
+    /// Notes for `--debug` logging only.
+    pub debug: Vec<String>,
+}
+
+/// Release a created container.
+pub fn start(root: &Path, id: &str) -> Result<Started> {
     let sd = StateDir::open(root, id)?;
     let mut st = sd.load()?;
     match st.status() {
@@ -26,8 +35,31 @@ pub fn start(root: &Path, id: &str) -> Result<Vec<String>> {
     st.started = true;
     sd.save(&st)?;
     result?;
+    let mut debug = Vec::new();
+    let n = hooks::of_kind(&st.config, "startContainer").len();
+    if n > 0 {
+        debug.push(format!(
+            "startContainer hooks run ({n}, by init, in the container)"
+        ));
+    }
+    let args = st
+        .config
+        .process()
+        .as_ref()
+        .and_then(|p| p.args().clone())
+        .unwrap_or_default();
+    // release_init returns Ok only once init's execve succeeded.
+    debug.push(format!(
+        "init pid {} released: exec of {args:?} done",
+        st.pid
+    ));
     let json = state::oci_state_json(id, "running", st.pid, &st.bundle, &st.config);
-    Ok(hooks::run_all(&st.config, "poststart", &json))
+    let warnings = hooks::run_all(&st.config, "poststart", &json);
+    let n = hooks::of_kind(&st.config, "poststart").len();
+    if n > 0 {
+        debug.push(format!("poststart hooks run ({n}, by the runtime)"));
+    }
+    Ok(Started { warnings, debug })
 }
 
 /// A container's saved state and live status.

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 pub use cgroup_ops::{events, pause, ps, resume, stats, update};
 pub use create::{create, write_pid_file, CreateOptions, Created};
 pub use exec::{exec, ExecRequest, Execed};
-pub use lifecycle::{delete, delete_deferring_hooks, kill, list, start, state, Poststop};
+pub use lifecycle::{delete, delete_deferring_hooks, kill, list, start, state, Poststop, Started};
 
 use crate::cgroups::CgroupError;
 use crate::namespaces::NamespaceError;

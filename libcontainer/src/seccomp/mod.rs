@@ -45,7 +45,11 @@ pub enum SeccompError {
     TooLong(usize),
     #[error("seccomp(SECCOMP_SET_MODE_FILTER, flags {flags:#x}): {errno}")]
     Load { flags: u32, errno: Errno },
-    #[error("linux.seccomp.listenerPath: connect to {path}: {source}")]
+    /// runc's words ("failed to connect with seccomp agent"), which users
+    /// and scripts look for, after the field.
+    #[error(
+        "linux.seccomp.listenerPath: failed to connect with seccomp agent at {path}: {source}"
+    )]
     Connect {
         path: PathBuf,
         source: std::io::Error,
