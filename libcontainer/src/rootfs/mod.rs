@@ -77,22 +77,38 @@ fn propagation_flag(s: &str) -> Option<u64> {
     })
 }
 
+/// `linux.rootfsPropagation` as (MS_* flag, MS_REC or 0): the `r` forms
+/// act on the whole tree, the others on one mount.
+fn root_propagation(s: &str) -> Option<(u64, u64)> {
+    let flag = propagation_flag(s)?;
+    Some((flag, if s.starts_with('r') { libc::MS_REC } else { 0 }))
+}
+
 /// Steps before pivot_root. Returns an `O_PATH` fd of the new root mount.
 pub fn prepare(ctx: &mut Context<'_>) -> Result<OwnedFd> {
     let linux = ctx.spec.linux().as_ref();
     let prop = linux
         .and_then(|l| l.rootfs_propagation().clone())
         .unwrap_or_default();
-    let root_flag = propagation_flag(&prop).unwrap_or(libc::MS_SLAVE);
-    // Stop our mounts from propagating to the host (or set what the spec asks).
+    // Stop our mounts from propagating to the host (or set what the spec
+    // asks): rslave by default; `shared`, `slave`, ... act on "/" alone
+    // and only their `r` forms on the whole tree, as in runc. Unbindable
+    // is private here (an unbindable host tree could not be bound from:
+    // not the rootfs, not a bind source) and set on the container's own
+    // tree after pivot_root (`apply_spec_after_pivot`).
+    let root_flag = match root_propagation(&prop) {
+        Some((libc::MS_UNBINDABLE, rec)) => libc::MS_PRIVATE | rec,
+        Some((flag, rec)) => flag | rec,
+        None => libc::MS_SLAVE | libc::MS_REC,
+    };
     nix::mount::mount(
         None::<&str>,
         "/",
         None::<&str>,
-        MsFlags::from_bits_truncate(root_flag) | MsFlags::MS_REC,
+        MsFlags::from_bits_truncate(root_flag),
         None::<&str>,
     )
-    .map_err(sys::err_at("make / rslave", "/"))?;
+    .map_err(sys::err_at("set rootfs propagation of", "/"))?;
     make_parent_mount_private(ctx.rootfs)?;
 
     // Bind the rootfs onto itself so it is a mount we can pivot into.
@@ -173,7 +189,15 @@ pub fn prepare(ctx: &mut Context<'_>) -> Result<OwnedFd> {
     Ok(root)
 }
 
-/// pivot_root refuses a shared parent mount; make only that one private.
+/// The mount the rootfs bind lands on is the one holding `rootfs`: the
+/// rootfs itself when it is a mount point (containerd mounts the image
+/// there), else the mount of a directory above it. pivot_root(2) refuses a
+/// new root whose parent mount is shared (EINVAL), and the bind of a
+/// shared mount would join its peer group (the container's mounts would
+/// propagate to the host): a shared one is made private, as runc does
+/// (`rootfsParentMountPrivate`). An unbindable one too, or the bind
+/// itself fails (EINVAL). A private or slave mount is left as it is, so a
+/// slave rootfs keeps receiving the host's mounts.
 fn make_parent_mount_private(rootfs: &Path) -> Result<()> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| {
         RootfsError::Sys(crate::sys::SysError::at(
@@ -182,22 +206,53 @@ fn make_parent_mount_private(rootfs: &Path) -> Result<()> {
             Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
         ))
     })?;
-    let parent = rootfs.parent().unwrap_or(Path::new("/"));
-    let best = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(unescape_mountinfo)
-        .filter(|mp| parent.starts_with(mp))
-        .max_by_key(|mp| mp.as_os_str().len())
-        .unwrap_or_else(|| PathBuf::from("/"));
+    let Some((mount_point, optional)) = holding_mount(&info, rootfs) else {
+        return Ok(());
+    };
+    let shared_or_unbindable = optional
+        .iter()
+        .any(|o| o.starts_with("shared:") || *o == "unbindable");
+    if !shared_or_unbindable {
+        return Ok(());
+    }
     Ok(nix::mount::mount(
         None::<&str>,
-        &best,
+        &mount_point,
         None::<&str>,
         MsFlags::MS_PRIVATE,
         None::<&str>,
     )
-    .map_err(sys::err_at("make private", &best))?)
+    .map_err(sys::err_at("make private", &mount_point))?)
+}
+
+/// The mount point of the (topmost) mount holding `path`, `path` itself
+/// included, and its optional mountinfo fields (`shared:N`, `master:N`,
+/// `unbindable`, ...).
+fn holding_mount<'a>(info: &'a str, path: &Path) -> Option<(PathBuf, Vec<&'a str>)> {
+    let mut best: Option<(PathBuf, Vec<&str>)> = None;
+    for line in info.lines() {
+        let Some((left, _)) = line.split_once(" - ") else {
+            continue;
+        };
+        let fields: Vec<&str> = left.split(' ').collect();
+        let Some(mp) = fields.get(4).map(|m| unescape_mountinfo(m)) else {
+            continue;
+        };
+        if !path.starts_with(&mp) {
+            continue;
+        }
+        // Later lines are mounted later: on the same mount point, on top.
+        let longer = best
+            .as_ref()
+            .is_none_or(|(b, _)| mp.as_os_str().len() >= b.as_os_str().len());
+        if longer {
+            best = Some((
+                mp,
+                fields.get(6..).map(<[&str]>::to_vec).unwrap_or_default(),
+            ));
+        }
+    }
+    best
 }
 
 pub(super) fn unescape_mountinfo(s: &str) -> PathBuf {
@@ -207,4 +262,31 @@ pub(super) fn unescape_mountinfo(s: &str) -> PathBuf {
             .replace("\\012", "\n")
             .replace("\\134", "\\"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INFO: &str = "\
+22 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw
+30 22 0:25 / /tmp rw shared:5 - tmpfs tmpfs rw
+41 30 254:1 /b/rootfs /tmp/b/rootfs rw shared:1 master:3 - ext4 /dev/vda1 rw
+42 30 0:40 / /tmp/c rw unbindable - tmpfs tmpfs rw
+";
+
+    #[test]
+    fn holding_mount_includes_the_rootfs_itself() {
+        let (mp, opt) = holding_mount(INFO, Path::new("/tmp/b/rootfs")).unwrap();
+        assert_eq!(mp, Path::new("/tmp/b/rootfs"));
+        assert_eq!(opt, vec!["shared:1", "master:3"]);
+        let (mp, opt) = holding_mount(INFO, Path::new("/tmp/b/other")).unwrap();
+        assert_eq!(mp, Path::new("/tmp"));
+        assert_eq!(opt, vec!["shared:5"]);
+        let (mp, opt) = holding_mount(INFO, Path::new("/tmp/c/rootfs")).unwrap();
+        assert_eq!(mp, Path::new("/tmp/c"));
+        assert_eq!(opt, vec!["unbindable"]);
+        let (mp, _) = holding_mount(INFO, Path::new("/var/x")).unwrap();
+        assert_eq!(mp, Path::new("/"));
+    }
 }

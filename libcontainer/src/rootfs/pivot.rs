@@ -10,7 +10,7 @@ use nix::mount::MsFlags;
 use oci_spec::runtime::Spec;
 
 use super::masking::{mask_path, open_devnull, readonly_path};
-use super::propagation_flag;
+use super::root_propagation;
 use super::sysctl::write_sysctls;
 use super::Result;
 use crate::sys::{self, MountAttr};
@@ -101,25 +101,14 @@ fn hide_host_proc_and_sys(rootfs: &Path) -> Result<()> {
 }
 
 /// After pivot_root, the parts of the spec that act on the pivoted root:
-/// `linux.rootfsPropagation`, `linux.sysctl`, `linux.maskedPaths`,
-/// `linux.readonlyPaths`, then `root.readonly`.
+/// `linux.sysctl`, `linux.maskedPaths`, `linux.readonlyPaths`,
+/// `linux.rootfsPropagation`, then `root.readonly`.
 pub fn apply_spec_after_pivot(spec: &Spec) -> Result<()> {
     let root = sys::openat2(sys::cwd(), c"/", libc::O_PATH | libc::O_DIRECTORY, 0, 0)
         .map_err(sys::err_at("open", "/"))?;
     let devnull = open_devnull()?;
     let devnull = devnull.as_fd();
     let linux = spec.linux().as_ref();
-    if let Some(prop) = linux
-        .and_then(|l| l.rootfs_propagation().as_deref())
-        .and_then(propagation_flag)
-    {
-        let attr = MountAttr {
-            propagation: prop,
-            ..Default::default()
-        };
-        sys::mount_setattr(root.as_fd(), true, &attr)
-            .map_err(sys::err_at("rootfsPropagation", "/"))?;
-    }
     if let Some(sysctl) = linux.and_then(|l| l.sysctl().as_ref()) {
         write_sysctls(root.as_fd(), sysctl)?;
     }
@@ -134,6 +123,19 @@ pub fn apply_spec_after_pivot(spec: &Spec) -> Result<()> {
         .unwrap_or_default()
     {
         readonly_path(root.as_fd(), Path::new(&p))?;
+    }
+    // After the masks: they bind /dev/null, which an unbindable /dev
+    // would refuse.
+    if let Some((prop, rec)) = linux
+        .and_then(|l| l.rootfs_propagation().as_deref())
+        .and_then(root_propagation)
+    {
+        let attr = MountAttr {
+            propagation: prop,
+            ..Default::default()
+        };
+        sys::mount_setattr(root.as_fd(), rec != 0, &attr)
+            .map_err(sys::err_at("rootfsPropagation", "/"))?;
     }
     if spec
         .root()

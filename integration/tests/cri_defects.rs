@@ -1,0 +1,105 @@
+//! Defects found driving the shim through containerd's CRI (issue 12),
+//! reproduced with the runtime alone: a rootfs that is itself a mount
+//! point in a shared peer group (containerd mounts the image's overlay on
+//! `<bundle>/rootfs`, and CRI's mount-propagation tests make `/` rshared).
+//! Every case runs in a private mount namespace (`unshare -m`), so the
+//! host's mounts are never touched.
+//! All pass on runc 1.1.5 unless marked.
+
+use integration::*;
+use serde_json::json;
+use std::process::Command;
+
+/// `unshare -m sh -c '<setup> && exec <runtime> run'`: the container runs
+/// in a private copy of the host's mounts, prepared by `setup` first.
+fn run_in_private_ns(rt: &Runtime, b: &Bundle, id: &str, setup: &str) -> CmdOut {
+    b.write_config(id);
+    let mut c = Command::new("unshare");
+    c.args([
+        "-m",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &format!("{setup} && exec \"$@\""),
+        "sh",
+    ])
+    .arg(&rt.bin)
+    .arg("--root")
+    .arg(&rt.root)
+    .args(&rt.global_args)
+    .args(["run", "--bundle"])
+    .arg(b.path())
+    .arg(id);
+    run_with_timeout(&mut c, TIMEOUT, None)
+}
+
+/// `mount --make-rshared /`, the rootfs bound onto itself (so it is a mount
+/// point in /'s peer group, as containerd's overlay is), then `make` on it.
+fn shared_rootfs_setup(b: &Bundle, make: &str) -> String {
+    let r = b.rootfs().display().to_string();
+    format!("mount --make-rshared / && mount --bind {r} {r} && mount --make-rshared / && mount {make} {r}")
+}
+
+fn rootfs_mount_point_cases(props: &[&str]) {
+    let rt = Runtime::new();
+    let mut failures = Vec::new();
+    for prop in props {
+        for make in [
+            "--make-shared",
+            "--make-slave",
+            "--make-private",
+            "--make-unbindable",
+        ] {
+            let mut b = Bundle::new();
+            if !prop.is_empty() {
+                b.config["linux"]["rootfsPropagation"] = json!(prop);
+            }
+            b.set_script("echo started-ok");
+            let id = rt.id("shroot");
+            let out = run_in_private_ns(&rt, &b, &id, &shared_rootfs_setup(&b, make));
+            if out.code() != 0 || !out.stdout.contains("started-ok") {
+                failures.push(format!(
+                    "rootfsPropagation={prop:?}, rootfs mount {make}: {}",
+                    out.describe()
+                ));
+            }
+            rt.assert_no_leftovers(&b, &id);
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        props.len() * 4,
+        failures.join("\n")
+    );
+}
+
+/// pivot_root(2) gives EINVAL when the new root's parent mount is shared:
+/// with the rootfs a shared mount point, the rootfs bind's parent is the
+/// rootfs mount itself, which must be made private (runc's
+/// rootfsParentMountPrivate looks at the mount holding the rootfs, the
+/// rootfs included). Every rootfsPropagation value (but `runbindable`,
+/// below) and every propagation of the rootfs mount.
+#[test]
+fn rootfs_that_is_a_shared_mount_point_starts() {
+    rootfs_mount_point_cases(&[
+        "",
+        "private",
+        "rprivate",
+        "slave",
+        "rslave",
+        "shared",
+        "rshared",
+        "unbindable",
+    ]);
+}
+
+/// `runbindable`: the bind sources (the rootfs itself, cgroup v1
+/// hierarchies) must still be bindable until the container's tree is set
+/// up. runc 1.1.5 fails this one (its rootfs bind gets EINVAL).
+#[test]
+fn rootfs_propagation_runbindable_starts() {
+    rootfs_mount_point_cases(&["runbindable"]);
+}
