@@ -1,9 +1,9 @@
 //! Defects found driving the shim through containerd's CRI (issue 12),
 //! reproduced with the runtime alone: a rootfs that is itself a mount
 //! point in a shared peer group (containerd mounts the image's overlay on
-//! `<bundle>/rootfs`, and CRI's mount-propagation tests make `/` rshared).
-//! Every case runs in a private mount namespace (`unshare -m`), so the
-//! host's mounts are never touched.
+//! `<bundle>/rootfs`, and CRI's mount-propagation tests make `/` rshared),
+//! and the attributes of a recursive bind. Every case runs in a private
+//! mount namespace (`unshare -m`), so the host's mounts are never touched.
 //! All pass on runc 1.1.5 unless marked.
 
 use integration::*;
@@ -102,4 +102,63 @@ fn rootfs_that_is_a_shared_mount_point_starts() {
 #[test]
 fn rootfs_propagation_runbindable_starts() {
     rootfs_mount_point_cases(&["runbindable"]);
+}
+
+/// A bind source with a submount (a tmpfs at `<src>/sub`, mounted in the
+/// private namespace), bound with `rbind` and `options`; prints whether
+/// the top and the submount are writable and the submount's mount options.
+fn rbind_with_submount(options: &[&str]) -> String {
+    let rt = Runtime::new();
+    let src = TempDir::new("oxit-rbsrc");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    let mut b = Bundle::new();
+    let mut opts = vec!["rbind"];
+    opts.extend_from_slice(options);
+    b.add_mount(json!({
+        "destination": "/mnt",
+        "type": "bind",
+        "source": src.path(),
+        "options": opts,
+    }));
+    b.set_script(
+        "touch /mnt/top 2>/dev/null && echo TOP=rw || echo TOP=ro; \
+         touch /mnt/sub/f 2>/dev/null && echo SUB=rw || echo SUB=ro; \
+         awk '$5 == \"/mnt/sub\" { print \"SUBOPTS=\" $6 }' /proc/self/mountinfo",
+    );
+    let id = rt.id("rbind");
+    let setup = format!("mount -t tmpfs tmpfs {}", src.join("sub").display());
+    let out = run_in_private_ns(&rt, &b, &id, &setup);
+    assert_eq!(out.code(), 0, "{}", out.describe());
+    rt.assert_no_leftovers(&b, &id);
+    out.stdout
+}
+
+/// `ro` (and `nosuid`, `nodev`, `noexec`) of an `rbind` act on the top
+/// mount only, as runc's bind remount does; the submount stays as it was.
+#[test]
+fn rbind_ro_leaves_submounts_alone() {
+    let out = rbind_with_submount(&["ro", "nosuid", "nodev", "noexec"]);
+    assert_eq!(field(&out, "TOP"), Some("ro"), "{out}");
+    assert_eq!(
+        field(&out, "SUB"),
+        Some("rw"),
+        "ro of an rbind reached the submount:\n{out}"
+    );
+    let sub = field(&out, "SUBOPTS").unwrap_or_default();
+    for o in ["nosuid", "nodev", "noexec"] {
+        assert!(
+            !sub.split(',').any(|s| s == o),
+            "{o} of an rbind reached the submount ({sub}):\n{out}"
+        );
+    }
+}
+
+/// `rro` (and `rnosuid`, ...) act on every mount of the tree.
+#[test]
+fn rbind_rro_makes_submounts_read_only() {
+    let out = rbind_with_submount(&["rro", "rnosuid"]);
+    assert_eq!(field(&out, "TOP"), Some("ro"), "{out}");
+    assert_eq!(field(&out, "SUB"), Some("ro"), "{out}");
+    let sub = field(&out, "SUBOPTS").unwrap_or_default();
+    assert!(sub.split(',').any(|s| s == "nosuid"), "{sub}:\n{out}");
 }

@@ -28,11 +28,14 @@ pub(super) fn mount_one(
 ) -> Result<()> {
     let dest = m.destination();
     let mut opts = parse_opts(m);
-    if resolve::clean(dest) == Path::new("dev") && opts.attr_set & sys::MOUNT_ATTR_RDONLY != 0 {
+    if resolve::clean(dest) == Path::new("dev")
+        && (opts.attr_set | opts.rec_attr_set) & sys::MOUNT_ATTR_RDONLY != 0
+    {
         // /dev is filled in after it is mounted (devpts, shm and mqueue
         // mount points, device nodes, symlinks): made read-only once that is
         // done (`prepare`), as runc does.
         opts.attr_set &= !sys::MOUNT_ATTR_RDONLY;
+        opts.rec_attr_set &= !sys::MOUNT_ATTR_RDONLY;
         ctx.dev_readonly = true;
     }
     for w in &opts.ignored {
@@ -220,18 +223,23 @@ pub(super) fn prepare_target(
 }
 
 pub(super) fn set_attrs(fd: BorrowedFd<'_>, opts: &MountOptions, dest: &Path) -> Result<()> {
-    if opts.attr_set == 0 && opts.attr_clr == 0 {
-        return Ok(());
+    // `ro`, `nosuid`, ... on the top mount only (runc remounts the bind
+    // without MS_REC); `rro`, `rnosuid`, ... on every mount of the tree.
+    for (set, clr, recursive) in [
+        (opts.attr_set, opts.attr_clr, false),
+        (opts.rec_attr_set, opts.rec_attr_clr, true),
+    ] {
+        if set == 0 && clr == 0 {
+            continue;
+        }
+        let attr = MountAttr {
+            attr_set: set,
+            attr_clr: clr,
+            ..Default::default()
+        };
+        sys::mount_setattr(fd, recursive, &attr).map_err(sys::err_at("set mount options", dest))?;
     }
-    let attr = MountAttr {
-        attr_set: opts.attr_set,
-        attr_clr: opts.attr_clr,
-        ..Default::default()
-    };
-    Ok(
-        sys::mount_setattr(fd, opts.attr_recursive || opts.recursive, &attr)
-            .map_err(sys::err_at("set mount options", dest))?,
-    )
+    Ok(())
 }
 
 /// A new filesystem instance through fsopen/fsconfig/fsmount.

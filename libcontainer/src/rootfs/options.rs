@@ -7,11 +7,15 @@ use crate::sys;
 pub struct MountOptions {
     pub bind: bool,
     pub recursive: bool,
-    /// Attributes to set / clear on the mount (MOUNT_ATTR_*).
+    /// Attributes to set / clear on the mount itself (MOUNT_ATTR_*): `ro`,
+    /// `nosuid`, ... act on the top mount only, even of an `rbind`, as in
+    /// runc (a bind remount).
     pub attr_set: u64,
     pub attr_clr: u64,
-    /// Apply the attributes to the whole tree (`rro`, `rnosuid`, ...).
-    pub attr_recursive: bool,
+    /// Attributes to set / clear on the whole tree (`rro`, `rnosuid`, ...:
+    /// mount_setattr with AT_RECURSIVE), applied after the others.
+    pub rec_attr_set: u64,
+    pub rec_attr_clr: u64,
     /// Propagation changes in order: (MS_* flag, recursive).
     pub propagation: Vec<(u64, bool)>,
     /// Superblock flags handed to fsconfig as flags (sync, dirsync, ...).
@@ -25,24 +29,51 @@ pub struct MountOptions {
     pub ignored: Vec<String>,
 }
 
-fn atime(o: &mut MountOptions, mode: u64) {
-    o.attr_clr |= sys::MOUNT_ATTR__ATIME;
-    o.attr_set = (o.attr_set & !sys::MOUNT_ATTR__ATIME) | mode;
+fn atime(set: &mut u64, clr: &mut u64, mode: u64) {
+    *clr |= sys::MOUNT_ATTR__ATIME;
+    *set = (*set & !sys::MOUNT_ATTR__ATIME) | mode;
+}
+
+/// A mount attribute word (`ro`, `nosuid`, `noatime`, ...) into the
+/// set/clear pair it belongs to. False if `word` is not one.
+fn attr(word: &str, set: &mut u64, clr: &mut u64) -> bool {
+    match word {
+        "ro" => *set |= sys::MOUNT_ATTR_RDONLY,
+        "rw" => *clr |= sys::MOUNT_ATTR_RDONLY,
+        "nosuid" => *set |= sys::MOUNT_ATTR_NOSUID,
+        "suid" => *clr |= sys::MOUNT_ATTR_NOSUID,
+        "nodev" => *set |= sys::MOUNT_ATTR_NODEV,
+        "dev" => *clr |= sys::MOUNT_ATTR_NODEV,
+        "noexec" => *set |= sys::MOUNT_ATTR_NOEXEC,
+        "exec" => *clr |= sys::MOUNT_ATTR_NOEXEC,
+        "nosymfollow" => *set |= sys::MOUNT_ATTR_NOSYMFOLLOW,
+        "symfollow" => *clr |= sys::MOUNT_ATTR_NOSYMFOLLOW,
+        "noatime" => atime(set, clr, sys::MOUNT_ATTR_NOATIME),
+        "relatime" => atime(set, clr, sys::MOUNT_ATTR_RELATIME),
+        "strictatime" => atime(set, clr, sys::MOUNT_ATTR_STRICTATIME),
+        "atime" | "norelatime" | "nostrictatime" => atime(set, clr, sys::MOUNT_ATTR_RELATIME),
+        "nodiratime" => *set |= sys::MOUNT_ATTR_NODIRATIME,
+        "diratime" => *clr |= sys::MOUNT_ATTR_NODIRATIME,
+        _ => return false,
+    }
+    true
 }
 
 /// Parse the `options` of one mount. Unknown words become filesystem data.
 pub fn parse(options: &[String]) -> MountOptions {
     let mut o = MountOptions::default();
     for opt in options {
-        let (word, rec) = match opt.as_str() {
-            // rro, rnosuid, ... (runc's recursive variants)
-            w if w.len() > 1 && w.starts_with('r') && is_attr(&w[1..]) && w != "rw" => {
-                (&w[1..], true)
-            }
-            w => (w, false),
-        };
-        if rec {
-            o.attr_recursive = true;
+        let word = opt.as_str();
+        // rro, rnosuid, ... (runc's recursive variants)
+        if let Some(w) = word
+            .strip_prefix('r')
+            .filter(|w| is_attr(w) && word != "rw")
+        {
+            attr(w, &mut o.rec_attr_set, &mut o.rec_attr_clr);
+            continue;
+        }
+        if attr(word, &mut o.attr_set, &mut o.attr_clr) {
+            continue;
         }
         match word {
             "bind" => o.bind = true,
@@ -50,22 +81,6 @@ pub fn parse(options: &[String]) -> MountOptions {
                 o.bind = true;
                 o.recursive = true;
             }
-            "ro" => o.attr_set |= sys::MOUNT_ATTR_RDONLY,
-            "rw" => o.attr_clr |= sys::MOUNT_ATTR_RDONLY,
-            "nosuid" => o.attr_set |= sys::MOUNT_ATTR_NOSUID,
-            "suid" => o.attr_clr |= sys::MOUNT_ATTR_NOSUID,
-            "nodev" => o.attr_set |= sys::MOUNT_ATTR_NODEV,
-            "dev" => o.attr_clr |= sys::MOUNT_ATTR_NODEV,
-            "noexec" => o.attr_set |= sys::MOUNT_ATTR_NOEXEC,
-            "exec" => o.attr_clr |= sys::MOUNT_ATTR_NOEXEC,
-            "nosymfollow" => o.attr_set |= sys::MOUNT_ATTR_NOSYMFOLLOW,
-            "symfollow" => o.attr_clr |= sys::MOUNT_ATTR_NOSYMFOLLOW,
-            "noatime" => atime(&mut o, sys::MOUNT_ATTR_NOATIME),
-            "relatime" => atime(&mut o, sys::MOUNT_ATTR_RELATIME),
-            "strictatime" => atime(&mut o, sys::MOUNT_ATTR_STRICTATIME),
-            "atime" | "norelatime" | "nostrictatime" => atime(&mut o, sys::MOUNT_ATTR_RELATIME),
-            "nodiratime" => o.attr_set |= sys::MOUNT_ATTR_NODIRATIME,
-            "diratime" => o.attr_clr |= sys::MOUNT_ATTR_NODIRATIME,
             "shared" => o.propagation.push((libc::MS_SHARED, false)),
             "rshared" => o.propagation.push((libc::MS_SHARED, true)),
             "slave" => o.propagation.push((libc::MS_SLAVE, false)),
@@ -160,10 +175,24 @@ mod tests {
     #[test]
     fn recursive_attrs() {
         let o = p(&["rbind", "rro"]);
-        assert!(o.attr_recursive);
-        assert_eq!(o.attr_set, sys::MOUNT_ATTR_RDONLY);
+        assert_eq!((o.attr_set, o.rec_attr_set), (0, sys::MOUNT_ATTR_RDONLY));
         let o = p(&["rw"]);
-        assert!(!o.attr_recursive);
-        assert_eq!(o.attr_clr, sys::MOUNT_ATTR_RDONLY);
+        assert_eq!((o.attr_clr, o.rec_attr_clr), (sys::MOUNT_ATTR_RDONLY, 0));
+    }
+
+    #[test]
+    fn plain_attrs_of_an_rbind_are_not_recursive() {
+        let o = p(&["rbind", "ro", "nosuid", "nodev", "noexec", "rnoatime"]);
+        assert!(o.bind && o.recursive);
+        assert_eq!(
+            o.attr_set,
+            sys::MOUNT_ATTR_RDONLY
+                | sys::MOUNT_ATTR_NOSUID
+                | sys::MOUNT_ATTR_NODEV
+                | sys::MOUNT_ATTR_NOEXEC
+        );
+        assert_eq!(o.attr_clr, 0);
+        assert_eq!(o.rec_attr_set, sys::MOUNT_ATTR_NOATIME);
+        assert_eq!(o.rec_attr_clr, sys::MOUNT_ATTR__ATIME);
     }
 }
