@@ -407,3 +407,186 @@ fn slow_poststop_hook_does_not_hold_up_a_sibling() {
     c.delete("sibling");
     c.assert_clean();
 }
+
+/// Length-delimited fields (field number, bytes) of a protobuf message;
+/// varint fields are skipped. Enough to read a `RuntimeInfo` without a
+/// protobuf library (and without trusting the shim's own encoder).
+fn pb_fields(mut b: &[u8]) -> Vec<(u64, Vec<u8>)> {
+    fn varint(b: &mut &[u8]) -> u64 {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (x, rest) = b.split_first().expect("truncated varint");
+            *b = rest;
+            v |= u64::from(x & 0x7f) << shift;
+            if x & 0x80 == 0 {
+                break;
+            }
+        }
+        v
+    }
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        let key = varint(&mut b);
+        match key & 7 {
+            0 => {
+                varint(&mut b);
+            }
+            2 => {
+                let n = varint(&mut b) as usize;
+                out.push((key >> 3, b[..n].to_vec()));
+                b = &b[n..];
+            }
+            w => panic!("unexpected wire type {w} in {b:?}"),
+        }
+    }
+    out
+}
+
+fn pb_field(b: &[u8], n: u64) -> Option<Vec<u8>> {
+    pb_fields(b)
+        .into_iter()
+        .find(|(f, _)| *f == n)
+        .map(|(_, v)| v)
+}
+
+/// `<shim> -info` with `stdin`: (exit code, stdout, stderr).
+fn shim_info(stdin: &[u8]) -> (i32, Vec<u8>, String) {
+    use std::io::Write;
+    let mut child = Command::new(shim_bin())
+        .arg("-info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn shim -info");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// containerd 2.x asks a shim for the runtime's features with `<shim>
+/// -info` (runtime options as a protobuf Any on stdin) and decodes stdout
+/// as `containerd.types.RuntimeInfo` {name 1, version 2 {version 1,
+/// revision 2}, options 3, features 4 (Any: JSON of runtime-spec's
+/// features.md), annotations 5}. containerd-shim-runc-v2 answers the same.
+#[test]
+fn shim_info_prints_runtime_info_with_features() {
+    let (code, out, err) = shim_info(&[]);
+    assert_eq!(code, 0, "shim -info failed: {err}");
+    assert!(err.is_empty(), "nothing may go to stderr: {err}");
+    let name = pb_field(&out, 1).expect("RuntimeInfo.name");
+    assert_eq!(name, b"io.containerd.rust.v2");
+    let version = pb_field(&out, 2).expect("RuntimeInfo.version");
+    assert!(pb_field(&version, 1).is_some_and(|v| !v.is_empty()));
+    assert!(pb_field(&out, 3).is_none(), "no options were given");
+    let features = pb_field(&out, 4).expect("RuntimeInfo.features");
+    assert_eq!(
+        pb_field(&features, 1).as_deref(),
+        Some(&b"types.containerd.io/opencontainers/runtime-spec/1/features/Features"[..])
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&pb_field(&features, 2).unwrap()).expect("features JSON");
+    let opts = json["mountOptions"].as_array().expect("mountOptions");
+    assert!(opts.iter().any(|o| o == "rro"), "{json:#}");
+    // The same document `oxrun features` prints.
+    let rt = Runtime::new();
+    let f = rt.cmd(&["features"]).ok();
+    let printed: serde_json::Value = serde_json::from_str(&f.stdout).unwrap();
+    assert_eq!(json, printed);
+
+    // Options (containerd.runc.v1.Options{root: "/r"}) come back as given.
+    let value = [0x3a, 2, b'/', b'r'];
+    let type_url = b"containerd.runc.v1.Options";
+    let mut any = vec![0x0a, type_url.len() as u8];
+    any.extend_from_slice(type_url);
+    any.extend_from_slice(&[0x12, value.len() as u8]);
+    any.extend_from_slice(&value);
+    let (code, out, err) = shim_info(&any);
+    assert_eq!(code, 0, "shim -info with options failed: {err}");
+    assert_eq!(pb_field(&out, 3), Some(any));
+}
+
+/// containerd 2.1.9 (if unpacked at /opt/oxrun-test/containerd-2.1.9)
+/// decodes our `-info`: `ctr plugins inspect-runtime` shows the features.
+#[test]
+fn containerd_2_decodes_shim_info() {
+    let bin = Path::new("/opt/oxrun-test/containerd-2.1.9/usr/bin");
+    if !bin.join("containerd").is_file() {
+        skip_or_fail("containerd 2.1.9 is not unpacked at /opt/oxrun-test/containerd-2.1.9");
+        return;
+    }
+    let dir = TempDir::new("oxit-ctd2");
+    let d = dir.path().display().to_string();
+    let config = dir.join("config.toml");
+    fs::write(
+        &config,
+        format!(
+            r#"version = 3
+root = "{d}/root"
+state = "{d}/state"
+disabled_plugins = ["io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime", "io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.tracing.processor.v1.otlp"]
+[grpc]
+  address = "{d}/c.sock"
+[ttrpc]
+  address = "{d}/c.sock.ttrpc"
+"#
+        ),
+    )
+    .unwrap();
+    let shim_dir = shim_bin().parent().unwrap().to_path_buf();
+    let path = format!(
+        "{}:{}:{}",
+        shim_dir.display(),
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let log = fs::File::create(dir.join("containerd.log")).unwrap();
+    let script = format!(
+        "mount -t tmpfs -o mode=0755 tmpfs /run && exec {}/containerd --config {}",
+        bin.display(),
+        config.display()
+    );
+    let mut child = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .env("PATH", &path)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("spawn containerd 2.1.9");
+    let sock = dir.join("c.sock");
+    let ctr = |args: &[&str]| {
+        let mut c = Command::new(bin.join("ctr"));
+        c.arg("--address").arg(&sock).args(args);
+        run_with_timeout(&mut c, CTR_TIMEOUT, None)
+    };
+    let up = poll(WAIT, || {
+        (sock.exists() && ctr(&["version"]).success()).then_some(())
+    });
+    let out = up.map(|_| {
+        ctr(&[
+            "plugins",
+            "inspect-runtime",
+            "--runtime",
+            "io.containerd.rust.v2",
+        ])
+    });
+    // SAFETY: kill(2) of the containerd we started; no memory is involved.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    let log = read_file(&dir.join("containerd.log"));
+    let out = out.unwrap_or_else(|| panic!("containerd 2.1.9 did not come up:\n{log}"));
+    assert!(out.success(), "{}\n{log}", out.describe());
+    let info: serde_json::Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("inspect-runtime output: {e}: {}", out.describe()));
+    assert_eq!(info["Name"], "io.containerd.rust.v2", "{info:#}");
+    let opts = info["Features"]["mountOptions"].as_array();
+    assert!(
+        opts.is_some_and(|o| o.iter().any(|x| x == "rro")),
+        "{info:#}"
+    );
+}

@@ -5,6 +5,7 @@
 pub mod capabilities;
 pub mod cgroups;
 pub mod container;
+pub mod features;
 pub mod hooks;
 pub mod namespaces;
 pub mod process;

@@ -227,7 +227,7 @@ pub fn dispatch(cli: &Cli, log: &Logger) -> Result<u8, String> {
             rootless,
             seccomp,
         } => crate::specgen::write_spec(bundle, *rootless, seccomp.as_deref())?,
-        Cmd::Features => print_json(&crate::specgen::features(), true)?,
+        Cmd::Features => print_json(&libcontainer::features::features(), true)?,
     }
     Ok(0)
 }

@@ -1,5 +1,4 @@
-//! `oxrun spec` (a default config.json, as runc writes it) and
-//! `oxrun features` (what this build really supports).
+//! `oxrun spec` (a default config.json, as runc writes it).
 
 use std::path::Path;
 
@@ -122,41 +121,4 @@ pub fn write_spec(bundle: &Path, rootless: bool, seccomp: Option<&str>) -> Resul
     }
     let data = serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?;
     std::fs::write(&path, data + "\n").map_err(|e| format!("write {}: {e}", path.display()))
-}
-
-pub fn features() -> Value {
-    json!({
-        "ociVersionMin": "1.0.0",
-        "ociVersionMax": libcontainer::state::OCI_VERSION,
-        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
-        "mountOptions": [
-            "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "lazytime", "mand",
-            "noatime", "nodev", "nodiratime", "noexec", "nolazytime", "nomand", "norelatime", "nostrictatime",
-            "nosuid", "nosymfollow", "private", "rbind", "rdev", "rdiratime", "relatime", "remount", "rexec",
-            "rnoatime", "rnodev", "rnodiratime", "rnoexec", "rnosuid", "rnosymfollow", "ro", "rprivate",
-            "rrelatime", "rro", "rrw", "rshared", "rslave", "rstrictatime", "rsuid", "rsymfollow", "runbindable",
-            "rw", "shared", "slave", "strictatime", "suid", "symfollow", "sync", "unbindable"
-        ],
-        "linux": {
-            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
-            "capabilities": caps::all().iter().map(|c| c.to_string()).collect::<std::collections::BTreeSet<_>>(),
-            "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": false},
-            "seccomp": {
-                "enabled": true,
-                "actions": libcontainer::seccomp::ACTIONS,
-                "operators": libcontainer::seccomp::OPERATORS,
-                "archs": libcontainer::seccomp::ARCHS,
-                "knownFlags": libcontainer::seccomp::FLAGS,
-                "supportedFlags": libcontainer::seccomp::SUPPORTED_FLAGS
-            },
-            "apparmor": {"enabled": false},
-            "selinux": {"enabled": false},
-            "intelRdt": {"enabled": false},
-            "mountExtensions": {"idmap": {"enabled": false}}
-        },
-        "annotations": {
-            "org.opencontainers.runc.version": "compatible",
-            "io.github.oxrun.version": env!("CARGO_PKG_VERSION")
-        }
-    })
 }

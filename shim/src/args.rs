@@ -1,6 +1,7 @@
 //! The command line containerd gives a shim, in Go's `flag` syntax:
 //! `-namespace NS -address ADDR -publish-binary BIN -id ID [-bundle DIR]
-//! [-debug] start|delete`. Flags may be written `-f v`, `-f=v`, `--f v`.
+//! [-debug] start|delete`, or `-info` alone (containerd 2.x). Flags may be
+//! written `-f v`, `-f=v`, `--f v`.
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ArgsError {
@@ -22,6 +23,8 @@ pub struct Args {
     pub socket: String,
     pub debug: bool,
     pub version: bool,
+    /// `-info` (containerd 2.x): print a `RuntimeInfo` protobuf and exit.
+    pub info: bool,
     /// `start`, `delete`, or empty.
     pub action: String,
 }
@@ -45,6 +48,7 @@ pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Args, ArgsError>
         match name {
             "debug" => a.debug = inline.map(|v| v != "false").unwrap_or(true),
             "v" | "version" => a.version = true,
+            "info" => a.info = inline.map(|v| v != "false").unwrap_or(true),
             "namespace" | "address" | "publish-binary" | "id" | "bundle" | "socket" => {
                 let v = match inline {
                     Some(v) => v,
@@ -106,6 +110,13 @@ mod tests {
             ("x", "/b", false)
         );
         assert_eq!(a.action, "delete");
+    }
+
+    #[test]
+    fn containerd_2_info() {
+        let a = p(&["-info"]).unwrap();
+        assert!(a.info);
+        assert_eq!(a.action, "");
     }
 
     #[test]

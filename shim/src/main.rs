@@ -1,11 +1,13 @@
 //! containerd-shim-rust-v2: the containerd shim v2 for oxrun.
 //!
 //! `start` forks the daemon that serves the task API on a unix socket;
-//! `delete` cleans up after a dead shim. The daemon is single-threaded and
-//! creates and execs containers through libcontainer in-process.
+//! `delete` cleans up after a dead shim; `-info` describes the runtime.
+//! The daemon is single-threaded and creates and execs containers through
+//! libcontainer in-process.
 
 mod args;
 mod events;
+mod info;
 mod metrics;
 mod mounts;
 mod options;
@@ -33,6 +35,23 @@ fn main() {
     };
     if a.version {
         println!("containerd-shim-rust-v2 {}", env!("CARGO_PKG_VERSION"));
+        return;
+    }
+    if a.info {
+        let mut options = Vec::new();
+        let out = std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut options)
+            .map_err(|e| format!("read stdin: {e}"))
+            .and_then(|_| info::runtime_info(&options))
+            .and_then(|b| {
+                std::io::stdout()
+                    .lock()
+                    .write_all(&b)
+                    .map_err(|e| format!("write stdout: {e}"))
+            });
+        if let Err(e) = out {
+            eprintln!("containerd-shim-rust-v2 -info: {e}");
+            std::process::exit(1);
+        }
         return;
     }
     match a.action.as_str() {
