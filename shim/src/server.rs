@@ -13,11 +13,9 @@ use std::time::Instant;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use ttrpc::proto::Request;
 
 use crate::service::{Reply, Shim};
-use crate::task::exit_code;
 use crate::wire::{self, Code};
 
 #[derive(Debug, thiserror::Error)]
@@ -212,17 +210,7 @@ impl Server {
 
     fn reap(&mut self) {
         while let Ok(Some(_)) = self.signals.read_signal() {}
-        let mut exits = Vec::new();
-        loop {
-            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) | Err(_) => break,
-                Ok(ws) => {
-                    if let Some(e) = exit_code(ws) {
-                        exits.push(e);
-                    }
-                }
-            }
-        }
+        let exits = crate::task::reap_children();
         if !exits.is_empty() {
             self.shim.on_exits(exits);
         }

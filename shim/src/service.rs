@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use containerd_shim_protos::api::{self, Empty};
 use containerd_shim_protos::events::task as ev;
@@ -21,7 +21,7 @@ use crate::events::{any, timestamp, Publisher};
 use crate::mounts;
 use crate::options::{self, Options};
 use crate::stdio::{self, Paths};
-use crate::task::{exit_code, Process, State, Task, Waiter};
+use crate::task::{exit_code, reap_children, Process, State, Task, Waiter};
 use crate::wire::{self, Code};
 
 pub type RpcError = (Code, String);
@@ -213,6 +213,7 @@ impl Shim {
             PathBuf::from(&opts.root)
         };
         let bundle = PathBuf::from(&r.bundle);
+        let kill_all_on_exit = crate::task::kill_all_on_exit(&bundle);
         // For `shim delete` after a crash: where the state is.
         std::fs::write(
             bundle.join(crate::ROOT_FILE),
@@ -288,6 +289,7 @@ impl Shim {
                 execs: BTreeMap::new(),
                 oom,
                 ooms: 0,
+                kill_all_on_exit,
             },
         );
         let mut e = ev::TaskCreate::new();
@@ -719,6 +721,7 @@ impl Shim {
     /// Processes reaped by the loop: mark, drain output, report (execs
     /// before inits, OOM before exit), answer parked Waits.
     pub fn on_exits(&mut self, mut exits: Vec<(i32, u32)>) {
+        self.kill_rest_of_containers(&mut exits);
         exits.retain(|(pid, _)| !self.finish_delete(*pid));
         // (task, exec id) of each reaped pid; exec'd processes first.
         let mut found: Vec<(String, String, u32)> = Vec::new();
@@ -766,6 +769,38 @@ impl Shim {
             self.publish_exit(&id, &exec_id);
             self.outbox.extend(replies);
         }
+    }
+
+    /// An init that did not own its PID namespace (the host's, a pod's)
+    /// exited: its container's other processes live on, holding the stdout
+    /// and stderr pipes, so containerd's fifo readers would never see EOF
+    /// (CRI closes them after the exit event: `Failed to pipe stdout of
+    /// container ...: file already closed`) and the processes would outlive
+    /// the task. As the Go shim (`ShouldKillAllOnExit`), kill them before
+    /// the exit is reported; wait (up to a second) for the cgroup to empty
+    /// and add the exits this caused (exec'd processes), so that they are
+    /// reported first and the output drains to EOF.
+    fn kill_rest_of_containers(&mut self, exits: &mut Vec<(i32, u32)>) {
+        let mut killed = Vec::new();
+        for t in self.tasks.values() {
+            let exited = exits.iter().any(|(pid, _)| *pid == t.init.pid);
+            if exited && t.init.state != State::Stopped && t.kill_all_on_exit {
+                let _ = container::kill(&t.root, &t.id, libc::SIGKILL, true);
+                killed.push((t.root.clone(), t.id.clone()));
+            }
+        }
+        if killed.is_empty() {
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < deadline
+            && killed
+                .iter()
+                .any(|(root, id)| container::ps(root, id).is_ok_and(|p| !p.is_empty()))
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        exits.extend(reap_children());
     }
 
     /// An OOM watcher fired.
@@ -850,6 +885,7 @@ mod tests {
                 execs: BTreeMap::from([("e1".to_string(), exec)]),
                 oom: None,
                 ooms: 0,
+                kill_all_on_exit: false,
             },
         );
         let mut r = api::StartRequest::new();

@@ -39,6 +39,7 @@ macro_rules! shared_tests {
             ctr_task_ps_lists_init_and_exec,
             ctr_task_pause_resume,
             ctr_run_failure_reports_the_error,
+            ctr_stop_with_fifos_ends_output_and_leaves_nothing,
         );
     };
     ($flavor:expr; $($name:ident),* $(,)?) => {
@@ -888,4 +889,113 @@ pub fn ctr_run_failure_reports_the_error(flavor: Flavor) {
     out.assert_mentions(&["no-such-binary"]);
     // ctr removes the container after the failed task creation.
     c.assert_clean();
+}
+
+/// A reader on one of containerd's stdio fifos (`ctr run -d` without
+/// `--log-uri` leaves them in /run/containerd/fifo/<dir>/<id>-stdout|-stderr
+/// in containerd's mount namespace), as CRI holds one: it sees EOF once
+/// every writer (the shim) has closed it.
+pub struct FifoReader {
+    fd: std::os::fd::OwnedFd,
+    pub path: PathBuf,
+}
+
+impl FifoReader {
+    pub fn open(c: &Containerd, id: &str, stream: &str) -> FifoReader {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = PathBuf::from(format!("/proc/{}/root/run/containerd/fifo", c.pid));
+        let name = format!("{id}-{stream}");
+        let path = fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .filter_map(|d| d.ok())
+            .map(|d| d.path().join(&name))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| panic!("no fifo {name} under {}", dir.display()));
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        FifoReader { fd: f.into(), path }
+    }
+
+    /// Read what is there; true once the fifo gives EOF (no writer left).
+    pub fn at_eof(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        let mut buf = [0u8; 4096];
+        loop {
+            // SAFETY: read(2) into a live buffer of the given length, on our fd.
+            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            match n {
+                0 => return true,
+                n if n > 0 => continue,
+                _ => return false,
+            }
+        }
+    }
+}
+
+/// Stop a running container (`ctr task kill`, SIGTERM) whose stdio are
+/// containerd's fifos and check what CRI relies on: once the task is
+/// STOPPED (its exit published), no process of it is left and its stdout
+/// and stderr fifos are at EOF. CRI's exit handler closes its fifo readers
+/// right after the exit event; a reader still waiting for EOF then fails
+/// with `Failed to pipe stdout|stderr of container ...: file already
+/// closed` (issue 12.4). With its own PID namespace the kernel kills the
+/// rest of the container with its init; without one (the host's, or a
+/// pod's: here another container's) the Go shim kills every process left
+/// in the container's cgroup before it reports the exit (`ShouldKillAllOnExit`), so a
+/// background child holding stdout does not outlive the stop.
+pub fn ctr_stop_with_fifos_ends_output_and_leaves_nothing(flavor: Flavor) {
+    let mut c = Containerd::start(flavor);
+    let script =
+        "sleep 1000 & trap 'exit 7' TERM; echo ready; echo ready >&2; while :; do sleep 0.1; done";
+    // A PID namespace to share, as a pod's is (or the host's).
+    let holder = c.run_detached("pidholder", &["/bin/sleep", "300"], None);
+    let shared = format!("pid:/proc/{holder}/ns/pid");
+    for (id, mode) in [
+        ("ownpidns", vec!["-d"]),
+        ("sharedpidns", vec!["-d", "--with-ns", shared.as_str()]),
+    ] {
+        c.ctr_run(&mode, id, &["/bin/sh", "-c", script]).ok();
+        c.wait_status(id, "RUNNING");
+        let readers = [
+            FifoReader::open(&c, id, "stdout"),
+            FifoReader::open(&c, id, "stderr"),
+        ];
+        let two = poll(WAIT, || (c.container_pids(id).len() >= 2).then_some(()));
+        assert!(two.is_some(), "{id}: {:?}", c.container_pids(id));
+        c.ctr(&["task", "kill", id]).ok();
+        c.wait_status(id, "STOPPED");
+        let eof = poll(Duration::from_secs(2), || {
+            readers.iter().all(FifoReader::at_eof).then_some(())
+        });
+        let left: Vec<String> = c
+            .container_pids(id)
+            .into_iter()
+            .map(|p| format!("{p} {}", cmdline(p)))
+            .collect();
+        assert!(
+            left.is_empty(),
+            "{id}: processes left after the stop: {left:?}"
+        );
+        assert!(
+            eof.is_some(),
+            "{id}: stdout/stderr fifos not at EOF 2 s after the task stopped ({:?} {:?})",
+            readers[0].path,
+            readers[1].path
+        );
+        let del = c.delete(id);
+        assert!(del.output().contains("exit code 7"), "{}", del.describe());
+    }
+    c.ctr(&["task", "kill", "-s", "KILL", "pidholder"]).ok();
+    c.wait_status("pidholder", "STOPPED");
+    c.delete("pidholder");
+    c.assert_clean();
+    let log = read_file(&c.log_path());
+    let bad: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("file already closed"))
+        .collect();
+    assert!(bad.is_empty(), "containerd logged:\n{}", bad.join("\n"));
 }
