@@ -162,3 +162,51 @@ fn rbind_rro_makes_submounts_read_only() {
     let sub = field(&out, "SUBOPTS").unwrap_or_default();
     assert!(sub.split(',').any(|s| s == "nosuid"), "{sub}:\n{out}");
 }
+
+/// Under an rshared `linux.rootfsPropagation` (CRI sets it when a mount is
+/// Bidirectional) every mount keeps the propagation its own options ask:
+/// a bind with `rprivate` is private, one with `rslave` a slave, one with
+/// `rshared` shared (CRI's mount-propagation test).
+#[test]
+fn rshared_root_keeps_the_propagation_of_each_mount() {
+    let rt = Runtime::new();
+    let src = TempDir::new("oxit-propsrc");
+    let mut b = Bundle::new();
+    b.config["linux"]["rootfsPropagation"] = json!("rshared");
+    for p in ["rprivate", "rslave", "rshared"] {
+        std::fs::create_dir_all(src.join(p)).unwrap();
+        b.add_mount(json!({
+            "destination": format!("/mnt/{p}"),
+            "type": "bind",
+            "source": src.join(p),
+            "options": ["rbind", p],
+        }));
+    }
+    b.set_script(
+        "for p in rprivate rslave rshared; do \
+         awk -v mp=/mnt/$p '$5 == mp { o = \"\"; for (i = 7; $i != \"-\"; i++) o = o \" \" $i; print mp \"=\" o }' \
+         /proc/self/mountinfo; done",
+    );
+    let id = rt.id("rsharedroot");
+    let out = run_in_private_ns(&rt, &b, &id, &shared_rootfs_setup(&b, "--make-shared"));
+    assert_eq!(out.code(), 0, "{}", out.describe());
+    rt.assert_no_leftovers(&b, &id);
+    let private = field(&out.stdout, "/mnt/rprivate").unwrap_or("missing");
+    assert!(
+        private != "missing" && !private.contains("shared:") && !private.contains("master:"),
+        "rprivate: {private:?}\n{}",
+        out.stdout
+    );
+    let slave = field(&out.stdout, "/mnt/rslave").unwrap_or("missing");
+    assert!(
+        slave.contains("master:") && !slave.contains("shared:"),
+        "rslave: {slave:?}\n{}",
+        out.stdout
+    );
+    let shared = field(&out.stdout, "/mnt/rshared").unwrap_or("missing");
+    assert!(
+        shared.contains("shared:"),
+        "rshared: {shared:?}\n{}",
+        out.stdout
+    );
+}

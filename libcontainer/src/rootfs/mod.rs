@@ -94,8 +94,8 @@ pub fn prepare(ctx: &mut Context<'_>) -> Result<OwnedFd> {
     // asks): rslave by default; `shared`, `slave`, ... act on "/" alone
     // and only their `r` forms on the whole tree, as in runc. Unbindable
     // is private here (an unbindable host tree could not be bound from:
-    // not the rootfs, not a bind source) and set on the container's own
-    // tree after pivot_root (`apply_spec_after_pivot`).
+    // not the rootfs, not a bind source). The root mount itself gets the
+    // value after pivot_root (`apply_spec_after_pivot`).
     let root_flag = match root_propagation(&prop) {
         Some((libc::MS_UNBINDABLE, rec)) => libc::MS_PRIVATE | rec,
         Some((flag, rec)) => flag | rec,

@@ -124,9 +124,13 @@ pub fn apply_spec_after_pivot(spec: &Spec) -> Result<()> {
     {
         readonly_path(root.as_fd(), Path::new(&p))?;
     }
-    // After the masks: they bind /dev/null, which an unbindable /dev
-    // would refuse.
-    if let Some((prop, rec)) = linux
+    // The root mount's own propagation, after the masks (they bind
+    // /dev/null, which an unbindable /dev would refuse). The root mount
+    // only, even for the `r` forms: the mounts below keep what their own
+    // options asked (a bind with `rprivate` stays private under an rshared
+    // root, as with runc 1.1.5, which leaves the root as its bind made it;
+    // the `r` forms already acted on the tree the binds came from).
+    if let Some((prop, _)) = linux
         .and_then(|l| l.rootfs_propagation().as_deref())
         .and_then(root_propagation)
     {
@@ -134,7 +138,7 @@ pub fn apply_spec_after_pivot(spec: &Spec) -> Result<()> {
             propagation: prop,
             ..Default::default()
         };
-        sys::mount_setattr(root.as_fd(), rec != 0, &attr)
+        sys::mount_setattr(root.as_fd(), false, &attr)
             .map_err(sys::err_at("rootfsPropagation", "/"))?;
     }
     if spec
