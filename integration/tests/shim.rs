@@ -511,7 +511,9 @@ fn shim_info_prints_runtime_info_with_features() {
 }
 
 /// containerd 2.1.9 (if unpacked at /opt/oxrun-test/containerd-2.1.9)
-/// decodes our `-info`: `ctr plugins inspect-runtime` shows the features.
+/// decodes our `-info`: `ctr plugins inspect-runtime` shows the features,
+/// and CRI, given our shim as a runc-type runtime's `runtime_path`, learns
+/// that it supports `rro`.
 #[test]
 fn containerd_2_decodes_shim_info() {
     let bin = Path::new("/opt/oxrun-test/containerd-2.1.9/usr/bin");
@@ -522,18 +524,26 @@ fn containerd_2_decodes_shim_info() {
     let dir = TempDir::new("oxit-ctd2");
     let d = dir.path().display().to_string();
     let config = dir.join("config.toml");
+    // CRI on: it introspects each runc-type runtime at start-up (2.1.9
+    // probes no other runtime type), here our shim as its runtime_path.
     fs::write(
         &config,
         format!(
             r#"version = 3
 root = "{d}/root"
 state = "{d}/state"
-disabled_plugins = ["io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime", "io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.tracing.processor.v1.otlp"]
+disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.tracing.processor.v1.otlp", "io.containerd.nri.v1.nri"]
 [grpc]
   address = "{d}/c.sock"
 [ttrpc]
   address = "{d}/c.sock.ttrpc"
-"#
+[debug]
+  level = "debug"
+[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.oxrun]
+  runtime_type = "io.containerd.runc.v2"
+  runtime_path = "{}"
+"#,
+            shim_bin().display()
         ),
     )
     .unwrap();
@@ -588,5 +598,14 @@ disabled_plugins = ["io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime
     assert!(
         opts.is_some_and(|o| o.iter().any(|x| x == "rro")),
         "{info:#}"
+    );
+    // CRI read the features too (debug log at start-up).
+    assert!(
+        log.contains(r#"runtime \"oxrun\" supports recursive read-only mounts"#),
+        "CRI did not learn the features of our shim:\n{}",
+        log.lines()
+            .filter(|l| l.contains("introspect") || l.contains("oxrun"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }
