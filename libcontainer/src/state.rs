@@ -290,34 +290,38 @@ impl StateDir {
         let path = root.join(id);
         sweep_stale(root, id);
         let tmp = root.join(format!("{id}{CREATING_SUFFIX}"));
+        // The `~creating` directory is ours once we hold its lock and it is
+        // still linked. Until then a sweeper (list, delete) or a create of
+        // the same id may take it for stale and remove it, or hold its lock
+        // for a moment: try again, briefly. A create of the same id that
+        // got there first ends as `Exists` at the rename below.
         let mut dir = None;
-        for _ in 0..2 {
+        for _ in 0..200 {
+            if path.exists() {
+                return Err(StateError::Exists(id.to_string()));
+            }
             match nix::unistd::mkdir(&tmp, Mode::from_bits_truncate(0o700)) {
                 Ok(()) => {
-                    let fd = open_dir(&tmp).map_err(sys("open", &tmp))?;
+                    let fd = match open_dir(&tmp) {
+                        Ok(fd) => fd,
+                        Err(Errno::ENOENT) => continue,
+                        Err(e) => return Err(sys("open", &tmp)(e).into()),
+                    };
                     let locked = lock(fd, &tmp)?;
-                    // Removed by a concurrent create that took it for stale
-                    // before we locked it: that one wins.
-                    if nix::sys::stat::fstat(locked.as_raw_fd())
+                    let linked = nix::sys::stat::fstat(locked.as_raw_fd())
                         .map_err(sys("stat", &tmp))?
                         .st_nlink
-                        == 0
-                    {
-                        return Err(StateError::Exists(id.to_string()));
+                        > 0;
+                    if linked {
+                        dir = Some(locked);
+                        break;
                     }
-                    dir = Some(locked);
-                    break;
                 }
                 Err(Errno::EEXIST) => {
-                    // Left by a killed create (unlocked), or another create
-                    // of this id under way (locked).
-                    let fd = open_dir(&tmp).map_err(sys("open", &tmp))?;
-                    match Flock::lock(fd, FlockArg::LockExclusiveNonblock) {
-                        Ok(stale) => {
-                            let _ = std::fs::remove_dir_all(&tmp);
-                            drop(stale);
-                        }
-                        Err(_) => return Err(StateError::Exists(id.to_string())),
+                    // Left by a killed create (unlocked: swept here), or
+                    // held for now by another create or a sweeper.
+                    if !sweep_creating(&tmp) {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
                     }
                 }
                 Err(e) => return Err(sys("mkdir", &tmp)(e).into()),
@@ -499,13 +503,30 @@ pub fn read_state(dir: &Path) -> Result<State, StateError> {
 /// directory, and a `~creating` one that no running create holds locked.
 pub fn sweep_stale(root: &Path, id: &str) {
     let _ = std::fs::remove_dir_all(root.join(format!("{id}{DELETING_SUFFIX}")));
-    let creating = root.join(format!("{id}{CREATING_SUFFIX}"));
-    if let Ok(fd) = open_dir(&creating) {
-        if let Ok(stale) = Flock::lock(fd, FlockArg::LockExclusiveNonblock) {
-            let _ = std::fs::remove_dir_all(&creating);
-            drop(stale);
-        }
+    sweep_creating(&root.join(format!("{id}{CREATING_SUFFIX}")));
+}
+
+/// Remove the `~creating` directory at `path` if nobody holds its lock and
+/// the path still names the directory we locked. True if it is gone.
+fn sweep_creating(path: &Path) -> bool {
+    let Ok(fd) = open_dir(path) else {
+        return true;
+    };
+    let Ok(stale) = Flock::lock(fd, FlockArg::LockExclusiveNonblock) else {
+        return false;
+    };
+    let same = match (
+        nix::sys::stat::fstat(stale.as_raw_fd()),
+        nix::sys::stat::stat(path),
+    ) {
+        (Ok(a), Ok(b)) => a.st_dev == b.st_dev && a.st_ino == b.st_ino,
+        _ => false,
+    };
+    if same {
+        let _ = std::fs::remove_dir_all(path);
     }
+    drop(stale);
+    true
 }
 
 /// All containers under `root`, sorted by id; unreadable entries are
