@@ -2,7 +2,9 @@
 //! (bookworm), 1.7.24 (trixie) and 2.1.9 (sid), with two runtime handlers:
 //! `oxrun` (our containerd-shim-rust-v2) and `runc` (containerd's Go shim
 //! with runc, the reference). Each test body below runs once per
-//! (version, handler): modules `v1_6_oxrun`, `v1_6_runc`, `v1_7_oxrun`, ...
+//! (version, handler): modules `cri_v1_6_oxrun`, `cri_v1_6_runc`, `cri_v1_7_oxrun`, ...
+//! (scripts/test.sh runs them as their own step and skips `cri_v` in the
+//! other integration tests' step)
 //! The harness is in `common_cri/` (a private containerd per test, in its
 //! own mount + network + IPC namespace; nothing may be left afterwards).
 //!
@@ -47,6 +49,9 @@ cri_matrix!(
     restart_creates_a_new_attempt,
     mount_propagation,
     readonly_mount,
+    readonly_mount_is_not_recursive,
+    recursive_readonly_mount,
+    seccomp_localhost_profile,
 );
 
 /// The security context of a container config (created if absent).
@@ -312,11 +317,8 @@ fn run_as_user_group_and_supplemental_groups(c: &Cri) {
     let status = c.sh(&id, "cat /proc/self/status");
     assert_eq!(proc_status_field(&status, "Uid"), "1234\t1234\t1234\t1234");
     assert_eq!(proc_status_field(&status, "Gid"), "2345\t2345\t2345\t2345");
-    let mut groups: Vec<&str> = proc_status_field(&status, "Groups")
-        .leak()
-        .split_whitespace()
-        .collect();
-    groups.sort();
+    let groups_line = proc_status_field(&status, "Groups");
+    let groups: Vec<&str> = groups_line.split_whitespace().collect();
     assert!(
         groups.contains(&"3456") && groups.contains(&"4567"),
         "Groups: {groups:?}"
@@ -608,4 +610,118 @@ fn readonly_mount(c: &Cri) {
     let (_, err, code) = c.exec_sync(&id, &["touch", "/data/g"]);
     assert_ne!(code, 0);
     assert!(err.contains("Read-only file system"), "{err}");
+}
+
+/// A host directory with a tmpfs mounted on `sub` in containerd's mount
+/// namespace (where the runtime resolves bind sources); the returned
+/// guard unmounts it.
+struct SubMount<'a> {
+    c: &'a Cri,
+    dir: std::path::PathBuf,
+}
+
+impl<'a> SubMount<'a> {
+    fn new(c: &'a Cri, name: &str) -> SubMount<'a> {
+        let dir = c.dir.join(name);
+        std::fs::create_dir_all(dir.join("sub")).expect("mkdir");
+        std::fs::write(dir.join("f"), "top").expect("write");
+        let sub = dir.join("sub").display().to_string();
+        let out = c.in_mntns(&["mount", "-t", "tmpfs", "-o", "size=1m", "oxit-sub", &sub]);
+        assert!(out.success(), "mount tmpfs: {}", out.describe());
+        SubMount { c, dir }
+    }
+}
+
+impl Drop for SubMount<'_> {
+    fn drop(&mut self) {
+        let sub = self.dir.join("sub").display().to_string();
+        let _ = self.c.in_mntns(&["umount", "-l", &sub]);
+    }
+}
+
+fn ro_mount_container(c: &Cri, src: &Path, recursive: bool) -> Result<String, String> {
+    let pcfg = c.pod_config("rom");
+    let pod = c.run_pod(&pcfg);
+    let mut cfg = c.container_config("c", &["sleep", "300"]);
+    cfg.mounts.push(cri::Mount {
+        container_path: "/data".into(),
+        host_path: src.display().to_string(),
+        readonly: true,
+        recursive_read_only: recursive,
+        ..Default::default()
+    });
+    let id = c.try_create(&pod, &cfg, &pcfg).map_err(|e| e.to_string())?;
+    c.try_start(&id).map_err(|e| e.to_string())?;
+    Ok(id)
+}
+
+/// `readonly: true` alone makes the bind mount read-only, not the mounts
+/// below it (runc's and Kubernetes' meaning before recursiveReadOnly).
+fn readonly_mount_is_not_recursive(c: &Cri) {
+    let m = SubMount::new(c, "ro-nonrec");
+    let id = ro_mount_container(c, &m.dir, false)
+        .unwrap_or_else(|e| panic!("container with a readonly mount: {e}"));
+    let (_, err, code) = c.exec_sync(&id, &["touch", "/data/g"]);
+    assert!(
+        code != 0 && err.contains("Read-only file system"),
+        "{code} {err}"
+    );
+    c.sh(&id, "touch /data/sub/written && test -f /data/sub/written");
+    let opts = c.sh(&id, "awk '$2 == \"/data/sub\" {print $4}' /proc/mounts");
+    assert!(
+        opts.split(',').any(|o| o.trim() == "rw"),
+        "/data/sub: {opts}"
+    );
+}
+
+/// recursiveReadOnly (CRI `recursive_read_only`, containerd 2.x: `rro`):
+/// the mounts below the bind are read-only too. containerd 1.6 and 1.7 do
+/// not know the field (it is dropped) and mount non-recursively.
+fn recursive_readonly_mount(c: &Cri) {
+    let m = SubMount::new(c, "ro-rec");
+    let id = ro_mount_container(c, &m.dir, true)
+        .unwrap_or_else(|e| panic!("container with a recursive readonly mount: {e}"));
+    let (_, err, code) = c.exec_sync(&id, &["touch", "/data/g"]);
+    assert!(
+        code != 0 && err.contains("Read-only file system"),
+        "{code} {err}"
+    );
+    let (_, err, code) = c.exec_sync(&id, &["touch", "/data/sub/g"]);
+    if c.ctd.is_v2() {
+        assert!(
+            code != 0 && err.contains("Read-only file system"),
+            "submount writable under a recursive readonly mount: {code} {err}"
+        );
+    } else {
+        assert_eq!(code, 0, "containerd 1.x ignores recursive_read_only: {err}");
+    }
+}
+
+/// seccomp Localhost: the profile file named by localhost_ref is loaded
+/// (here: mkdir refused with EPERM, everything else allowed).
+fn seccomp_localhost_profile(c: &Cri) {
+    let profile = c.dir.join("seccomp-no-mkdir.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}"#,
+    )
+    .expect("write profile");
+    let pcfg = c.pod_config("secl");
+    let pod = c.run_pod(&pcfg);
+    let mut cfg = c.container_config("c", &["sleep", "300"]);
+    sec(&mut cfg).seccomp = Some(cri::SecurityProfile {
+        profile_type: cri::security_profile::ProfileType::Localhost as i32,
+        localhost_ref: profile.display().to_string(),
+    });
+    let id = c.create_start(&pod, &cfg, &pcfg);
+    let st = c.sh(&id, "cat /proc/1/status");
+    assert_eq!(proc_status_field(&st, "Seccomp"), "2");
+    let (_, err, code) = c.exec_sync(&id, &["mkdir", "/tmp/d"]);
+    assert!(
+        code != 0 && err.contains("Operation not permitted"),
+        "{code} {err}"
+    );
+    c.sh(&id, "touch /tmp/f && rm /tmp/f");
 }

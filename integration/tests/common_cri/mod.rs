@@ -45,12 +45,12 @@ use tonic::transport::{Channel, Endpoint, Uri};
 /// taking the version and handler).
 macro_rules! cri_matrix {
     ($($name:ident),* $(,)?) => {
-        cri_matrix!(@one v1_6_oxrun, Ctd::V1_6, Handler::Oxrun; $($name),*);
-        cri_matrix!(@one v1_6_runc, Ctd::V1_6, Handler::Runc; $($name),*);
-        cri_matrix!(@one v1_7_oxrun, Ctd::V1_7, Handler::Oxrun; $($name),*);
-        cri_matrix!(@one v1_7_runc, Ctd::V1_7, Handler::Runc; $($name),*);
-        cri_matrix!(@one v2_1_oxrun, Ctd::V2_1, Handler::Oxrun; $($name),*);
-        cri_matrix!(@one v2_1_runc, Ctd::V2_1, Handler::Runc; $($name),*);
+        cri_matrix!(@one cri_v1_6_oxrun, Ctd::V1_6, Handler::Oxrun; $($name),*);
+        cri_matrix!(@one cri_v1_6_runc, Ctd::V1_6, Handler::Runc; $($name),*);
+        cri_matrix!(@one cri_v1_7_oxrun, Ctd::V1_7, Handler::Oxrun; $($name),*);
+        cri_matrix!(@one cri_v1_7_runc, Ctd::V1_7, Handler::Runc; $($name),*);
+        cri_matrix!(@one cri_v2_1_oxrun, Ctd::V2_1, Handler::Oxrun; $($name),*);
+        cri_matrix!(@one cri_v2_1_runc, Ctd::V2_1, Handler::Runc; $($name),*);
     };
     (@one $module:ident, $ctd:expr, $handler:expr; $($name:ident),*) => {
         mod $module {
@@ -119,14 +119,6 @@ impl Handler {
         match self {
             Handler::Oxrun => "oxrun",
             Handler::Runc => "runc",
-        }
-    }
-
-    /// The shim's process name (comm is cut at 15 bytes).
-    pub fn shim_comm(self) -> &'static str {
-        match self {
-            Handler::Oxrun => "containerd-shim",
-            Handler::Runc => "containerd-shim",
         }
     }
 
@@ -399,6 +391,13 @@ impl Cri {
             .arg(&self.sock)
             .args(args);
         run_with_timeout(&mut c, Duration::from_secs(60), None)
+    }
+
+    /// A command in containerd's mount namespace.
+    pub fn in_mntns(&self, args: &[&str]) -> CmdOut {
+        let mut c = Command::new("nsenter");
+        c.args(["-t", &self.pid.to_string(), "-m"]).args(args);
+        run_with_timeout(&mut c, Duration::from_secs(20), None)
     }
 
     /// A command in containerd's network namespace.
@@ -836,6 +835,13 @@ impl Cri {
 
 impl Drop for Cri {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "containerd {} log (tail):\n{}",
+                self.ctd.version_prefix(),
+                tail(&self.log_path(), 40)
+            );
+        }
         if self.child.is_some() {
             let _ = self.remove_all();
             let _ = settle(Duration::from_secs(5), || {
