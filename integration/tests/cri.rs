@@ -227,7 +227,10 @@ fn container_stats(c: &Cri) {
     });
     let (s, cpu, mem) = got.unwrap_or_else(|| {
         let r = c.call(async move { rs.container_stats(req).await });
-        panic!("no cpu/memory stats: {r:?}")
+        panic!(
+            "no cpu/memory stats: {r:?}\ncontainerd log:\n{}",
+            c.log_grep("etrics")
+        )
     });
     assert_eq!(s.attributes.map(|a| a.id).unwrap_or_default(), id);
     assert!(cpu > 10_000_000, "cpu {cpu}");

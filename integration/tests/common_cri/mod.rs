@@ -190,6 +190,8 @@ pub struct Cri {
     pub sock: PathBuf,
     /// Relative cgroup under which every pod of this test lives.
     pub cgroup_root: String,
+    /// containerd's mount namespace (`mnt:[inode]`): its shims live there.
+    pub mnt_ns: String,
     rt: tokio::runtime::Runtime,
     rs: RuntimeServiceClient<Channel>,
     is: ImageServiceClient<Channel>,
@@ -266,6 +268,11 @@ impl Cri {
             .build()
             .expect("tokio runtime");
         let channel = Self::wait_serving(&rt, &sock, &dir, pid);
+        let mnt_ns = ns_link(pid, "mnt");
+        assert!(
+            !mnt_ns.is_empty() && mnt_ns != ns_link(std::process::id() as i32, "mnt"),
+            "containerd {pid} is not in a private mount namespace"
+        );
         let mut c = Cri {
             ctd,
             handler,
@@ -274,6 +281,7 @@ impl Cri {
             pid,
             sock,
             cgroup_root,
+            mnt_ns,
             rs: RuntimeServiceClient::new(channel.clone()),
             is: ImageServiceClient::new(channel),
             rt,
@@ -405,6 +413,13 @@ impl Cri {
         let mut c = Command::new("nsenter");
         c.args(["-t", &self.pid.to_string(), "-n"]).args(args);
         run_with_timeout(&mut c, Duration::from_secs(20), None)
+    }
+
+    /// containerd's log lines containing `needle` (the last 20).
+    pub fn log_grep(&self, needle: &str) -> String {
+        let s = read_file(&self.log_path());
+        let v: Vec<&str> = s.lines().filter(|l| l.contains(needle)).collect();
+        v[v.len().saturating_sub(20)..].join("\n")
     }
 
     pub fn log_path(&self) -> PathBuf {
@@ -784,18 +799,29 @@ impl Cri {
         problems
     }
 
+    /// Processes this test started that may outlive containerd: shims
+    /// (their command line holds the socket path), anything in containerd's
+    /// mount namespace, anything in the pods' cgroups. (Not "anything
+    /// naming the temp dir": other tools may read files there.)
+    fn own_processes(&self) -> Vec<(i32, String)> {
+        let mut procs = procs_with_cmdline(&self.sock.display().to_string());
+        for p in all_pids() {
+            if !self.mnt_ns.is_empty() && ns_link(p, "mnt") == self.mnt_ns {
+                procs.push((p, cmdline(p)));
+            }
+        }
+        procs.extend(procs_in_cgroup(&self.cgroup_root));
+        procs.sort();
+        procs.dedup_by_key(|(p, _)| *p);
+        procs
+    }
+
     /// Once containerd has stopped: no process, cgroup or host mount.
     fn leftovers_after_stop(&self) -> Vec<String> {
         let mut problems = Vec::new();
         let d = self.dir.path().display().to_string();
-        for (p, c) in procs_with_cmdline(&d) {
-            problems.push(format!("process {p} left (shim?): {c}"));
-        }
-        for (p, c) in procs_in_cgroup(&self.cgroup_root) {
-            problems.push(format!(
-                "process {p} left in cgroup /{}: {c}",
-                self.cgroup_root
-            ));
+        for (p, c) in self.own_processes() {
+            problems.push(format!("process {p} left: {c}"));
         }
         // Pod parents (`pod<uid>`) may stay, as kubelet owns them; no
         // container's cgroup may.
@@ -806,7 +832,7 @@ impl Cri {
                 }
             }
         }
-        for m in mounts_mentioning(&[&d, "/run/containerd"]) {
+        for m in mounts_mentioning(&[&d]) {
             problems.push(format!("host mount left: {m}"));
         }
         if pid_alive(self.pid) {
@@ -852,10 +878,8 @@ impl Drop for Cri {
             });
             self.stop();
         }
-        let d = self.dir.path().display().to_string();
         let _ = settle(Duration::from_secs(5), || {
-            let mut procs = procs_with_cmdline(&d);
-            procs.extend(procs_in_cgroup(&self.cgroup_root));
+            let procs = self.own_processes();
             kill_all(&procs);
             procs.into_iter().map(|(p, _)| p.to_string()).collect()
         });
@@ -902,6 +926,13 @@ pub fn image_spec(name: &str) -> cri::ImageSpec {
 pub fn info_pid(info: &HashMap<String, String>) -> Option<i32> {
     let v: serde_json::Value = serde_json::from_str(info.get("info")?).ok()?;
     v.get("pid")?.as_i64().map(|p| p as i32)
+}
+
+/// `/proc/<pid>/ns/<kind>` (e.g. `mnt:[4026531841]`), or "".
+pub fn ns_link(pid: i32, kind: &str) -> String {
+    fs::read_link(format!("/proc/{pid}/ns/{kind}"))
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
 }
 
 /// The parent pid of `pid`.
