@@ -862,10 +862,21 @@ impl Cri {
 impl Drop for Cri {
     fn drop(&mut self) {
         if std::thread::panicking() {
+            let log = read_file(&self.log_path());
+            let errors: Vec<&str> = log
+                .lines()
+                .filter(|l| {
+                    l.contains("level=error")
+                        || l.contains("level=warn")
+                        || l.contains("disconnected")
+                        || l.contains("panic")
+                })
+                .collect();
             eprintln!(
-                "containerd {} log (tail):\n{}",
+                "containerd {} log, errors and warnings (last 25):\n{}\nlog tail:\n{}",
                 self.ctd.version_prefix(),
-                tail(&self.log_path(), 40)
+                errors[errors.len().saturating_sub(25)..].join("\n"),
+                tail(&self.log_path(), 25)
             );
         }
         if self.child.is_some() {
