@@ -619,8 +619,19 @@ impl Cri {
 
     /// ExecSync: (stdout, stderr, exit code).
     pub fn exec_sync(&self, id: &str, cmd: &[&str]) -> (String, String, i32) {
-        self.try_exec_sync(id, cmd)
-            .unwrap_or_else(|e| panic!("ExecSync {cmd:?}: {e}"))
+        self.try_exec_sync(id, cmd).unwrap_or_else(|e| {
+            let (st, _) = self.status(id);
+            panic!(
+                "ExecSync {cmd:?}: {e}\ncontainer: state {:?} exit code {} reason {:?} \
+                 message {:?} started_at {} finished_at {}",
+                cri::ContainerState::try_from(st.state),
+                st.exit_code,
+                st.reason,
+                st.message,
+                st.started_at,
+                st.finished_at
+            )
+        })
     }
 
     pub fn try_exec_sync(
