@@ -22,6 +22,10 @@ add_packages() { PACKAGES+=("$@"); }
 # containerd 1.6 (ctr + the Go runc shim io.containerd.runc.v2) and
 # podman 4.3 with conmon (rootful, --network none: no slirp4netns/uidmap).
 add_packages containerd podman conmon
+# CRI suite (integration/tests/cri.rs): CNI plugins (bridge, host-local,
+# loopback in /usr/lib/cni); protoc for the k8s-cri client's build script.
+# containerd 1.7 and 2.1 come from scripts/containerd-matrix.sh (below).
+add_packages containernetworking-plugins protobuf-compiler
 read -ra _extra <<<"${EXTRA_PACKAGES:-}"
 add_packages "${_extra[@]}"
 
@@ -74,3 +78,4 @@ ensure_rust() {
 
 install_packages
 ensure_rust
+bash "$(dirname "${BASH_SOURCE[0]}")/containerd-matrix.sh"
