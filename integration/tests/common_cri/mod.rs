@@ -12,8 +12,10 @@
 //! config and pod logs are in a temp dir. Images come from
 //! scripts/mkimages.sh (no registry): `ctr -n k8s.io images import`.
 //!
-//! Two handlers: `oxrun` (our `containerd-shim-rust-v2`, runtime_type
-//! `io.containerd.rust.v2`, found on containerd's PATH) and `runc` (the Go
+//! Two handlers: `oxrun` (our `containerd-shim-rust-v2`: on 1.x runtime_type
+//! `io.containerd.rust.v2`, found on containerd's PATH; on 2.x a runc-type
+//! runtime with our shim as `runtime_path`, so CRI probes its features
+//! with `-info`) and `runc` (the Go
 //! shim `io.containerd.runc.v2` of the same containerd release with
 //! Debian's runc), the reference.
 //!
@@ -1036,7 +1038,12 @@ disabled_plugins = [{DISABLED}
 }
 
 /// containerd 2.x: config version 3.
+/// Our handler is a runc-type runtime whose shim is ours (`runtime_path`),
+/// as the README recommends for 2.x: CRI then probes it with `-info` and
+/// learns its features (with `io.containerd.rust.v2` it knows none, and
+/// containerd 2.1.9 crashes on a recursive read-only mount).
 fn config_v3(d: &str) -> String {
+    let shim = shim_bin().display().to_string();
     format!(
         r#"version = 3
 root = "{d}/root"
@@ -1068,7 +1075,8 @@ disabled_plugins = [{DISABLED}
     [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
     [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.oxrun]
-      runtime_type = "io.containerd.rust.v2"
+      runtime_type = "io.containerd.runc.v2"
+      runtime_path = "{shim}"
   [plugins.'io.containerd.cri.v1.runtime'.cni]
     bin_dirs = ["/usr/lib/cni"]
     conf_dir = "{d}/cni"
