@@ -194,6 +194,12 @@ pub struct Cri {
     pub cgroup_root: String,
     /// containerd's mount namespace (`mnt:[inode]`): its shims live there.
     pub mnt_ns: String,
+    /// An fd of that namespace, held for as long as this test runs: a
+    /// freed namespace's inode number is reused for new ones, and without
+    /// the pin the clean-up (which kills whatever is in `mnt_ns`) would
+    /// kill other tests' processes that happen to get that number. Closed
+    /// last (fields drop after `Drop::drop`).
+    _mnt_ns_pin: fs::File,
     rt: tokio::runtime::Runtime,
     rs: RuntimeServiceClient<Channel>,
     is: ImageServiceClient<Channel>,
@@ -270,6 +276,8 @@ impl Cri {
             .build()
             .expect("tokio runtime");
         let channel = Self::wait_serving(&rt, &sock, &dir, pid);
+        let mnt_ns_pin = fs::File::open(format!("/proc/{pid}/ns/mnt"))
+            .unwrap_or_else(|e| panic!("pin containerd's mount namespace: {e}"));
         let mnt_ns = ns_link(pid, "mnt");
         assert!(
             !mnt_ns.is_empty() && mnt_ns != ns_link(std::process::id() as i32, "mnt"),
@@ -284,6 +292,7 @@ impl Cri {
             sock,
             cgroup_root,
             mnt_ns,
+            _mnt_ns_pin: mnt_ns_pin,
             rs: RuntimeServiceClient::new(channel.clone()),
             is: ImageServiceClient::new(channel),
             rt,
