@@ -12,8 +12,9 @@
 //! busybox-static, gcc), scripts/containerd-matrix.sh (1.7 and 2.1), and
 //! `cargo build --release` (oxrun + containerd-shim-rust-v2).
 //!
-//! Not covered: the streaming calls (Exec, Attach, PortForward: they need
-//! an HTTP client for containerd's streaming server).
+//! The streaming calls (Exec, Attach, PortForward) are driven over
+//! containerd's streaming server with the WebSocket channel protocol
+//! (`common_cri/ws.rs`), as kubectl does.
 
 #[path = "common_clients/mod.rs"]
 mod common_clients;
@@ -26,6 +27,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common_clients::poll;
+use common_cri::ws::{Streams, Ws};
 use common_cri::*;
 use integration::*;
 use k8s_cri::v1 as cri;
@@ -52,6 +54,10 @@ cri_matrix!(
     readonly_mount_is_not_recursive,
     recursive_readonly_mount,
     seccomp_localhost_profile,
+    exec_streaming,
+    exec_tty,
+    attach,
+    port_forward,
 );
 
 /// The security context of a container config (created if absent).
@@ -727,4 +733,174 @@ fn seccomp_localhost_profile(c: &Cri) {
         "{code} {err}"
     );
     c.sh(&id, "touch /tmp/f && rm /tmp/f");
+}
+
+/// The WebSocket subprotocol of exec, attach and port-forward (kubectl's).
+const WS_PROTO: &str = "v4.channel.k8s.io";
+
+/// The metav1.Status JSON on the error channel (3) of an exec.
+fn exec_status(got: &Streams) -> serde_json::Value {
+    serde_json::from_slice(&got.chans[3])
+        .unwrap_or_else(|e| panic!("status on channel 3 {:?}: {e}", got.text(3)))
+}
+
+/// The exit code an exec's status reports (0 for Success).
+fn exec_exit_code(got: &Streams) -> i64 {
+    let st = exec_status(got);
+    if st["status"] == "Success" {
+        return 0;
+    }
+    assert_eq!(st["status"], "Failure", "{st}");
+    assert_eq!(st["reason"], "NonZeroExitCode", "{st}");
+    let cause = &st["details"]["causes"][0];
+    assert_eq!(cause["reason"], "ExitCode", "{st}");
+    cause["message"]
+        .as_str()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_else(|| panic!("exit code in {st}"))
+}
+
+/// Exec without a tty: stdin reaches the process, stdout and stderr come
+/// back on their channels, and the exit code in the status on channel 3.
+fn exec_streaming(c: &Cri) {
+    let (_, id, _) = c.pod_with(&["sleep", "300"]);
+    c.wait_running(&id);
+    let url = c.exec_url(
+        &id,
+        &["sh", "-c", "read x; echo got-$x; echo err >&2; exit 3"],
+        false,
+        true,
+    );
+    let mut ws = Ws::connect(c.pid, &url, "", WS_PROTO);
+    ws.send(0, b"hello\n");
+    let got = ws.read_to_close(WAIT);
+    assert_eq!(got.text(1), "got-hello\n", "{got:?}");
+    assert_eq!(got.text(2), "err\n", "{got:?}");
+    assert_eq!(exec_exit_code(&got), 3, "{got:?}");
+
+    // Exit 0: status Success; without stdin.
+    let url = c.exec_url(&id, &["sh", "-c", "echo ok; hostname"], false, false);
+    let mut ws = Ws::connect(c.pid, &url, "", WS_PROTO);
+    let got = ws.read_to_close(WAIT);
+    assert_eq!(got.text(1), "ok\np\n", "{got:?}");
+    assert_eq!(got.text(2), "", "{got:?}");
+    assert_eq!(exec_exit_code(&got), 0, "{got:?}");
+}
+
+/// Exec with a tty: a pts, output on stdout only, and a resize message on
+/// channel 4 changes the terminal's size.
+fn exec_tty(c: &Cri) {
+    let (_, id, _) = c.pod_with(&["sleep", "300"]);
+    c.wait_running(&id);
+    let url = c.exec_url(&id, &["sh"], true, true);
+    let mut ws = Ws::connect(c.pid, &url, "", WS_PROTO);
+    ws.send(0, b"tty; test -t 0 && test -t 1 && echo both-tty\n");
+    // (the tty echoes the typed line too: match whole output lines)
+    let got = ws.read_until(WAIT, |s| {
+        let out = s.text(1);
+        let mut lines = out.split("\r\n");
+        lines.clone().any(|l| l.starts_with("/dev/pts/")) && lines.any(|l| l == "both-tty")
+    });
+    assert_eq!(got.text(2), "", "stderr with a tty: {got:?}");
+    ws.send(4, br#"{"Width":123,"Height":45}"#);
+    // The resize and stdin travel separately: ask until it shows.
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut asked = 0;
+    loop {
+        ws.send(0, format!("echo size-{asked}-$(stty size)-\n").as_bytes());
+        let mark = format!("size-{asked}-");
+        let got = ws.read_until(WAIT, |s| {
+            s.text(1)
+                .split("\r\n")
+                .any(|l| l.starts_with(&mark) && l.ends_with('-'))
+        });
+        let out = got.text(1);
+        let line = out
+            .split("\r\n")
+            .find(|l| l.starts_with(&mark) && l.ends_with('-'))
+            .unwrap_or_default()
+            .to_string();
+        if line == format!("size-{asked}-45 123-") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "stty size after resize: {line:?}"
+        );
+        asked += 1;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    ws.send(0, b"exit 4\n");
+    let got = ws.read_to_close(WAIT);
+    assert_eq!(got.text(2), "", "stderr with a tty: {got:?}");
+    assert_eq!(exec_exit_code(&got), 4, "{got:?}");
+}
+
+/// Attach to a container with stdin (stdin_once false), without and with
+/// a tty: a line sent comes back from the container's process; detaching
+/// leaves the container running.
+fn attach(c: &Cri) {
+    let pcfg = c.pod_config("att");
+    let pod = c.run_pod(&pcfg);
+    let script = ["sh", "-c", "while read l; do echo echo-$l; done"];
+    for tty in [false, true] {
+        let name = if tty { "tty" } else { "plain" };
+        let mut cfg = c.container_config(name, &script);
+        cfg.stdin = true;
+        cfg.stdin_once = false;
+        cfg.tty = tty;
+        let id = c.create_start(&pod, &cfg, &pcfg);
+        c.wait_running(&id);
+        let url = c.attach_url(&id, tty);
+        let mut ws = Ws::connect(c.pid, &url, "", WS_PROTO);
+        let want = format!("echo-{name}-1");
+        ws.send(0, format!("{name}-1\n").as_bytes());
+        let got = ws.read_until(WAIT, |s| s.text(1).contains(&want));
+        assert_eq!(got.text(2), "", "{got:?}");
+        ws.close();
+        drop(ws);
+        // Detached: still running, and a second attach works.
+        std::thread::sleep(Duration::from_millis(300));
+        let (st, _) = c.status(&id);
+        assert_eq!(
+            st.state,
+            cri::ContainerState::ContainerRunning as i32,
+            "after detach: {st:?}"
+        );
+        let url = c.attach_url(&id, tty);
+        let mut ws = Ws::connect(c.pid, &url, "", WS_PROTO);
+        let want = format!("echo-{name}-2");
+        ws.send(0, format!("{name}-2\n").as_bytes());
+        ws.read_until(WAIT, |s| s.text(1).contains(&want));
+        ws.close();
+        let log = c.log_file(&pcfg, name);
+        let lines = poll(WAIT, || {
+            let t = read_file(&log);
+            t.contains(&want).then_some(t)
+        })
+        .unwrap_or_else(|| panic!("{want} not in the log: {:?}", read_file(&log)));
+        assert!(lines.contains(&format!("echo-{name}-1")), "{lines}");
+    }
+}
+
+/// PortForward to a port the pod listens on (busybox `nc -ll -e` answering
+/// `hello`): the data arrives on the port's data channel.
+fn port_forward(c: &Cri) {
+    let (pod, id, _) = c.pod_with(&["nc", "-ll", "-p", "8080", "-e", "echo", "hello"]);
+    c.wait_running(&id);
+    poll(WAIT, || {
+        c.try_exec_sync(&id, &["sh", "-c", "netstat -ltn | grep -q ':8080 '"])
+            .ok()
+            .filter(|(_, _, code)| *code == 0)
+    })
+    .unwrap_or_else(|| panic!("nc does not listen: {}", c.sh(&id, "netstat -ltn")));
+    for _ in 0..2 {
+        let url = c.port_forward_url(&pod, &[8080]);
+        let mut ws = Ws::connect(c.pid, &url, "?port=8080", WS_PROTO);
+        let got = ws.read_until(WAIT, |s| s.text(0).contains("hello\n"));
+        assert_eq!(got.text(0), "hello\n", "{got:?}");
+        assert_eq!(got.count[1], 1, "error channel: {got:?}");
+        assert_eq!(got.text(1), "", "error channel: {got:?}");
+        ws.close();
+    }
 }

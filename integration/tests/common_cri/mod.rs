@@ -42,6 +42,8 @@ use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tonic::transport::{Channel, Endpoint, Uri};
 
+pub mod ws;
+
 /// `#[test]` wrappers: one module per (containerd version, handler), each
 /// running every test body of `cri.rs` (`$body(&Cri)`-style functions
 /// taking the version and handler).
@@ -662,6 +664,50 @@ impl Cri {
             String::from_utf8_lossy(&r.stderr).into_owned(),
             r.exit_code,
         ))
+    }
+
+    /// The streaming URL of an Exec (on containerd's streaming server, in
+    /// its network namespace).
+    pub fn exec_url(&self, id: &str, cmd: &[&str], tty: bool, stdin: bool) -> String {
+        let mut rs = self.rs();
+        let req = cri::ExecRequest {
+            container_id: id.into(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            tty,
+            stdin,
+            stdout: true,
+            stderr: !tty,
+        };
+        self.call(async move { rs.exec(req).await })
+            .unwrap_or_else(|e| panic!("Exec {id}: {e}"))
+            .url
+    }
+
+    /// The streaming URL of an Attach.
+    pub fn attach_url(&self, id: &str, tty: bool) -> String {
+        let mut rs = self.rs();
+        let req = cri::AttachRequest {
+            container_id: id.into(),
+            stdin: true,
+            tty,
+            stdout: true,
+            stderr: !tty,
+        };
+        self.call(async move { rs.attach(req).await })
+            .unwrap_or_else(|e| panic!("Attach {id}: {e}"))
+            .url
+    }
+
+    /// The streaming URL of a PortForward.
+    pub fn port_forward_url(&self, pod: &str, ports: &[i32]) -> String {
+        let mut rs = self.rs();
+        let req = cri::PortForwardRequest {
+            pod_sandbox_id: pod.into(),
+            port: ports.to_vec(),
+        };
+        self.call(async move { rs.port_forward(req).await })
+            .unwrap_or_else(|e| panic!("PortForward {pod}: {e}"))
+            .url
     }
 
     /// ExecSync that must exit 0; its stdout.
