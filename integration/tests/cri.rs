@@ -272,25 +272,34 @@ fn update_container_resources_memory_limit(c: &Cri) {
 }
 
 /// A container over its memory limit is OOM-killed and reported with
-/// reason OOMKilled (and exit code 137).
+/// reason OOMKilled (and exit code 137). Our shim must get it right every
+/// time. containerd's Go shim (the runc reference) races its OOM event
+/// against the exit on cgroup v1 and now and then reports reason "Error"
+/// (seen under load in CI); for it, one OOMKilled in three tries shows the
+/// environment is fine, and every try must still exit 137.
 fn oom_killed_container_reason(c: &Cri) {
-    let pcfg = c.pod_config("oom");
-    let pod = c.run_pod(&pcfg);
-    let mut cfg = c.container_config(
-        "c",
-        &["dd", "if=/dev/zero", "of=/dev/null", "bs=256M", "count=1"],
-    );
-    if let Some(r) = cfg.linux.as_mut().and_then(|l| l.resources.as_mut()) {
-        r.memory_limit_in_bytes = 16 << 20;
-        r.memory_swap_limit_in_bytes = 16 << 20;
+    let tries = if c.handler == Handler::Runc { 3 } else { 1 };
+    let mut seen = Vec::new();
+    for attempt in 0..tries {
+        let pcfg = c.pod_config(&format!("oom{attempt}"));
+        let pod = c.run_pod(&pcfg);
+        let mut cfg = c.container_config(
+            "c",
+            &["dd", "if=/dev/zero", "of=/dev/null", "bs=256M", "count=1"],
+        );
+        if let Some(r) = cfg.linux.as_mut().and_then(|l| l.resources.as_mut()) {
+            r.memory_limit_in_bytes = 16 << 20;
+            r.memory_swap_limit_in_bytes = 16 << 20;
+        }
+        let id = c.create_start(&pod, &cfg, &pcfg);
+        let st = c.wait_exited(&id);
+        assert_eq!(st.exit_code, 137, "{st:?}");
+        if st.reason == "OOMKilled" {
+            return;
+        }
+        seen.push(st);
     }
-    let id = c.create_start(&pod, &cfg, &pcfg);
-    let st = c.wait_exited(&id);
-    assert_eq!(
-        (st.exit_code, st.reason.as_str()),
-        (137, "OOMKilled"),
-        "{st:?}"
-    );
+    panic!("never reported as OOMKilled: {seen:?}");
 }
 
 /// readonlyRootfs: writes to / fail with EROFS; /dev/shm-style mounts
