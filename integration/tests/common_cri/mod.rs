@@ -114,6 +114,10 @@ pub enum Handler {
     Oxrun,
     /// containerd's Go shim (io.containerd.runc.v2) with runc: the reference.
     Runc,
+    /// containerd's Go shim with crun (`BinaryName`); containerd then runs
+    /// without /sys/fs/cgroup/unified in its mount namespace, which crun
+    /// 1.8 refuses on a hybrid host (scripts/bench-cri.sh).
+    Crun,
 }
 
 impl Handler {
@@ -121,6 +125,7 @@ impl Handler {
         match self {
             Handler::Oxrun => "oxrun",
             Handler::Runc => "runc",
+            Handler::Crun => "crun",
         }
     }
 
@@ -128,7 +133,7 @@ impl Handler {
     pub fn shim_name(self) -> &'static str {
         match self {
             Handler::Oxrun => "containerd-shim-rust-v2",
-            Handler::Runc => "containerd-shim-runc-v2",
+            Handler::Runc | Handler::Crun => "containerd-shim-runc-v2",
         }
     }
 }
@@ -250,8 +255,15 @@ impl Cri {
         // is created once on the host).
         fs::create_dir_all("/var/lib/cni").expect("mkdir /var/lib/cni");
         let log = fs::File::create(dir.join("containerd.log")).expect("create log");
+        // crun 1.8 refuses a hybrid cgroup host: hide the v2 hierarchy
+        // from containerd's (private) mount namespace.
+        let unified = if handler == Handler::Crun {
+            "if mountpoint -q /sys/fs/cgroup/unified; then umount /sys/fs/cgroup/unified; fi; "
+        } else {
+            ""
+        };
         let script = format!(
-            "set -e; mount --make-rshared /; \
+            "set -e; mount --make-rshared /; {unified}\
              mount -t tmpfs -o mode=0755 tmpfs /run; \
              mount -t tmpfs -o mode=0755 tmpfs /var/lib/cni; \
              ip link set lo up; exec {} --config {}",
@@ -1038,6 +1050,10 @@ disabled_plugins = [{DISABLED}
       runtime_type = "io.containerd.runc.v2"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.oxrun]
       runtime_type = "io.containerd.rust.v2"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.crun]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.crun.options]
+        BinaryName = "crun"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "{d}/cni"
@@ -1086,6 +1102,10 @@ disabled_plugins = [{DISABLED}
     [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.oxrun]
       runtime_type = "io.containerd.runc.v2"
       runtime_path = "{shim}"
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.crun]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.crun.options]
+        BinaryName = "crun"
   [plugins.'io.containerd.cri.v1.runtime'.cni]
     bin_dirs = ["/usr/lib/cni"]
     conf_dir = "{d}/cni"
