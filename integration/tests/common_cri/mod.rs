@@ -1017,8 +1017,19 @@ const DISABLED: &str = r#"
   "io.containerd.snapshotter.v1.zfs",
   "io.containerd.tracing.processor.v1.otlp","#;
 
+/// The `crun` handler's runtime binary: `$OXRUN_CRUN_BIN` (scripts/bench-cri.sh
+/// passes a wrapper: crun 1.8 rejects the ociVersion containerd 2.x writes),
+/// else `crun` on containerd's PATH.
+fn crun_bin() -> String {
+    std::env::var("OXRUN_CRUN_BIN")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "crun".into())
+}
+
 /// containerd 1.6/1.7: config version 2.
 fn config_v2(d: &str) -> String {
+    let crun = crun_bin();
     format!(
         r#"version = 2
 root = "{d}/root"
@@ -1053,7 +1064,7 @@ disabled_plugins = [{DISABLED}
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.crun]
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.crun.options]
-        BinaryName = "crun"
+        BinaryName = "{crun}"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "{d}/cni"
@@ -1069,6 +1080,7 @@ disabled_plugins = [{DISABLED}
 /// containerd 2.1.9 crashes on a recursive read-only mount).
 fn config_v3(d: &str) -> String {
     let shim = shim_bin().display().to_string();
+    let crun = crun_bin();
     format!(
         r#"version = 3
 root = "{d}/root"
@@ -1105,7 +1117,7 @@ disabled_plugins = [{DISABLED}
     [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.crun]
       runtime_type = "io.containerd.runc.v2"
       [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.crun.options]
-        BinaryName = "crun"
+        BinaryName = "{crun}"
   [plugins.'io.containerd.cri.v1.runtime'.cni]
     bin_dirs = ["/usr/lib/cni"]
     conf_dir = "{d}/cni"
