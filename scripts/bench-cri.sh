@@ -13,9 +13,11 @@
 # namespace only (crun 1.8.1 refuses hybrid cgroup hosts), and crun runs
 # through a small /bin/sh wrapper that rewrites the bundle's ociVersion
 # (containerd 2.1.9 writes 1.2.x; crun 1.8.1 accepts only 1.0.x) before
-# `create`: one sh + sed more per crun call, counted in crun's numbers. After one
-# uncounted warm-up pod, for each N: N pods one after another, each with
-# one busybox `sleep` container:
+# `create`: one sh + sed more per crun call, counted in crun's numbers. The
+# three containerds run at the same time and take turns pod by pod (the
+# order rotating), so other load on the machine is spread evenly. After one
+# uncounted warm-up pod each, for each N: N pods per handler, one after
+# another, each with one busybox `sleep` container:
 #   start      RunPodSandbox + CreateContainer + StartContainer, until
 #              ContainerStatus says RUNNING
 #   memory     with all N running: RSS and PSS (/proc/<pid>/smaps_rollup)

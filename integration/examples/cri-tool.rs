@@ -272,44 +272,64 @@ fn stop_pod(c: &Cri, pod: &str, id: &str) -> Duration {
 }
 
 fn bench(counts: Vec<usize>) {
+    // One containerd per handler, all up at once; the handlers take turns
+    // pod by pod (the order rotating), so load from anything else on the
+    // machine spreads evenly over the three.
+    let handlers = [Handler::Oxrun, Handler::Runc, Handler::Crun];
+    let mut cris: Vec<Cri> = handlers
+        .iter()
+        .map(|&h| {
+            eprintln!("[bench-cri] containerd 2.1.9, handler {}", h.name());
+            Cri::start(Ctd::V2_1, h)
+        })
+        .collect();
+    // Warm-up (image unpack, CNI first use): not counted.
+    for c in &cris {
+        let (p, id, _) = start_pod(c, 0);
+        stop_pod(c, &p, &id);
+    }
+    let k = cris.len();
     let mut rows = Vec::new();
-    for h in [Handler::Oxrun, Handler::Runc, Handler::Crun] {
-        eprintln!("[bench-cri] containerd 2.1.9, handler {}", h.name());
-        let mut c = Cri::start(Ctd::V2_1, h);
-        // Warm-up (image unpack, CNI first use): not counted.
-        let (p, id, _) = start_pod(&c, 0);
-        stop_pod(&c, &p, &id);
-        for &n in &counts {
-            let mut starts = Vec::new();
-            let mut pods = Vec::new();
-            for i in 0..n {
-                let (p, id, d) = start_pod(&c, i + 1);
-                starts.push(d.as_secs_f64() * 1e3);
-                pods.push((p, id));
+    for &n in &counts {
+        let mut starts = vec![Vec::new(); k];
+        let mut pods = vec![Vec::new(); k];
+        for i in 0..n {
+            for j in 0..k {
+                let h = (i + j) % k;
+                let (p, id, d) = start_pod(&cris[h], i + 1);
+                starts[h].push(d.as_secs_f64() * 1e3);
+                pods[h].push((p, id));
             }
+        }
+        let mut mem = Vec::new();
+        for c in &cris {
             let shims = c.shims();
-            let mut rss: Vec<f64> = Vec::new();
-            let mut pss: Vec<f64> = Vec::new();
+            let (mut rss, mut pss) = (0.0, 0.0);
             for (p, _) in &shims {
                 let (r, s) = rss_pss(*p);
-                rss.push(r);
-                pss.push(s);
+                rss += r;
+                pss += s;
             }
-            // Per pod: all shims' memory divided by the pods.
-            let rss_pod = rss.iter().sum::<f64>() / n as f64;
-            let pss_pod = pss.iter().sum::<f64>() / n as f64;
-            let mut stops = Vec::new();
-            for (p, id) in &pods {
-                stops.push(stop_pod(&c, p, id).as_secs_f64() * 1e3);
+            // Per pod: all of this containerd's shims, divided by the pods.
+            mem.push((shims.len(), rss / n as f64, pss / n as f64));
+        }
+        let mut stops = vec![Vec::new(); k];
+        for i in 0..n {
+            for j in 0..k {
+                let h = (i + j) % k;
+                let (p, id) = &pods[h][i];
+                stops[h].push(stop_pod(&cris[h], p, id).as_secs_f64() * 1e3);
             }
+        }
+        for h in 0..k {
             let row = Row {
-                handler: h.name(),
+                handler: handlers[h].name(),
                 n,
-                start_ms: median(&mut starts),
-                stop_ms: median(&mut stops),
-                rss_kib: rss_pod,
-                pss_kib: pss_pod,
-                shims: shims.len(),
+                start_ms: median(&mut starts[h]),
+                stop_ms: median(&mut stops[h]),
+                rss_kib: mem[h].1,
+                pss_kib: mem[h].2,
+                shims: mem[h].0,
             };
             eprintln!(
                 "[bench-cri] {} n={n}: start {:.1} ms, teardown {:.1} ms, shims {}, RSS {:.0} KiB/pod, PSS {:.0} KiB/pod",
@@ -317,6 +337,8 @@ fn bench(counts: Vec<usize>) {
             );
             rows.push(row);
         }
+    }
+    for c in &mut cris {
         c.assert_clean();
     }
     println!("| pods | handler | start median (ms) | vs oxrun | teardown median (ms) | vs oxrun | shims | shim RSS/pod (MiB) | shim PSS/pod (MiB) | PSS vs oxrun |");
