@@ -58,7 +58,7 @@ fn first_line(s: &str) -> String {
 fn demo(ctd: Ctd) {
     step(&format!(
         "private containerd {} with CRI, handler oxrun",
-        ctd.version_prefix()
+        ctd.version_prefix().trim_end_matches('.')
     ));
     let mut c = Cri::start(ctd, Handler::Oxrun);
     println!(
