@@ -116,6 +116,10 @@ pub enum Handler {
     Oxrun,
     /// containerd's Go shim (io.containerd.runc.v2) with runc: the reference.
     Runc,
+    /// containerd's Go shim with crun (`BinaryName`); containerd then runs
+    /// without /sys/fs/cgroup/unified in its mount namespace, which crun
+    /// 1.8 refuses on a hybrid host (scripts/bench-cri.sh).
+    Crun,
 }
 
 impl Handler {
@@ -123,6 +127,7 @@ impl Handler {
         match self {
             Handler::Oxrun => "oxrun",
             Handler::Runc => "runc",
+            Handler::Crun => "crun",
         }
     }
 
@@ -130,7 +135,7 @@ impl Handler {
     pub fn shim_name(self) -> &'static str {
         match self {
             Handler::Oxrun => "containerd-shim-rust-v2",
-            Handler::Runc => "containerd-shim-runc-v2",
+            Handler::Runc | Handler::Crun => "containerd-shim-runc-v2",
         }
     }
 }
@@ -252,8 +257,15 @@ impl Cri {
         // is created once on the host).
         fs::create_dir_all("/var/lib/cni").expect("mkdir /var/lib/cni");
         let log = fs::File::create(dir.join("containerd.log")).expect("create log");
+        // crun 1.8 refuses a hybrid cgroup host: hide the v2 hierarchy
+        // from containerd's (private) mount namespace.
+        let unified = if handler == Handler::Crun {
+            "if mountpoint -q /sys/fs/cgroup/unified; then umount /sys/fs/cgroup/unified; fi; "
+        } else {
+            ""
+        };
         let script = format!(
-            "set -e; mount --make-rshared /; \
+            "set -e; mount --make-rshared /; {unified}\
              mount -t tmpfs -o mode=0755 tmpfs /run; \
              mount -t tmpfs -o mode=0755 tmpfs /var/lib/cni; \
              ip link set lo up; exec {} --config {}",
@@ -1051,8 +1063,19 @@ const DISABLED: &str = r#"
   "io.containerd.snapshotter.v1.zfs",
   "io.containerd.tracing.processor.v1.otlp","#;
 
+/// The `crun` handler's runtime binary: `$OXRUN_CRUN_BIN` (scripts/bench-cri.sh
+/// passes a wrapper: crun 1.8 rejects the ociVersion containerd 2.x writes),
+/// else `crun` on containerd's PATH.
+fn crun_bin() -> String {
+    std::env::var("OXRUN_CRUN_BIN")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "crun".into())
+}
+
 /// containerd 1.6/1.7: config version 2.
 fn config_v2(d: &str) -> String {
+    let crun = crun_bin();
     format!(
         r#"version = 2
 root = "{d}/root"
@@ -1084,6 +1107,10 @@ disabled_plugins = [{DISABLED}
       runtime_type = "io.containerd.runc.v2"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.oxrun]
       runtime_type = "io.containerd.rust.v2"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.crun]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.crun.options]
+        BinaryName = "{crun}"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "{d}/cni"
@@ -1099,6 +1126,7 @@ disabled_plugins = [{DISABLED}
 /// containerd 2.1.9 crashes on a recursive read-only mount).
 fn config_v3(d: &str) -> String {
     let shim = shim_bin().display().to_string();
+    let crun = crun_bin();
     format!(
         r#"version = 3
 root = "{d}/root"
@@ -1132,6 +1160,10 @@ disabled_plugins = [{DISABLED}
     [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.oxrun]
       runtime_type = "io.containerd.runc.v2"
       runtime_path = "{shim}"
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.crun]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.crun.options]
+        BinaryName = "{crun}"
   [plugins.'io.containerd.cri.v1.runtime'.cni]
     bin_dirs = ["/usr/lib/cni"]
     conf_dir = "{d}/cni"
