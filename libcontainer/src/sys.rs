@@ -373,6 +373,36 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> nix::Result<()> {
     unit_result(ret)
 }
 
+/// `struct sched_attr` (SCHED_ATTR_SIZE_VER1).
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct SchedAttr {
+    pub size: u32,
+    pub sched_policy: u32,
+    pub sched_flags: u64,
+    pub sched_nice: i32,
+    pub sched_priority: u32,
+    pub sched_runtime: u64,
+    pub sched_deadline: u64,
+    pub sched_period: u64,
+    pub sched_util_min: u32,
+    pub sched_util_max: u32,
+}
+
+/// sched_setattr(2) for the calling thread.
+pub fn sched_setattr(attr: &SchedAttr) -> nix::Result<()> {
+    // SAFETY: `attr` points at a live sched_attr whose size field is its size.
+    let ret = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, attr as *const SchedAttr, 0) };
+    unit_result(ret)
+}
+
+/// ioprio_set(IOPRIO_WHO_PROCESS, 0, value): the calling process.
+pub fn ioprio_set_self(value: u32) -> nix::Result<()> {
+    // SAFETY: integer arguments only.
+    let ret = unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, value) };
+    unit_result(ret)
+}
+
 /// Close every fd from `first` up (close_range(2)).
 pub fn close_from(first: u32) -> nix::Result<()> {
     // SAFETY: plain integer arguments; the caller owns no fd it still uses

@@ -116,6 +116,19 @@ pub fn spawn_exec(st: &State, opts: &ExecOptions<'_>) -> Result<i32, ExecError> 
         let _ = waitpid(Pid::from_raw(pid), None);
         e
     };
+    // execCPUAffinity.initial: where the process runs before it joins the
+    // container's cgroup (set by us, before the cgroup writes below).
+    if let Some(initial) = opts
+        .process
+        .exec_cpu_affinity()
+        .as_ref()
+        .and_then(|a| a.initial().clone())
+    {
+        if let Err(e) = super::sched::set_affinity(pid, "process.execCPUAffinity.initial", &initial)
+        {
+            return Err(fail(ExecError::Child(e.to_string())));
+        }
+    }
     for d in &dirs {
         let f = Path::new(d).join("cgroup.procs");
         if let Err(source) = std::fs::write(&f, pid.to_string()) {
@@ -234,6 +247,20 @@ fn child_main(
         pid,
         state: &crate::state::oci_state_json(&st.id, "running", st.pid, &st.bundle, &st.config),
     };
+    // execCPUAffinity.final, now that the process is in the container's
+    // cgroup; with only `initial` given, every online CPU (the cgroup's
+    // cpuset narrows it), so `initial` does not outlive the transition.
+    if let Some(a) = process.exec_cpu_affinity() {
+        match (a.cpu_affinity_final(), a.initial()) {
+            (Some(fin), _) => super::sched::set_affinity(0, "process.execCPUAffinity.final", fin)?,
+            (None, Some(_)) => super::sched::set_affinity(
+                0,
+                "process.execCPUAffinity",
+                &super::sched::online_cpus(),
+            )?,
+            (None, None) => {}
+        }
+    }
     finalize::finalize(&fin, process, process.cwd(), caps.as_ref())?;
     finalize::exec_program(&exe, process, &env, tramp.as_ref().map(|t| t.as_fd()))
         .map(|n| match n {})

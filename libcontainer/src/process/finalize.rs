@@ -154,6 +154,13 @@ pub(crate) fn finalize(
     // that is loaded before the capability drop.
     let u = process.user();
     give_stdio_to(u.uid())?;
+    // Before the capabilities go: real-time policies need CAP_SYS_NICE.
+    if let Some(s) = process.scheduler() {
+        super::sched::apply_scheduler(s)?;
+    }
+    if let Some(p) = process.io_priority() {
+        super::sched::apply_io_priority(p)?;
+    }
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
         u.umask().unwrap_or(0o022) as libc::mode_t,
     ));

@@ -275,6 +275,14 @@ fn init(args: &InitArgs<'_>) -> Result<Never> {
     if let Some(rl) = process.rlimits() {
         rlimits::apply(rl)?;
     }
+    // Likewise the scheduler and I/O priority (the spec: MUST fail when
+    // they cannot be applied); both survive execve.
+    if let Some(s) = process.scheduler() {
+        super::sched::apply_scheduler(s)?;
+    }
+    if let Some(p) = process.io_priority() {
+        super::sched::apply_io_priority(p)?;
+    }
     args.channel.send(&Msg::Ready)?;
     // Wait for `start`. From here on, errors go back over that connection.
     let mut conn = loop {

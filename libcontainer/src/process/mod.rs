@@ -10,6 +10,7 @@ pub mod exec;
 pub mod finalize;
 pub mod init;
 pub mod parent;
+mod sched;
 pub mod trampoline;
 
 use std::os::fd::AsFd;
