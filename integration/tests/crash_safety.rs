@@ -180,6 +180,20 @@ fn corrupt_state_is_reported_and_deletable() {
     }
 }
 
+/// An `oxrun exec` that is killed (and reaped) if the test fails while it
+/// still runs, so a hung exec (the defect this file tests for) is not left
+/// behind by a failing run.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// `exec --ignore-paused` into a paused container: the new process freezes
 /// with the container until it is resumed, and meanwhile `resume` (and
 /// everything else) must not wait for the exec (runc lets it through).
@@ -197,7 +211,7 @@ fn exec_into_paused_container_does_not_block_resume() {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let child = exec.spawn().expect("spawn exec");
+    let mut child = KillOnDrop(Some(exec.spawn().expect("spawn exec")));
     std::thread::sleep(Duration::from_millis(300));
     let t0 = Instant::now();
     rt.cmd(&["resume", &id]).ok();
@@ -206,7 +220,12 @@ fn exec_into_paused_container_does_not_block_resume() {
         "resume waited {:?} for the exec",
         t0.elapsed()
     );
-    let out = child.wait_with_output().expect("exec output");
+    let out = child
+        .0
+        .take()
+        .expect("exec child")
+        .wait_with_output()
+        .expect("exec output");
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("ran-after-resume"),
         "exec: {:?} {}",
@@ -220,7 +239,7 @@ fn exec_into_paused_container_does_not_block_resume() {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let mut child = exec.spawn().expect("spawn exec");
+    let mut child = KillOnDrop(Some(exec.spawn().expect("spawn exec")));
     std::thread::sleep(Duration::from_millis(300));
     let t0 = Instant::now();
     rt.delete(&id, true).ok();
@@ -230,7 +249,11 @@ fn exec_into_paused_container_does_not_block_resume() {
         t0.elapsed()
     );
     let deadline = Instant::now() + TIMEOUT;
-    while child.try_wait().ok().flatten().is_none() {
+    while child
+        .0
+        .as_mut()
+        .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    {
         assert!(
             Instant::now() < deadline,
             "exec never returned after delete -f"

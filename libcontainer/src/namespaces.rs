@@ -123,3 +123,24 @@ pub fn unshare(flags: i32) -> Result<(), NamespaceError> {
     }
     crate::sys::unshare(flags).map_err(|errno| NamespaceError::Unshare { flags, errno })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(json: &str) -> Plan {
+        let list: Vec<LinuxNamespace> = serde_json::from_str(json).expect("namespaces");
+        Plan::from_spec(&list).expect("plan")
+    }
+
+    /// What `Created::own_pid_namespace` (and so the shim's kill-all on
+    /// the init's exit) rests on: only a `pid` entry without a path is a
+    /// PID namespace of the container's own.
+    #[test]
+    fn own_pid_namespace_only_when_created() {
+        let pid = LinuxNamespaceType::Pid;
+        assert!(plan(r#"[{"type": "mount"}, {"type": "pid"}]"#).creates(pid));
+        assert!(!plan(r#"[{"type": "pid", "path": "/proc/self/ns/pid"}]"#).creates(pid));
+        assert!(!plan(r#"[{"type": "mount"}]"#).creates(pid));
+    }
+}

@@ -213,7 +213,6 @@ impl Shim {
             PathBuf::from(&opts.root)
         };
         let bundle = PathBuf::from(&r.bundle);
-        let kill_all_on_exit = crate::task::kill_all_on_exit(&bundle);
         // For `shim delete` after a crash: where the state is.
         std::fs::write(
             bundle.join(crate::ROOT_FILE),
@@ -232,7 +231,7 @@ impl Shim {
             stderr: r.stderr.clone(),
             terminal: r.terminal,
         };
-        let result = (|| -> Rpc<(i32, stdio::Io, bool, Option<OomWatcher>)> {
+        let result = (|| -> Rpc<(i32, stdio::Io, bool, Option<OomWatcher>, bool)> {
             let prepared = stdio::prepare(&paths, &r.id, &self.namespace, opts.io_uid, opts.io_gid)
                 .map_err(unknown)?;
             let mut io = prepared.io;
@@ -260,9 +259,17 @@ impl Shim {
                     .map_err(cleanup)?;
             }
             let oom = OomWatcher::new(&created.cgroups).ok().flatten();
-            Ok((created.pid, io, created.cgroups.unified, oom))
+            // As the Go shim's `ShouldKillAllOnExit`.
+            let kill_all_on_exit = !created.own_pid_namespace;
+            Ok((
+                created.pid,
+                io,
+                created.cgroups.unified,
+                oom,
+                kill_all_on_exit,
+            ))
         })();
-        let (pid, io, unified, oom) = match result {
+        let (pid, io, unified, oom, kill_all_on_exit) = match result {
             Ok(v) => v,
             Err(e) => {
                 if mounted {

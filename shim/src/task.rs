@@ -3,7 +3,7 @@
 //! io and the Wait calls parked on it.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::SystemTime;
 
 use containerd_shim_protos::api::Status;
@@ -108,24 +108,6 @@ impl Task {
     }
 }
 
-/// As the Go shim's `ShouldKillAllOnExit`: true unless the bundle's spec
-/// gives the container a new PID namespace (a `pid` entry without a path),
-/// and when the spec cannot be read. Without its own PID namespace the
-/// init's exit does not take the container's other processes with it.
-pub fn kill_all_on_exit(bundle: &Path) -> bool {
-    let Ok(data) = std::fs::read(bundle.join("config.json")) else {
-        return true;
-    };
-    let Ok(spec) = serde_json::from_slice::<serde_json::Value>(&data) else {
-        return true;
-    };
-    let own = spec["linux"]["namespaces"].as_array().is_some_and(|ns| {
-        ns.iter()
-            .any(|n| n["type"] == "pid" && n["path"].as_str().unwrap_or_default().is_empty())
-    });
-    !own
-}
-
 /// Reap every exited child now: (pid, status) of each.
 pub fn reap_children() -> Vec<(i32, u32)> {
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -169,25 +151,5 @@ mod tests {
             Some((9, 137))
         );
         assert_eq!(exit_code(WaitStatus::StillAlive), None);
-    }
-
-    #[test]
-    fn kill_all_unless_the_pid_namespace_is_new() {
-        let dir = std::env::temp_dir().join(format!("shim-killall-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let spec = |ns: &str| {
-            std::fs::write(
-                dir.join("config.json"),
-                format!(r#"{{"linux": {{"namespaces": [{ns}]}}}}"#),
-            )
-            .unwrap();
-            kill_all_on_exit(&dir)
-        };
-        assert!(!spec(r#"{"type": "mount"}, {"type": "pid"}"#));
-        assert!(spec(r#"{"type": "pid", "path": "/proc/7/ns/pid"}"#));
-        assert!(spec(r#"{"type": "mount"}"#));
-        std::fs::remove_file(dir.join("config.json")).unwrap();
-        assert!(kill_all_on_exit(&dir));
-        std::fs::remove_dir(&dir).unwrap();
     }
 }

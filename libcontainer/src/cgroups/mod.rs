@@ -612,19 +612,6 @@ impl CgroupPaths {
         }
     }
 
-    /// Processes already in the container's cgroups, in any hierarchy and
-    /// in cgroups below, before the container's own (runc 1.1 warns about
-    /// them; it looks at one hierarchy only), sorted.
-    pub fn existing_pids(&self) -> Vec<i32> {
-        let mut out = Vec::new();
-        for dir in self.dirs.iter().filter(|d| d.is_dir()) {
-            collect_pids(dir, &mut out, 0);
-        }
-        out.sort_unstable();
-        out.dedup();
-        out
-    }
-
     pub fn is_frozen(&self) -> bool {
         if let Some(f) = &self.freezer {
             return std::fs::read_to_string(f.join("freezer.state"))

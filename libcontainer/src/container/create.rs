@@ -61,6 +61,10 @@ pub struct Created {
     pub console: Option<OwnedFd>,
     /// The container's cgroups (for a caller that watches them, e.g. OOM).
     pub cgroups: CgroupPaths,
+    /// The init has a PID namespace of its own: its exit takes every other
+    /// process of the container with it (otherwise a caller that reaps the
+    /// init must kill the rest, as containerd's shims do).
+    pub own_pid_namespace: bool,
 }
 
 /// Undoes a half-made container unless disarmed.
@@ -177,9 +181,15 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         annotations: spec.annotations().clone().unwrap_or_default(),
         started: false,
         cgroups: cgroups.clone(),
-        config: spec.clone(),
+        config: spec,
     };
     let state_dir = StateDir::create(&opts.root, &opts.id, &st)?;
+    // The spec now lives in the state (moved, not copied).
+    let spec = &st.config;
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| ContainerError::Invalid("linux: missing".into()))?;
     let mut undo = Undo {
         state_dir: Some(state_dir),
         cgroups: None,
@@ -188,7 +198,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     // As runc 1.1 (libcontainer's factory Create), before any cgroup is
     // made or joined: processes already there get a warning (in runc's
     // words), a frozen cgroup an error (the user's cgroup is left as it is).
-    let busy = cgroups.existing_pids().len();
+    let busy = cgroups.all_pids().len();
     if busy > 0 {
         warnings.push(format!(
             "container's cgroup is not empty: {busy} process(es) found"
@@ -220,7 +230,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         .ok_or_else(|| ContainerError::Invalid("state dir vanished".into()))?;
     let args = SpawnArgs {
         id: &opts.id,
-        spec: &spec,
+        spec,
         bundle: &bundle,
         rootfs: &st.rootfs,
         plan: &plan,
@@ -257,6 +267,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         debug,
         console: caller_console,
         cgroups,
+        own_pid_namespace: plan.creates(oci_spec::runtime::LinuxNamespaceType::Pid),
     })
 }
 
