@@ -138,8 +138,9 @@ pub fn version_text() -> String {
 /// Exit status of `exec` when exec itself fails (runc's).
 const EXEC_FAILED: u8 = 255;
 
-fn create_options(root: &std::path::Path, a: &CreateArgs) -> CreateOptions {
+fn create_options(root: &std::path::Path, a: &CreateArgs, log: &Logger) -> CreateOptions {
     CreateOptions {
+        debug: log.debug_enabled(),
         console_socket: a.console_socket.clone(),
         pid_file: a.pid_file.clone(),
         no_pivot: a.no_pivot,
@@ -174,7 +175,7 @@ pub fn dispatch(cli: &Cli, log: &Logger) -> Result<u8, String> {
     let e = |e: container::ContainerError| e.to_string();
     match &cli.cmd {
         Cmd::Create(a) => {
-            let c = container::create(&create_options(root, a)).map_err(e)?;
+            let c = container::create(&create_options(root, a, log)).map_err(e)?;
             c.debug.iter().for_each(|d| log.debug(d));
             c.warnings.iter().for_each(|w| log.warn(w));
             log.debug(&format!("created {} with init pid {}", a.id, c.pid));
@@ -210,7 +211,7 @@ pub fn dispatch(cli: &Cli, log: &Logger) -> Result<u8, String> {
             create,
             detach,
             keep,
-        } => return crate::run::run(create_options(root, create), *detach, *keep, log),
+        } => return crate::run::run(create_options(root, create, log), *detach, *keep, log),
         Cmd::Exec(a) => {
             // exec exits with the process's status; its own errors exit 255
             // (runc's EXEC_FAILED) so a client can tell them apart. Usage

@@ -177,6 +177,7 @@ pub fn exec(root: &Path, a: &ExecArgs, log: &Logger) -> Result<u8, String> {
         preserve_fds: a.preserve_fds,
         ignore_paused: a.ignore_paused,
         cgroup: a.cgroup.clone(),
+        debug: log.debug_enabled(),
         ..ExecRequest::new(&a.id, root, process)
     };
     let execed = container::exec(&req).map_err(|e| e.to_string())?;

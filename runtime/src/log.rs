@@ -62,6 +62,11 @@ impl Logger {
         self.emit("warning", msg);
     }
 
+    /// `--debug` was given: worth preparing debug notes.
+    pub fn debug_enabled(&self) -> bool {
+        self.debug
+    }
+
     pub fn debug(&self, msg: &str) {
         if self.debug {
             self.emit("debug", msg);

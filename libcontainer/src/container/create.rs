@@ -26,6 +26,9 @@ pub struct CreateOptions {
     pub preserve_fds: u32,
     /// The init's stdin, stdout and stderr (all >= 3); `None`: inherit ours.
     pub stdio: Option<[RawFd; 3]>,
+    /// Prepare `Created::debug` notes (only then: they cost time on every
+    /// create).
+    pub debug: bool,
 }
 
 impl CreateOptions {
@@ -48,6 +51,7 @@ impl CreateOptions {
             no_new_keyring: false,
             preserve_fds: 0,
             stdio: None,
+            debug: false,
         }
     }
 }
@@ -55,7 +59,7 @@ impl CreateOptions {
 pub struct Created {
     pub pid: i32,
     pub warnings: Vec<String>,
-    /// Notes for `--debug` logging only.
+    /// Notes for `--debug` logging (with `CreateOptions::debug`).
     pub debug: Vec<String>,
     /// Where the pty master arrives, with `pty_to_caller`.
     pub console: Option<OwnedFd>,
@@ -65,6 +69,26 @@ pub struct Created {
     /// process of the container with it (otherwise a caller that reaps the
     /// init must kill the rest, as containerd's shims do).
     pub own_pid_namespace: bool,
+}
+
+/// `--debug` notes, prepared only when the caller asked for them.
+struct Notes {
+    on: bool,
+    lines: Vec<String>,
+}
+
+impl Notes {
+    fn push(&mut self, note: impl FnOnce() -> String) {
+        if self.on {
+            self.lines.push(note());
+        }
+    }
+
+    fn extend(&mut self, notes: impl FnOnce() -> Vec<String>) {
+        if self.on {
+            self.lines.extend(notes());
+        }
+    }
 }
 
 /// Undoes a half-made container unless disarmed.
@@ -126,21 +150,28 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         .linux()
         .as_ref()
         .ok_or_else(|| ContainerError::Invalid("linux: missing".into()))?;
-    let mut debug = vec![format!(
-        "spec loaded from {} (ociVersion {})",
-        bundle.join("config.json").display(),
-        spec.version()
-    )];
+    let mut debug = Notes {
+        on: opts.debug,
+        lines: Vec::new(),
+    };
+    debug.push(|| {
+        format!(
+            "spec loaded from {} (ociVersion {})",
+            bundle.join("config.json").display(),
+            spec.version()
+        )
+    });
     let seccomp = match linux.seccomp() {
         Some(sc) => {
             let f = crate::seccomp::compile(sc)?;
             // runc logs these at debug level; profiles name many syscalls
             // that older kernels lack.
-            debug.extend(
+            debug.extend(|| {
                 f.unknown
                     .iter()
-                    .map(|n| format!("linux.seccomp: unknown syscall {n:?} skipped")),
-            );
+                    .map(|n| format!("linux.seccomp: unknown syscall {n:?} skipped"))
+                    .collect()
+            });
             Some(f)
         }
         None => None,
@@ -153,9 +184,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     let (console, caller_console) =
         tty::console_for(terminal, opts.console_socket.as_deref(), opts.pty_to_caller)?;
     let plan = Plan::from_spec(linux.namespaces().as_deref().unwrap_or(&[]))?;
-    debug.push(describe_namespaces(
-        linux.namespaces().as_deref().unwrap_or(&[]),
-    ));
+    debug.push(|| describe_namespaces(linux.namespaces().as_deref().unwrap_or(&[])));
     if !plan.has(oci_spec::runtime::LinuxNamespaceType::Mount) {
         warnings.push("linux.namespaces: no mount namespace: mounts, masked and read-only paths are not applied; the container is only chrooted".into());
     }
@@ -211,19 +240,21 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     // gets the default device rules (deny all but the standard nodes).
     let no_resources = oci_spec::runtime::LinuxResources::default();
     warnings.extend(cgroups.apply(linux.resources().as_ref().unwrap_or(&no_resources))?);
-    debug.push(format!(
-        "cgroup {} created and linux.resources applied: {}",
-        linux.cgroups_path().as_ref().map_or_else(
-            || format!("/{} (no cgroupsPath)", opts.id),
-            |p| p.display().to_string()
-        ),
-        cgroups
-            .dirs
-            .iter()
-            .map(|d| d.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    ));
+    debug.push(|| {
+        format!(
+            "cgroup {} created and linux.resources applied: {}",
+            linux.cgroups_path().as_ref().map_or_else(
+                || format!("/{} (no cgroupsPath)", opts.id),
+                |p| p.display().to_string()
+            ),
+            cgroups
+                .dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    });
     let sd = undo
         .state_dir
         .as_ref()
@@ -255,7 +286,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     if let Some(pf) = &opts.pid_file {
         write_pid_file(pf, pid)?;
     }
-    debug.extend(after_spawn(&st, &plan, opts.no_pivot));
+    debug.extend(|| after_spawn(&st, &plan, opts.no_pivot));
     // Success: keep everything.
     warnings.append(&mut undo.spawned.warnings);
     undo.spawned.children.clear();
@@ -264,7 +295,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     Ok(Created {
         pid,
         warnings,
-        debug,
+        debug: debug.lines,
         console: caller_console,
         cgroups,
         own_pid_namespace: plan.creates(oci_spec::runtime::LinuxNamespaceType::Pid),

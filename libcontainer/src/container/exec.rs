@@ -24,6 +24,8 @@ pub struct ExecRequest {
     pub cgroup: Vec<String>,
     /// As `CreateOptions::stdio`.
     pub stdio: Option<[RawFd; 3]>,
+    /// As `CreateOptions::debug`: prepare `Execed::debug` notes.
+    pub debug: bool,
 }
 
 impl ExecRequest {
@@ -45,6 +47,7 @@ impl ExecRequest {
             ignore_paused: false,
             cgroup: Vec::new(),
             stdio: None,
+            debug: false,
         }
     }
 }
@@ -111,18 +114,22 @@ pub fn exec(req: &ExecRequest) -> Result<Execed> {
     if let Some(pf) = &req.pid_file {
         super::write_pid_file(pf, pid)?;
     }
-    let debug = vec![format!(
-        "exec in {}: pid {pid} joined init {}'s namespaces and cgroups {}; exec of {:?} done",
-        req.id,
-        st.pid,
-        st.cgroups
-            .dirs
-            .iter()
-            .map(|d| d.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
-        p.args().as_deref().unwrap_or_default()
-    )];
+    let debug = if !req.debug {
+        Vec::new()
+    } else {
+        vec![format!(
+            "exec in {}: pid {pid} joined init {}'s namespaces and cgroups {}; exec of {:?} done",
+            req.id,
+            st.pid,
+            st.cgroups
+                .dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            p.args().as_deref().unwrap_or_default()
+        )]
+    };
     Ok(Execed {
         pid,
         console: caller_console,
