@@ -322,24 +322,12 @@ fn shim_socket_and_address_file() {
 fn slow_poststop_hook_does_not_hold_up_a_sibling() {
     let mut c = Containerd::start(RUST);
     let hook_done = c.dir.join("poststop-done");
-    let spec_for = |id: &str, args: &[&str], hook: bool| {
-        let mut spec = integration::default_spec();
-        spec["root"] = serde_json::json!({"path": c.rootfs.rootfs(), "readonly": true});
-        spec["process"]["args"] = serde_json::json!(args);
-        spec["annotations"] = serde_json::json!({"io.containerd.runc.v2.group": "pod1"});
-        spec["linux"]["cgroupsPath"] = serde_json::json!(format!("/{}/{id}", c.ns));
-        if hook {
-            spec["hooks"] = serde_json::json!({"poststop": [{
-                "path": "/bin/sh",
-                "args": ["sh", "-c", format!("sleep 12; touch {}", hook_done.display())]
-            }]});
-        }
-        let path = c.dir.join(format!("{id}.json"));
-        fs::write(&path, spec.to_string()).unwrap();
-        path.display().to_string()
-    };
-    let slow = spec_for("slowhook", &["/bin/sleep", "300"], true);
-    let sibling = spec_for("sibling", &["/bin/sleep", "300"], false);
+    let hook = serde_json::json!({"poststop": [{
+        "path": "/bin/sh",
+        "args": ["sh", "-c", format!("sleep 12; touch {}", hook_done.display())]
+    }]});
+    let slow = c.grouped_spec("slowhook", &["/bin/sleep", "300"], "pod1", Some(hook));
+    let sibling = c.grouped_spec("sibling", &["/bin/sleep", "300"], "pod1", None);
     for (id, spec) in [("slowhook", &slow), ("sibling", &sibling)] {
         c.seen.lock().unwrap().push((id.to_string(), 0));
         c.ctr(&[

@@ -124,16 +124,7 @@ fn rss_kib(pid: i32) -> u64 {
 fn pod_shim_fds_and_rss_stay_flat() {
     let cycles = env_count("OXRUN_SOAK_CYCLES", 150);
     let mut c = Containerd::start(Flavor::RustShim);
-    let spec = |id: &str, args: &[&str]| {
-        let mut spec = integration::default_spec();
-        spec["root"] = serde_json::json!({"path": c.rootfs.rootfs(), "readonly": true});
-        spec["process"]["args"] = serde_json::json!(args);
-        spec["annotations"] = serde_json::json!({"io.containerd.runc.v2.group": "soakpod"});
-        spec["linux"]["cgroupsPath"] = serde_json::json!(format!("/{}/{id}", c.ns));
-        let path = c.dir.join(format!("{id}.json"));
-        fs::write(&path, spec.to_string()).unwrap();
-        path.display().to_string()
-    };
+    let spec = |id: &str, args: &[&str]| c.grouped_spec(id, args, "soakpod", None);
     let anchor = spec("anchor", &["/bin/sleep", "600"]);
     c.seen.lock().unwrap().push(("anchor".into(), 0));
     c.ctr(&[

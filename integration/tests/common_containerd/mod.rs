@@ -395,6 +395,30 @@ disabled_plugins = [
         v
     }
 
+    /// A full OCI spec for `ctr run --config`, written under the test dir:
+    /// the test rootfs, `args`, the container's cgroup, the shim group
+    /// annotation `group` (containers of one group share a shim, as a
+    /// pod's do), and `hooks` if given. Returns the file's path.
+    pub fn grouped_spec(
+        &self,
+        id: &str,
+        args: &[&str],
+        group: &str,
+        hooks: Option<Value>,
+    ) -> String {
+        let mut spec = integration::default_spec();
+        spec["root"] = serde_json::json!({"path": self.rootfs.rootfs(), "readonly": true});
+        spec["process"]["args"] = serde_json::json!(args);
+        spec["annotations"] = serde_json::json!({"io.containerd.runc.v2.group": group});
+        spec["linux"]["cgroupsPath"] = serde_json::json!(format!("/{}/{id}", self.ns));
+        if let Some(h) = hooks {
+            spec["hooks"] = h;
+        }
+        let path = self.dir.join(format!("{id}.json"));
+        fs::write(&path, spec.to_string()).unwrap();
+        path.display().to_string()
+    }
+
     /// `ctr task delete` then `ctr container rm`; returns the task delete.
     pub fn delete(&self, id: &str) -> CmdOut {
         let out = self.ctr(&["task", "delete", id]).ok();
@@ -404,23 +428,8 @@ disabled_plugins = [
 
     /// Stop containerd: SIGTERM, then SIGKILL after 10 s.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        // SAFETY: kill(2) with a pid and a signal number; no memory is involved.
-        unsafe { libc::kill(self.pid, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match child.try_wait() {
-                Ok(Some(_)) | Err(_) => return,
-                Ok(None) => {}
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if let Some(child) = self.child.take() {
+            terminate(child, Duration::from_secs(10));
         }
     }
 
