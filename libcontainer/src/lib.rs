@@ -7,6 +7,7 @@ pub mod cgroups;
 pub mod container;
 pub mod features;
 pub mod hooks;
+mod mountinfo;
 pub mod namespaces;
 pub mod process;
 pub mod rlimits;

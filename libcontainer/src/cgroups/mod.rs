@@ -191,27 +191,15 @@ struct Hierarchy {
 }
 
 fn hierarchies() -> Result<Vec<Hierarchy>, CgroupError> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(io("read", Path::new("/proc/self/mountinfo")))?;
+    let info = crate::mountinfo::read().map_err(io("read", Path::new("/proc/self/mountinfo")))?;
     let mut out = Vec::new();
-    for line in info.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else {
-            continue;
-        };
-        let mut post = post.split(' ');
-        let fstype = post.next().unwrap_or("");
-        let _source = post.next();
-        let superopts = post.next().unwrap_or("");
-        let mut fields = pre.split(' ');
-        let (root, mount) = match (fields.nth(3), fields.next()) {
-            (Some(r), Some(m)) => (r, PathBuf::from(m)),
-            _ => continue,
-        };
+    for e in crate::mountinfo::entries(&info) {
         // A bind of part of a hierarchy is not the hierarchy.
-        if root != "/" {
+        if e.root != "/" {
             continue;
         }
-        let h = match fstype {
+        let (mount, superopts) = (e.mount_point, e.super_options);
+        let h = match e.fstype {
             "cgroup2" => Hierarchy {
                 mount,
                 controllers: Vec::new(),

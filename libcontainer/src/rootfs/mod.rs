@@ -199,13 +199,8 @@ pub fn prepare(ctx: &mut Context<'_>) -> Result<OwnedFd> {
 /// itself fails (EINVAL). A private or slave mount is left as it is, so a
 /// slave rootfs keeps receiving the host's mounts.
 fn make_parent_mount_private(rootfs: &Path) -> Result<()> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| {
-        RootfsError::Sys(crate::sys::SysError::at(
-            "read",
-            "/proc/self/mountinfo",
-            Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-        ))
-    })?;
+    let info = crate::mountinfo::read()
+        .map_err(|e| sys::SysError::io("read", "/proc/self/mountinfo", &e))?;
     let Some((mount_point, optional)) = holding_mount(&info, rootfs) else {
         return Ok(());
     };
@@ -230,38 +225,19 @@ fn make_parent_mount_private(rootfs: &Path) -> Result<()> {
 /// `unbindable`, ...).
 fn holding_mount<'a>(info: &'a str, path: &Path) -> Option<(PathBuf, Vec<&'a str>)> {
     let mut best: Option<(PathBuf, Vec<&str>)> = None;
-    for line in info.lines() {
-        let Some((left, _)) = line.split_once(" - ") else {
-            continue;
-        };
-        let fields: Vec<&str> = left.split(' ').collect();
-        let Some(mp) = fields.get(4).map(|m| unescape_mountinfo(m)) else {
-            continue;
-        };
-        if !path.starts_with(&mp) {
+    for e in crate::mountinfo::entries(info) {
+        if !path.starts_with(&e.mount_point) {
             continue;
         }
         // Later lines are mounted later: on the same mount point, on top.
         let longer = best
             .as_ref()
-            .is_none_or(|(b, _)| mp.as_os_str().len() >= b.as_os_str().len());
+            .is_none_or(|(b, _)| e.mount_point.as_os_str().len() >= b.as_os_str().len());
         if longer {
-            best = Some((
-                mp,
-                fields.get(6..).map(<[&str]>::to_vec).unwrap_or_default(),
-            ));
+            best = Some((e.mount_point, e.optional));
         }
     }
     best
-}
-
-pub(super) fn unescape_mountinfo(s: &str) -> PathBuf {
-    PathBuf::from(
-        s.replace("\\040", " ")
-            .replace("\\011", "\t")
-            .replace("\\012", "\n")
-            .replace("\\134", "\\"),
-    )
 }
 
 #[cfg(test)]

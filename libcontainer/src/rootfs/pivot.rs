@@ -54,21 +54,13 @@ pub fn pivot(root: BorrowedFd<'_>, rootfs: &Path, no_pivot: bool) -> Result<()> 
 /// made a slave (its unmount must not reach the host) and detached, or
 /// covered with an empty tmpfs where it cannot be unmounted.
 fn hide_host_proc_and_sys(rootfs: &Path) -> Result<()> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo")
+    let info = crate::mountinfo::read()
         .map_err(|e| sys::SysError::io("read", "/proc/self/mountinfo", &e))?;
     let mut hidden: Vec<std::path::PathBuf> = Vec::new();
-    for line in info.lines() {
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let fields: Vec<&str> = left.split(' ').collect();
-        let fstype = right.split(' ').next().unwrap_or_default();
-        let (Some(root), Some(mp)) = (fields.get(3), fields.get(4)) else {
-            continue;
-        };
-        let mp = super::unescape_mountinfo(mp);
-        if *root != "/"
-            || !matches!(fstype, "proc" | "sysfs")
+    for e in crate::mountinfo::entries(&info) {
+        let mp = e.mount_point;
+        if e.root != "/"
+            || !matches!(e.fstype, "proc" | "sysfs")
             || mp.starts_with(rootfs)
             || hidden.iter().any(|h| mp.starts_with(h))
         {
