@@ -6,6 +6,9 @@
 //!
 //!   cri-tool demo [1.6|2.1]             a pod with two containers, oxrun
 //!   cri-tool bench N...                 oxrun vs runc vs crun, containerd 2.1
+//!   cri-tool systemd [oxrun|runc]       containerd 2.1 with SystemdCgroup = true:
+//!                                       a kubelet-style pod's scopes (run in the
+//!                                       systemd guest, scripts/systemd-vm)
 //!
 //! Env: OXRUN_BIN (runtime), OXRUN_SHIM_BIN (shim), OXRUN_CRI_IMAGES.
 #![allow(unused_macros)]
@@ -16,10 +19,12 @@ mod common_clients;
 mod common_cri;
 
 use std::fs;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common_clients::poll;
 use common_cri::*;
+use integration::run_with_timeout;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -40,8 +45,12 @@ fn main() {
                 counts
             })
         }
+        Some("systemd") => systemd(match args.get(1).map(String::as_str) {
+            Some("runc") => Handler::Runc,
+            _ => Handler::Oxrun,
+        }),
         _ => {
-            eprintln!("usage: cri-tool demo [1.6|1.7|2.1] | bench N...");
+            eprintln!("usage: cri-tool demo [1.6|1.7|2.1] | bench N... | systemd [oxrun|runc]");
             std::process::exit(2)
         }
     }
@@ -371,5 +380,240 @@ fn bench(counts: Vec<usize>) {
                 r.pss_kib / ours.pss_kib
             );
         }
+    }
+}
+
+/// One line per check ("ok ..." / "FAIL ..."), as scripts/systemd-vm/check.sh.
+#[derive(Default)]
+struct Checks {
+    pass: usize,
+    fail: usize,
+}
+
+impl Checks {
+    fn ok(&mut self, good: bool, what: &str) {
+        if good {
+            self.pass += 1;
+            println!("ok   {what}");
+        } else {
+            self.fail += 1;
+            println!("FAIL {what}");
+        }
+    }
+
+    fn eq(&mut self, what: &str, want: &str, got: &str) {
+        if want == got {
+            self.ok(true, &format!("{what} = {got}"));
+        } else {
+            self.ok(false, &format!("{what}: expected '{want}', got '{got}'"));
+        }
+    }
+}
+
+/// The unified ("0::") cgroup of a process, as the host sees it.
+fn host_cgroup(pid: i32) -> String {
+    fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap_or("")
+        .to_string()
+}
+
+/// `systemctl show -p PROP --value UNIT`.
+fn unit_prop(unit: &str, prop: &str) -> String {
+    let out = run_with_timeout(
+        Command::new("systemctl").args(["show", "-p", prop, "--value", "--", unit]),
+        Duration::from_secs(20),
+        None,
+    );
+    out.stdout.trim().to_string()
+}
+
+/// Units (any state) whose name contains `needle`.
+fn units_matching(needle: &str) -> Vec<String> {
+    let out = run_with_timeout(
+        Command::new("systemctl").args([
+            "list-units",
+            "--all",
+            "--plain",
+            "--no-legend",
+            "--no-pager",
+        ]),
+        Duration::from_secs(20),
+        None,
+    );
+    out.stdout
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
+        .collect()
+}
+
+/// containerd 2.1 with `SystemdCgroup = true` on a systemd host (the
+/// systemd guest): a kubelet-style BestEffort pod and one container with
+/// limits; their scopes, `systemctl show`, exec, and nothing left after
+/// removal. Exits 1 if a check failed.
+fn systemd(handler: Handler) {
+    let mut ck = Checks::default();
+    let ctd = Ctd::V2_1;
+    println!(
+        "containerd {} + CRI, handler {} ({}), SystemdCgroup = true",
+        ctd.version_prefix(),
+        handler.name(),
+        handler.shim_name()
+    );
+    let mut c = Cri::start_systemd(ctd, handler);
+    let conf = fs::read_to_string(c.dir.join("config.toml")).unwrap_or_default();
+    ck.ok(
+        conf.matches("SystemdCgroup = true").count() >= 2,
+        "config.toml sets SystemdCgroup = true for the runtimes",
+    );
+    let pcfg = c.pod_config("sd-pod");
+    let parent = pcfg
+        .linux
+        .as_ref()
+        .map(|l| l.cgroup_parent.clone())
+        .unwrap_or_default();
+    println!("pod cgroup_parent (kubelet's systemd form): {parent}");
+    let slice = parent.rsplit('/').next().unwrap_or("").to_string();
+    let pod = match c.try_run_pod(&pcfg) {
+        Ok(p) => p,
+        Err(e) => {
+            ck.ok(
+                false,
+                &format!("RunPodSandbox: {e}\n{}", c.log_grep("level=error")),
+            );
+            println!("{} passed, {} failed", ck.pass, ck.fail);
+            std::process::exit(1);
+        }
+    };
+    ck.ok(true, "RunPodSandbox");
+    let pause = c.pod_pid(&pod);
+    ck.eq(
+        "sandbox (pause) cgroup",
+        &format!("{parent}/cri-containerd-{pod}.scope"),
+        &host_cgroup(pause),
+    );
+
+    let mut cfg = c.container_config("c", &["sleep", "3600"]);
+    if let Some(r) = cfg.linux.as_mut().and_then(|l| l.resources.as_mut()) {
+        r.memory_limit_in_bytes = 64 << 20;
+        r.cpu_shares = 2; // BestEffort
+        r.cpu_quota = 50_000;
+        r.cpu_period = 100_000;
+    }
+    let id = match c
+        .try_create(&pod, &cfg, &pcfg)
+        .and_then(|id| c.try_start(&id).map(|_| id))
+    {
+        Ok(id) => id,
+        Err(e) => {
+            ck.ok(
+                false,
+                &format!(
+                    "CreateContainer + StartContainer: {e}\n{}",
+                    c.log_grep("level=error")
+                ),
+            );
+            println!("{} passed, {} failed", ck.pass, ck.fail);
+            std::process::exit(1);
+        }
+    };
+    c.wait_running(&id);
+    ck.ok(true, "CreateContainer + StartContainer");
+    let unit = format!("cri-containerd-{id}.scope");
+    let cg = format!("{parent}/{unit}");
+    ck.eq("container cgroup", &cg, &host_cgroup(c.container_pid(&id)));
+    ck.eq(
+        "unit ActiveState",
+        "active",
+        &unit_prop(&unit, "ActiveState"),
+    );
+    ck.eq("unit Slice", &slice, &unit_prop(&unit, "Slice"));
+    ck.eq("unit ControlGroup", &cg, &unit_prop(&unit, "ControlGroup"));
+    ck.eq("unit Delegate", "yes", &unit_prop(&unit, "Delegate"));
+    ck.eq("unit MemoryMax", "67108864", &unit_prop(&unit, "MemoryMax"));
+    ck.eq(
+        "unit CPUWeight (shares 2)",
+        "1",
+        &unit_prop(&unit, "CPUWeight"),
+    );
+    ck.eq(
+        "unit CPUQuotaPerSecUSec",
+        "500ms",
+        &unit_prop(&unit, "CPUQuotaPerSecUSec"),
+    );
+    let file = |f: &str| {
+        fs::read_to_string(format!("/sys/fs/cgroup{cg}/{f}"))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    ck.eq("memory.max", "67108864", &file("memory.max"));
+    ck.eq("cpu.weight", "1", &file("cpu.weight"));
+    ck.eq("cpu.max", "50000 100000", &file("cpu.max"));
+    ck.eq(
+        "pod slice ControlGroup",
+        &parent,
+        &unit_prop(&slice, "ControlGroup"),
+    );
+
+    let (o, e, code) = c
+        .try_exec_sync(
+            &id,
+            &["cat", "/proc/self/cgroup", "/sys/fs/cgroup/memory.max"],
+        )
+        .unwrap_or_else(|e| (String::new(), e.to_string(), -1));
+    ck.eq("ExecSync: exit code", "0", &format!("{code}{e}"));
+    ck.eq(
+        "ExecSync: own cgroup (namespace root), memory.max",
+        "0::/ 67108864",
+        &o.split_whitespace().collect::<Vec<_>>().join(" "),
+    );
+    let (_, _, code) = c
+        .try_exec_sync(&id, &["sh", "-c", "exit 3"])
+        .unwrap_or_else(|e| (String::new(), e.to_string(), -1));
+    ck.eq("ExecSync: exit status 3", "3", &code.to_string());
+
+    c.stop_container(&id, 0);
+    c.remove_container(&id);
+    let gone = poll(Duration::from_secs(10), || {
+        (units_matching(&id).is_empty()
+            && !std::path::Path::new(&format!("/sys/fs/cgroup{cg}")).exists())
+        .then_some(())
+    });
+    ck.ok(
+        gone.is_some(),
+        &format!(
+            "container removed: no unit, no cgroup (left: {:?})",
+            units_matching(&id)
+        ),
+    );
+    c.stop_pod(&pod);
+    c.remove_pod(&pod);
+    let gone = poll(Duration::from_secs(10), || {
+        units_matching(&pod).is_empty().then_some(())
+    });
+    ck.ok(
+        gone.is_some(),
+        &format!(
+            "pod removed: no sandbox scope (left: {:?})",
+            units_matching(&pod)
+        ),
+    );
+    let leftover = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.assert_clean()));
+    ck.ok(
+        leftover.is_ok(),
+        "containerd stopped, nothing left (processes, scopes, mounts, veths)",
+    );
+    let scopes = units_matching("cri-containerd-");
+    ck.ok(
+        scopes.is_empty(),
+        &format!("no cri-containerd scope at all (left: {scopes:?})"),
+    );
+    println!("{} passed, {} failed", ck.pass, ck.fail);
+    if ck.fail > 0 {
+        std::process::exit(1);
     }
 }

@@ -179,6 +179,15 @@ fn ensure_images() {
         return;
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/mkimages.sh");
+    // Without the source tree (a guest VM that only sees the built client
+    // and the images, scripts/systemd-vm), the images must already exist.
+    let ready = ["pause.tar", "busybox.tar"]
+        .iter()
+        .all(|t| images_dir().join(t).is_file());
+    if !script.exists() && ready {
+        *done = true;
+        return;
+    }
     let out = run_with_timeout(
         Command::new("bash").arg(&script).arg(images_dir()),
         Duration::from_secs(120),
@@ -197,8 +206,12 @@ pub struct Cri {
     /// containerd's pid (also the holder of its namespaces).
     pub pid: i32,
     pub sock: PathBuf,
-    /// Relative cgroup under which every pod of this test lives.
+    /// Relative cgroup under which every pod of this test lives (cgroupfs
+    /// driver); with systemd's, the prefix of this test's pod uids.
     pub cgroup_root: String,
+    /// systemd's cgroup driver (`SystemdCgroup = true`, kubelet-style
+    /// slices as pod parents): see [`Cri::start_systemd`].
+    pub systemd: bool,
     /// containerd's mount namespace (`mnt:[inode]`): its shims live there.
     pub mnt_ns: String,
     /// An fd of that namespace, held for as long as this test runs: a
@@ -214,6 +227,24 @@ pub struct Cri {
 
 impl Cri {
     pub fn start(ctd: Ctd, handler: Handler) -> Cri {
+        Self::start_with(ctd, handler, false)
+    }
+
+    /// With systemd's cgroup driver, on a host whose PID 1 is systemd (the
+    /// systemd test guest, scripts/systemd-vm): the runtimes get
+    /// `SystemdCgroup = true` (on containerd 1.x only the runc-type ones:
+    /// CRI drops the option names of other runtime types), pods get
+    /// kubelet's systemd-style parent
+    /// `/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod<uid>.slice`,
+    /// so containers land in `cri-containerd-<id>.scope` units; containerd's
+    /// private /run keeps systemd's and the system bus's sockets. The pod
+    /// slices stay after their pods (kubelet owns them) until the end; no
+    /// scope may remain.
+    pub fn start_systemd(ctd: Ctd, handler: Handler) -> Cri {
+        Self::start_with(ctd, handler, true)
+    }
+
+    fn start_with(ctd: Ctd, handler: Handler, systemd: bool) -> Cri {
         for (p, pkg) in [
             ("containerd", "containerd"),
             ("nsenter", "util-linux"),
@@ -246,9 +277,9 @@ impl Cri {
         fs::create_dir_all(dir.join("logs")).expect("mkdir logs");
         fs::write(dir.join("cni/10-oxit.conflist"), CNI_CONFLIST).expect("write conflist");
         let config = if ctd.is_v2() {
-            config_v3(&d)
+            config_v3(&d, systemd)
         } else {
-            config_v2(&d)
+            config_v2(&d, systemd)
         };
         let config_path = dir.join("config.toml");
         fs::write(&config_path, config).expect("write config.toml");
@@ -264,9 +295,23 @@ impl Cri {
         } else {
             ""
         };
+        // systemd's driver: systemd's private socket (/run/systemd) and the
+        // system bus (/run/dbus) stay reachable under the private /run.
+        let (save_run, keep_run) = if systemd {
+            let h = sh_quote(&dir.join("hostrun").display().to_string());
+            (
+                format!("mkdir -p {h}; mount --bind /run {h}; mount --make-private {h}; "),
+                format!(
+                    "for r in systemd dbus; do mkdir -p /run/$r; \
+                     mount --bind {h}/$r /run/$r; done; umount {h}; "
+                ),
+            )
+        } else {
+            (String::new(), String::new())
+        };
         let script = format!(
-            "set -e; mount --make-rshared /; {unified}\
-             mount -t tmpfs -o mode=0755 tmpfs /run; \
+            "set -e; mount --make-rshared /; {unified}{save_run}\
+             mount -t tmpfs -o mode=0755 tmpfs /run; {keep_run}\
              mount -t tmpfs -o mode=0755 tmpfs /var/lib/cni; \
              ip link set lo up; exec {} --config {}",
             sh_quote(&bin_dir.join("containerd").display().to_string()),
@@ -305,6 +350,7 @@ impl Cri {
             pid,
             sock,
             cgroup_root,
+            systemd,
             mnt_ns,
             _mnt_ns_pin: mnt_ns_pin,
             rs: RuntimeServiceClient::new(channel.clone()),
@@ -474,7 +520,19 @@ impl Cri {
     /// A pod config with a unique uid, its log directory in the temp dir
     /// and its cgroup parent below this test's cgroup root.
     pub fn pod_config(&self, name: &str) -> cri::PodSandboxConfig {
-        let uid = unique("uid");
+        let uid = if self.systemd {
+            format!("{}-{}", self.cgroup_root, unique("uid"))
+        } else {
+            unique("uid")
+        };
+        let cgroup_parent = if self.systemd {
+            format!(
+                "/kubepods.slice/kubepods-besteffort.slice/{}",
+                self.pod_slice(&uid)
+            )
+        } else {
+            format!("/{}/pod{}", self.cgroup_root, uid)
+        };
         let log_dir = self.dir.join("logs").join(&uid);
         fs::create_dir_all(&log_dir).expect("mkdir pod log dir");
         cri::PodSandboxConfig {
@@ -487,7 +545,7 @@ impl Cri {
             hostname: name.into(),
             log_directory: log_dir.display().to_string(),
             linux: Some(cri::LinuxPodSandboxConfig {
-                cgroup_parent: format!("/{}/pod{}", self.cgroup_root, uid),
+                cgroup_parent,
                 security_context: Some(cri::LinuxSandboxSecurityContext {
                     namespace_options: Some(kubelet_namespaces()),
                     ..Default::default()
@@ -495,6 +553,55 @@ impl Cri {
                 ..Default::default()
             }),
             ..Default::default()
+        }
+    }
+
+    /// systemd driver: kubelet's slice for a BestEffort pod (the '-' of
+    /// the uid become '_').
+    pub fn pod_slice(&self, uid: &str) -> String {
+        format!("kubepods-besteffort-pod{}.slice", uid.replace('-', "_"))
+    }
+
+    /// The pods' parent cgroups of this test (relative paths): the
+    /// cgroupfs root, or with systemd's driver the pod slices that exist.
+    fn pod_cgroups(&self) -> Vec<String> {
+        if !self.systemd {
+            return vec![self.cgroup_root.clone()];
+        }
+        const QOS: &str = "kubepods.slice/kubepods-besteffort.slice";
+        let mine = self.pod_slice(&format!("{}-", self.cgroup_root));
+        let mine = mine.trim_end_matches(".slice");
+        let mut v: Vec<String> = cgroup_dirs(QOS)
+            .iter()
+            .filter_map(|d| fs::read_dir(d).ok())
+            .flat_map(|rd| rd.flatten())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(mine))
+            .map(|n| format!("{QOS}/{n}"))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Remove what is left of the pods' parents: the cgroupfs tree, or
+    /// with systemd's driver this test's pod slices (`systemctl stop`).
+    fn remove_pod_cgroups(&self) {
+        if !self.systemd {
+            remove_cgroup_tree(&self.cgroup_root);
+            return;
+        }
+        let slices: Vec<String> = self
+            .pod_cgroups()
+            .iter()
+            .filter_map(|p| p.rsplit('/').next().map(str::to_string))
+            .collect();
+        if !slices.is_empty() {
+            let _ = run_with_timeout(
+                Command::new("systemctl").arg("stop").args(&slices),
+                Duration::from_secs(30),
+                None,
+            );
         }
     }
 
@@ -855,9 +962,20 @@ impl Cri {
         }
         let d = self.dir.path().display().to_string();
         let mi = fs::read_to_string(format!("/proc/{}/mountinfo", self.pid)).unwrap_or_default();
+        // Copies of the host's own mounts below /run (systemd's /run/lock,
+        // /run/credentials/...; under the private /run now) are no leak,
+        // nor the kept sockets' directories.
+        let ours = read_file(Path::new("/proc/self/mountinfo"));
+        let host_run: Vec<&str> = ours
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|mp| mp.starts_with("/run/"))
+            .collect();
         for l in mi.lines() {
             let mp = l.split(' ').nth(4).unwrap_or("");
-            if mp.starts_with(&d) || (mp.starts_with("/run/") && mp != "/run") {
+            let kept = host_run.contains(&mp)
+                || (self.systemd && (mp == "/run/systemd" || mp == "/run/dbus"));
+            if mp.starts_with(&d) || (mp.starts_with("/run/") && mp != "/run" && !kept) {
                 problems.push(format!("mount left in containerd's namespace: {l}"));
             }
         }
@@ -875,7 +993,9 @@ impl Cri {
                 procs.push((p, cmdline(p)));
             }
         }
-        procs.extend(procs_in_cgroup(&self.cgroup_root));
+        for cg in self.pod_cgroups() {
+            procs.extend(procs_in_cgroup(&cg));
+        }
         procs.sort();
         procs.dedup_by_key(|(p, _)| *p);
         procs
@@ -888,11 +1008,11 @@ impl Cri {
         for (p, c) in self.own_processes() {
             problems.push(format!("process {p} left: {c}"));
         }
-        // Pod parents (`pod<uid>`) may stay, as kubelet owns them; no
-        // container's cgroup may.
-        for dir in cgroup_dirs(&self.cgroup_root) {
+        // Pod parents (`pod<uid>`, or the pod slices) may stay, as kubelet
+        // owns them; no container's cgroup (scope) may.
+        for dir in self.pod_cgroups().iter().flat_map(|r| cgroup_dirs(r)) {
             for sub in walk_dirs(&dir).into_iter().skip(1) {
-                if sub.parent() != Some(dir.as_path()) {
+                if self.systemd || sub.parent() != Some(dir.as_path()) {
                     problems.push(format!("container cgroup left: {}", sub.display()));
                 }
             }
@@ -920,7 +1040,7 @@ impl Cri {
             problems.join("\n  "),
             tail(&self.log_path(), 30)
         );
-        remove_cgroup_tree(&self.cgroup_root);
+        self.remove_pod_cgroups();
     }
 }
 
@@ -959,7 +1079,7 @@ impl Drop for Cri {
             kill_all(&procs);
             procs.into_iter().map(|(p, _)| p.to_string()).collect()
         });
-        remove_cgroup_tree(&self.cgroup_root);
+        self.remove_pod_cgroups();
     }
 }
 
@@ -1058,9 +1178,23 @@ fn crun_bin() -> String {
         .unwrap_or_else(|| "crun".into())
 }
 
-/// containerd 1.6/1.7: config version 2.
-fn config_v2(d: &str) -> String {
+/// With systemd's driver, the `SystemdCgroup = true` line of a runtime's
+/// options table (`table`: its header, or "" inside an existing one).
+fn systemd_opt(systemd: bool, table: &str) -> String {
+    match (systemd, table) {
+        (false, _) => String::new(),
+        (true, "") => "\n        SystemdCgroup = true".into(),
+        (true, t) => format!("\n      [{t}]\n        SystemdCgroup = true"),
+    }
+}
+
+/// containerd 1.6/1.7: config version 2. With systemd's driver only the
+/// runc-type runtimes get the option (see [`Cri::start_systemd`]).
+fn config_v2(d: &str, systemd: bool) -> String {
     let crun = crun_bin();
+    let runtimes = r#"plugins."io.containerd.grpc.v1.cri".containerd.runtimes"#;
+    let sd_runc = systemd_opt(systemd, &format!("{runtimes}.runc.options"));
+    let sd = systemd_opt(systemd, "");
     format!(
         r#"version = 2
 root = "{d}/root"
@@ -1089,13 +1223,13 @@ disabled_plugins = [{DISABLED}
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
+      runtime_type = "io.containerd.runc.v2"{sd_runc}
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.oxrun]
       runtime_type = "io.containerd.rust.v2"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.crun]
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.crun.options]
-        BinaryName = "{crun}"
+        BinaryName = "{crun}"{sd}
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "{d}/cni"
@@ -1109,9 +1243,13 @@ disabled_plugins = [{DISABLED}
 /// as the README recommends for 2.x: CRI then probes it with `-info` and
 /// learns its features (with `io.containerd.rust.v2` it knows none, and
 /// containerd 2.1.9 crashes on a recursive read-only mount).
-fn config_v3(d: &str) -> String {
+fn config_v3(d: &str, systemd: bool) -> String {
     let shim = shim_bin().display().to_string();
     let crun = crun_bin();
+    let runtimes = "plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes";
+    let sd_runc = systemd_opt(systemd, &format!("{runtimes}.runc.options"));
+    let sd_oxrun = systemd_opt(systemd, &format!("{runtimes}.oxrun.options"));
+    let sd = systemd_opt(systemd, "");
     format!(
         r#"version = 3
 root = "{d}/root"
@@ -1141,14 +1279,14 @@ disabled_plugins = [{DISABLED}
   [plugins.'io.containerd.cri.v1.runtime'.containerd]
     default_runtime_name = "runc"
     [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
+      runtime_type = "io.containerd.runc.v2"{sd_runc}
     [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.oxrun]
       runtime_type = "io.containerd.runc.v2"
-      runtime_path = "{shim}"
+      runtime_path = "{shim}"{sd_oxrun}
     [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.crun]
       runtime_type = "io.containerd.runc.v2"
       [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.crun.options]
-        BinaryName = "{crun}"
+        BinaryName = "{crun}"{sd}
   [plugins.'io.containerd.cri.v1.runtime'.cni]
     bin_dirs = ["/usr/lib/cni"]
     conf_dir = "{d}/cni"
