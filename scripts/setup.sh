@@ -26,6 +26,10 @@ add_packages containerd podman conmon
 # loopback in /usr/lib/cni); protoc for the k8s-cri client's build script.
 # containerd 1.7 and 2.1 come from scripts/containerd-matrix.sh (below).
 add_packages containernetworking-plugins protobuf-compiler
+# The systemd test guest (scripts/test-systemd.sh, scripts/systemd-vm):
+# debootstrap builds its root file system (mkfs.ext4 -d from e2fsprogs,
+# which every Debian has, makes the image).
+add_packages debootstrap
 read -ra _extra <<<"${EXTRA_PACKAGES:-}"
 add_packages "${_extra[@]}"
 
