@@ -183,6 +183,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         .unwrap_or(false);
     let (console, caller_console) =
         tty::console_for(terminal, opts.console_socket.as_deref(), opts.pty_to_caller)?;
+    crate::intel_rdt::check(linux).map_err(ContainerError::Invalid)?;
     let plan = Plan::from_spec(linux.namespaces().as_deref().unwrap_or(&[]))?;
     debug.push(|| describe_namespaces(linux.namespaces().as_deref().unwrap_or(&[])));
     if !plan.has(oci_spec::runtime::LinuxNamespaceType::Mount) {
@@ -289,7 +290,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     debug.extend(|| after_spawn(&st, &plan, opts.no_pivot));
     // Success: keep everything.
     warnings.append(&mut undo.spawned.warnings);
-    undo.spawned.children.clear();
+    undo.spawned.keep();
     undo.cgroups = None;
     undo.state_dir = None;
     Ok(Created {

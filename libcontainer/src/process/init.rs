@@ -174,6 +174,17 @@ fn init(args: &InitArgs<'_>) -> Result<Never> {
     if let Some(d) = args.spawn.spec.domainname() {
         sys::setdomainname(d.as_bytes()).map_err(sys_err("domainname: setdomainname"))?;
     }
+    // Before the rootfs is set up: the host's NUMA nodes are still in
+    // view under /sys. set_mempolicy's policy survives execve.
+    if let Some(mp) = args
+        .spawn
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.memory_policy().as_ref())
+    {
+        super::mempolicy::apply_checked(mp)?;
+    }
 
     let mut ctx = rootfs::Context {
         spec: args.spawn.spec,

@@ -54,6 +54,8 @@ pub enum ProcessError {
     /// init broke the sync protocol.
     #[error("unexpected {0} from init")]
     Protocol(String),
+    #[error(transparent)]
+    NetDevice(#[from] crate::netdev::NetdevError),
     #[error("container init exited during set-up")]
     InitDied,
     #[error("the calling process has {0} threads; containers can only be created or exec'd from a single-threaded process")]
@@ -67,11 +69,21 @@ pub struct Spawned {
     pub children: Vec<i32>,
     /// Warnings init sent while setting up.
     pub warnings: Vec<String>,
+    /// `linux.netDevices` moved into the container so far.
+    pub net_devices: crate::netdev::Moved,
 }
 
 impl Spawned {
-    /// Kill and reap everything we started (failure path).
+    /// The container is created: keep what we started.
+    pub fn keep(&mut self) {
+        self.children.clear();
+        self.net_devices.keep();
+    }
+
+    /// Kill and reap everything we started (failure path), after giving
+    /// the moved network devices back to the host.
     pub fn kill_all(&mut self) {
+        self.net_devices.give_back();
         for pid in self.children.drain(..) {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
             let _ = waitpid(Pid::from_raw(pid), None);
@@ -180,6 +192,7 @@ pub fn spawn_init(a: &SpawnArgs<'_>, spawned: &mut Spawned) -> Result<i32, Proce
             }
         }
     };
+    crate::netdev::move_into(a.spec, init_pid, &mut spawned.net_devices)?;
     if let Some(score) = oom {
         std::fs::write(format!("/proc/{init_pid}/oom_score_adj"), score.to_string())
             .map_err(|source| ProcessError::OomScoreAdj { score, source })?;

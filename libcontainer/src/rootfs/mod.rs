@@ -7,6 +7,7 @@
 //! `RESOLVE_IN_ROOT`: no path string is ever resolved on the host side of a
 //! container-controlled symlink (CVE-2021-30465 family).
 
+mod copyup;
 mod devices;
 pub mod idmap;
 mod masking;
