@@ -22,17 +22,45 @@ struct Policy {
     nodes: Vec<usize>,
 }
 
+/// Every mode: its set_mempolicy(2) number and whether it needs nodes
+/// (true), takes none (false) or either (None).
+const MODES: &[(MemoryPolicyModeType, i32, Option<bool>)] = &[
+    (MemoryPolicyModeType::MpolDefault, 0, Some(false)),
+    (MemoryPolicyModeType::MpolPreferred, 1, None),
+    (MemoryPolicyModeType::MpolBind, 2, Some(true)),
+    (MemoryPolicyModeType::MpolInterleave, 3, Some(true)),
+    (MemoryPolicyModeType::MpolLocal, 4, Some(false)),
+    (MemoryPolicyModeType::MpolPreferredMany, 5, Some(true)),
+    (MemoryPolicyModeType::MpolWeightedInterleave, 6, Some(true)),
+];
+
+/// Every flag and its bit.
+const FLAGS: &[(MemoryPolicyFlagType, i32)] = &[
+    (MemoryPolicyFlagType::MpolFNumaBalancing, 1 << 13),
+    (MemoryPolicyFlagType::MpolFRelativeNodes, 1 << 14),
+    (MemoryPolicyFlagType::MpolFStaticNodes, 1 << 15),
+];
+
+/// The mode and flag names we apply, as the spec spells them (for
+/// `features`).
+pub(crate) fn names() -> (Vec<String>, Vec<String>) {
+    (
+        MODES.iter().map(|(m, _, _)| m.to_string()).collect(),
+        FLAGS.iter().map(|(f, _)| f.to_string()).collect(),
+    )
+}
+
 fn resolve(p: &LinuxMemoryPolicy) -> Result<Policy, InitError> {
-    use MemoryPolicyModeType as M;
-    let (mode, want_nodes) = match p.mode() {
-        M::MpolDefault => (0, Some(false)),
-        M::MpolPreferred => (1, None),
-        M::MpolBind => (2, Some(true)),
-        M::MpolInterleave => (3, Some(true)),
-        M::MpolLocal => (4, Some(false)),
-        M::MpolPreferredMany => (5, Some(true)),
-        M::MpolWeightedInterleave => (6, Some(true)),
-    };
+    let (mode, want_nodes) = MODES
+        .iter()
+        .find(|(m, _, _)| *m == p.mode())
+        .map(|(_, n, w)| (*n, *w))
+        .ok_or_else(|| {
+            invalid(
+                "linux.memoryPolicy.mode",
+                format!("{} is not supported", p.mode()),
+            )
+        })?;
     let nodes = match p.nodes().as_deref().map(str::trim) {
         Some(list) if !list.is_empty() => parse_nodes(list)?,
         _ => Vec::new(),
@@ -53,17 +81,18 @@ fn resolve(p: &LinuxMemoryPolicy) -> Result<Policy, InitError> {
         _ => {}
     }
     let mut flags = 0;
-    let mut relative = false;
     for f in p.flags().iter().flatten() {
-        flags |= match f {
-            MemoryPolicyFlagType::MpolFNumaBalancing => 1 << 13,
-            MemoryPolicyFlagType::MpolFRelativeNodes => {
-                relative = true;
-                1 << 14
-            }
-            MemoryPolicyFlagType::MpolFStaticNodes => 1 << 15,
-        };
+        flags |= FLAGS
+            .iter()
+            .find(|(g, _)| g == f)
+            .map(|(_, bit)| *bit)
+            .ok_or_else(|| invalid("linux.memoryPolicy.flags", format!("{f} is not supported")))?;
     }
+    let relative = p
+        .flags()
+        .iter()
+        .flatten()
+        .any(|f| *f == MemoryPolicyFlagType::MpolFRelativeNodes);
     Ok(Policy {
         mode: mode | flags,
         relative,
@@ -166,5 +195,9 @@ mod tests {
         assert!(parse_nodes("2-1").is_err());
         assert!(parse_nodes("4096").is_err());
         assert!(parse_nodes("x").is_err());
+        let (modes, flags) = names();
+        assert_eq!(modes.len(), 7);
+        assert!(modes.iter().any(|m| m == "MPOL_WEIGHTED_INTERLEAVE"));
+        assert_eq!(flags.len(), 3);
     }
 }

@@ -9,7 +9,7 @@ pub mod error;
 pub mod exec;
 pub mod finalize;
 pub mod init;
-mod mempolicy;
+pub(crate) mod mempolicy;
 pub mod parent;
 mod sched;
 pub mod trampoline;
