@@ -384,3 +384,21 @@ fn tmpcopyup_fills_the_tmpfs_from_the_destination() {
     out.assert_mentions(&["tmpcopyup"]);
     rt.assert_no_leftovers(&b, &id);
 }
+
+/// With a user namespace too (the network namespace is then owned by it).
+#[test]
+fn net_devices_move_into_a_user_namespaced_container() {
+    let v = Veth::new("u");
+    host("ip", &["addr", "add", "10.213.10.2/24", "dev", &v.a]);
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.use_userns();
+    b.config["linux"]["netDevices"] = json!({v.a.clone(): {"name": "uns0"}});
+    b.set_script("ip -o addr show dev uns0; ip -o link show dev uns0");
+    let id = rt.id("netdevuserns");
+    let out = rt.run_with(&b, &id, &[]).ok();
+    assert!(out.stdout.contains("inet 10.213.10.2/24"), "{}", out.stdout);
+    assert!(out.stdout.contains(",UP"), "{}", out.stdout);
+    rt.assert_no_leftovers(&b, &id);
+    assert!(wait_host_link_gone(&v.b), "{} outlived its peer", v.b);
+}
