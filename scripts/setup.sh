@@ -79,3 +79,6 @@ ensure_rust() {
 install_packages
 ensure_rust
 bash "$(dirname "${BASH_SOURCE[0]}")/containerd-matrix.sh"
+# criu 4.x for the checkpoint/restore tests (integration/tests/checkpoint.rs):
+# sid's criu with its own glibc under /opt/oxrun-test/criu-<version>.
+bash "$(dirname "${BASH_SOURCE[0]}")/criu.sh"
