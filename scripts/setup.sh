@@ -26,6 +26,9 @@ add_packages containerd podman conmon
 # loopback in /usr/lib/cni); protoc for the k8s-cri client's build script.
 # containerd 1.7 and 2.1 come from scripts/containerd-matrix.sh (below).
 add_packages containernetworking-plugins protobuf-compiler
+# Checkpoint/restore (integration/tests/checkpoint.rs): criu locks the
+# network with iptables for --tcp-established (criu itself: scripts/criu.sh).
+add_packages iptables
 read -ra _extra <<<"${EXTRA_PACKAGES:-}"
 add_packages "${_extra[@]}"
 

@@ -11,6 +11,7 @@
 use integration::*;
 use serde_json::json;
 use std::fs;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -465,6 +466,177 @@ fn bad_input_is_refused_and_leaves_nothing() {
         .fails()
         .assert_mentions(&["does not exist"]);
     rt.delete(&id, false).ok();
+    ids.ids.clear();
+    rt.assert_no_leftovers(&b, &id);
+}
+
+/// The last number in a file of lines.
+fn last_number(p: &Path) -> u64 {
+    fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn established_tcp_connection_survives_with_tcp_established() {
+    let Some(criu) = criu() else {
+        return skip_or_fail("no working criu (run scripts/criu.sh)");
+    };
+    let rt = runtime(&criu);
+    let data = data_dir(&rt, "data");
+    let mut b = counter(&data);
+    // A server and a client on loopback in the container's own network
+    // namespace; the server writes what it receives to /data/recv (its
+    // stdin must stay open: busybox nc stops at EOF on either side).
+    b.set_script(
+        "ip link set lo up; (sleep 100000 | nc -l -p 5000 > /data/recv) & sleep 0.3; i=0; while :; do i=$((i+1)); echo $i; echo $i > /data/count.tmp; mv /data/count.tmp /data/count; sleep 0.1; done | nc 127.0.0.1 5000",
+    );
+    // CAP_NET_ADMIN to bring the namespace's loopback up.
+    for set in ["bounding", "effective", "permitted"] {
+        b.config["process"]["capabilities"][set]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("CAP_NET_ADMIN"));
+    }
+    let id = rt.id("tcp");
+    let mut ids = Ids {
+        rt: &rt,
+        ids: vec![id.clone()],
+    };
+    run_detached(&rt, &b, &id);
+    let recv = data.join("recv");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while last_number(&recv) < 3 {
+        assert!(Instant::now() < deadline, "nothing arrives over TCP");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let images = rt.scratch().join("images");
+    // Without the flag criu refuses the open connection; the container
+    // keeps running.
+    rt.cmd(&["checkpoint", "--image-path", images.to_str().unwrap(), &id])
+        .fails()
+        .assert_mentions(&["tcp"]);
+    assert_eq!(rt.status(&id).as_deref(), Some("running"));
+    rt.cmd(&[
+        "checkpoint",
+        "--tcp-established",
+        "--image-path",
+        images.to_str().unwrap(),
+        &id,
+    ])
+    .ok();
+    assert_count_stopped(&data);
+    let saved = last_number(&recv);
+    rt.cmd(&[
+        "restore",
+        "-d",
+        "--tcp-established",
+        "--image-path",
+        images.to_str().unwrap(),
+        "--bundle",
+        b.path().to_str().unwrap(),
+        &id,
+    ])
+    .ok();
+    // The same connection carries on: the server (restored too) receives
+    // the numbers that follow, with no new connection made.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while last_number(&recv) < saved + 5 {
+        assert!(
+            Instant::now() < deadline,
+            "the connection did not carry on after restore: last {} (saved {saved})",
+            last_number(&recv)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let nums: Vec<u64> = fs::read_to_string(&recv)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    for w in nums.windows(2) {
+        assert_eq!(w[1], w[0] + 1, "the stream skipped or repeated: {nums:?}");
+    }
+    rt.delete(&id, true).ok();
+    ids.ids.clear();
+    rt.assert_no_leftovers(&b, &id);
+}
+
+#[test]
+fn terminal_container_restored_with_console_socket() {
+    let Some(criu) = criu() else {
+        return skip_or_fail("no working criu (run scripts/criu.sh)");
+    };
+    let rt = runtime(&criu);
+    let data = data_dir(&rt, "data");
+    let mut b = counter(&data);
+    b.config["process"]["terminal"] = json!(true);
+    b.set_script(
+        "i=0; while :; do i=$((i+1)); echo tick-$i; echo $i > /data/count.tmp; mv /data/count.tmp /data/count; sleep 0.1; done",
+    );
+    let id = rt.id("tty");
+    let mut ids = Ids {
+        rt: &rt,
+        ids: vec![id.clone()],
+    };
+    let sock = ConsoleSocket::new(rt.scratch());
+    b.write_config(&id);
+    rt.cmd(&[
+        "run",
+        "-d",
+        "--console-socket",
+        sock.path.to_str().unwrap(),
+        "--bundle",
+        b.path().to_str().unwrap(),
+        &id,
+    ])
+    .ok();
+    let master = sock.recv_fd(TIMEOUT).expect("pty master");
+    let seen = read_until(master.as_raw_fd(), TIMEOUT, |s| s.contains("tick-3"));
+    assert!(
+        seen.contains("tick-3"),
+        "no ticks on the terminal: {seen:?}"
+    );
+    let images = rt.scratch().join("images");
+    rt.cmd(&["checkpoint", "--image-path", images.to_str().unwrap(), &id])
+        .ok();
+    let saved = assert_count_stopped(&data);
+    drop(master);
+    // Restore without a console socket: refused, nothing left.
+    let restore = |extra: &[&str]| {
+        let mut args = vec!["restore", "-d"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[
+            "--image-path",
+            images.to_str().unwrap(),
+            "--bundle",
+            b.path().to_str().unwrap(),
+            &id,
+        ]);
+        rt.cmd(&args)
+    };
+    restore(&[]).fails().assert_mentions(&["console-socket"]);
+    rt.assert_no_leftovers(&b, &id);
+    // With one, a new pty master comes over it and the same shell goes on
+    // printing on it.
+    restore(&["--console-socket", sock.path.to_str().unwrap()]).ok();
+    let master = sock.recv_fd(TIMEOUT).expect("restored pty master");
+    let want = format!("tick-{}", saved + 3);
+    let seen = read_until(master.as_raw_fd(), TIMEOUT, |s| s.contains(&want));
+    assert!(
+        seen.contains(&want),
+        "restored terminal shows {seen:?}, want {want}"
+    );
+    assert!(
+        !seen.contains("tick-1\r"),
+        "the loop restarted instead of going on: {seen:?}"
+    );
+    let tty = exec_out(&rt, &id, "readlink /proc/1/fd/1");
+    assert!(tty.starts_with("/dev/pts/"), "init's stdout is {tty:?}");
+    rt.delete(&id, true).ok();
     ids.ids.clear();
     rt.assert_no_leftovers(&b, &id);
 }
