@@ -10,7 +10,8 @@
 # loader with the unpacked libraries (`ld.so --library-path`), so nothing of
 # the host's libc is mixed in. `oxrun --criu /opt/oxrun-test/criu-<v>/criu`.
 #
-# With OXRUN_CRIU_REFS=1 it also unpacks runc and crun from the same suite
+# With OXRUN_CRIU_REFS=1 it also unpacks runc and crun (+ libcriu2, which
+# crun dlopens) from the same suite
 # into that root (reference runtimes for comparing checkpoint/restore;
 # they re-execute themselves, so they need patchelf to point them at the
 # unpacked loader: root/usr/sbin/runc, root/usr/bin/crun).
@@ -58,7 +59,7 @@ if [[ -z $dv ]]; then
 fi
 want=("criu=$dv")
 if [[ $REFS == 1 ]]; then
-    want+=(runc crun)
+    want+=(runc crun libcriu2)
 fi
 mapfile -t closure < <(debian_apt_closure "$SUITE" "${want[@]}")
 if ((${#closure[@]} == 0)); then
