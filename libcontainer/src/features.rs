@@ -44,7 +44,9 @@ pub fn features() -> Value {
         },
         "annotations": {
             "org.opencontainers.runc.version": "compatible",
-            "io.github.oxrun.version": env!("CARGO_PKG_VERSION")
+            "io.github.oxrun.version": env!("CARGO_PKG_VERSION"),
+            // Not a runtime-spec field: checkpoint/restore go through criu.
+            "io.github.oxrun.checkpoint": "criu"
         }
     });
     // linux.resources.rdma is applied (cgroups/resources.rs, v1 and v2).

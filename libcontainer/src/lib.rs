@@ -4,6 +4,7 @@
 
 pub mod capabilities;
 pub mod cgroups;
+pub mod checkpoint;
 pub mod container;
 pub mod features;
 pub mod hooks;

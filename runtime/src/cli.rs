@@ -37,9 +37,9 @@ pub struct Cli {
     /// Rootless mode: true, false or auto (only root is supported so far).
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub rootless: Option<String>,
-    /// Accepted for runc compatibility; checkpointing is not supported.
-    #[arg(long, hide = true)]
-    pub criu: Option<String>,
+    /// The criu binary for checkpoint and restore.
+    #[arg(long, default_value = "criu")]
+    pub criu: String,
     #[command(subcommand)]
     pub cmd: Cmd,
 }
@@ -119,6 +119,10 @@ pub enum Cmd {
     Features,
     /// Run a process in a running container.
     Exec(Box<crate::exec::ExecArgs>),
+    /// Checkpoint a running container with criu.
+    Checkpoint(Box<crate::checkpoint::CheckpointArgs>),
+    /// Restore a container from a checkpoint.
+    Restore(Box<crate::checkpoint::RestoreArgs>),
     #[command(flatten)]
     Cgroup(crate::cgroup_cmds::CgroupCmd),
 }
@@ -222,6 +226,8 @@ pub fn dispatch(cli: &Cli, log: &Logger) -> Result<u8, String> {
             }));
         }
         Cmd::Cgroup(c) => return crate::cgroup_cmds::dispatch(c, root, log),
+        Cmd::Checkpoint(a) => return crate::checkpoint::checkpoint(root, &cli.criu, a),
+        Cmd::Restore(a) => return crate::checkpoint::restore(root, &cli.criu, a, log),
         Cmd::List { format, quiet } => list(root, format, *quiet)?,
         Cmd::Spec {
             bundle,

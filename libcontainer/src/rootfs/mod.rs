@@ -17,6 +17,7 @@ mod pivot;
 pub mod resolve;
 mod sysctl;
 
+pub(crate) use devices::DEFAULT_DEVICES;
 pub use pivot::{apply_spec_after_pivot, pivot};
 
 use std::ffi::CString;
