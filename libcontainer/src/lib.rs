@@ -5,6 +5,7 @@
 pub mod capabilities;
 pub mod cgroups;
 pub mod container;
+pub mod dbus;
 pub mod features;
 pub mod hooks;
 mod mountinfo;
