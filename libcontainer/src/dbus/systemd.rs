@@ -140,7 +140,7 @@ impl Systemd {
         unit: &str,
         props: &[Property],
     ) -> Result<(), DbusError> {
-        self.subscribe()?;
+        self.subscribe(unit)?;
         let args = [
             Arg::Str(unit.into()),
             Arg::Str("replace".into()),
@@ -154,7 +154,7 @@ impl Systemd {
     /// `StopUnit(unit, "replace")` and wait for the job; a unit that is not
     /// loaded is already stopped (Ok).
     pub fn stop_unit(&mut self, unit: &str) -> Result<(), DbusError> {
-        self.subscribe()?;
+        self.subscribe(unit)?;
         let args = [Arg::Str(unit.into()), Arg::Str("replace".into())];
         match self.manager_call("StopUnit", &args, unit) {
             Ok(reply) => self.wait_job(&reply, "StopUnit", unit),
@@ -253,7 +253,12 @@ impl Systemd {
     ) -> Result<Arg, DbusError> {
         let msg = Message::method_call(self.dest(), path, PROPERTIES, "Get")
             .with_args(&[Arg::Str(iface.into()), Arg::Str(name.into())]);
-        let context = format!("{iface}.{name}({unit})");
+        let context = format!("{iface}.{name}");
+        let context = if unit.is_empty() {
+            context
+        } else {
+            format!("{context} of {unit}")
+        };
         let reply = self
             .conn
             .call_as(&msg, &context)
@@ -270,7 +275,7 @@ impl Systemd {
     /// Ask for JobRemoved before the first job, so that it cannot be missed:
     /// on a bus a match rule plus `Subscribe`; a peer-to-peer connection
     /// gets systemd's signals anyway (`Subscribe` is harmless there).
-    fn subscribe(&mut self) -> Result<(), DbusError> {
+    fn subscribe(&mut self, unit: &str) -> Result<(), DbusError> {
         if self.subscribed {
             return Ok(());
         }
@@ -284,14 +289,9 @@ impl Systemd {
                 "AddMatch",
             )
             .with_args(&[Arg::Str(rule)]);
-            self.conn.call(&m)?;
+            self.conn.call(&m).map_err(|e| for_unit(e, unit))?;
         }
-        self.conn.call(&Message::method_call(
-            self.dest(),
-            PATH,
-            MANAGER,
-            "Subscribe",
-        ))?;
+        self.manager_call("Subscribe", &[], unit)?;
         self.subscribed = true;
         Ok(())
     }

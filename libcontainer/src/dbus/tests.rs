@@ -45,6 +45,15 @@ const DAEMON_SIGNAL: &str = "
 724368616e676564000000000000000007017300140000006f72672e667265656465736b746f702e4442757300000000
 08016700037373730000000000000000040000003a312e3700000000040000003a312e37000000000000000000";
 
+/// dbus-daemon's reply to Properties.GetAll("org.freedesktop.DBus"): a{sv}.
+const DAEMON_GETALL: &str = "
+6c020101b9000000030000004500000006017300070000003a312e333930300005017500020000000801670005617b73
+767d00000000000007017300140000006f72672e667265656465736b746f702e4442757300000000b100000000000000
+0800000046656174757265730002617300000000340000001a0000004163746976617461626c65536572766963657343
+68616e67656400000f00000048656164657246696c746572696e6700000000000a000000496e74657266616365730002
+61730000490000001f0000006f72672e667265656465736b746f702e444275732e4d6f6e69746f72696e670020000000
+6f72672e667265656465736b746f702e444275732e44656275672e537461747300";
+
 fn props() -> Vec<(String, Value)> {
     vec![
         ("PIDs".into(), Value::U32s(vec![1, 42])),
@@ -147,6 +156,43 @@ fn libdbus_error_and_signal_decode() {
 }
 
 #[test]
+fn libdbus_dict_decodes() {
+    let m = Message::decode(&unhex(DAEMON_GETALL)).unwrap();
+    assert_eq!((m.kind, m.signature.as_str()), (METHOD_RETURN, "a{sv}"));
+    let strs = |v: &[&str]| {
+        Arg::Array(
+            "s".into(),
+            v.iter().map(|s| Arg::Str(s.to_string())).collect(),
+        )
+    };
+    let entry = |k: &str, v: Arg| {
+        Arg::Dict(
+            Box::new(Arg::Str(k.into())),
+            Box::new(Arg::Variant(Box::new(v))),
+        )
+    };
+    let want = Arg::Array(
+        "{sv}".into(),
+        vec![
+            entry(
+                "Features",
+                strs(&["ActivatableServicesChanged", "HeaderFiltering"]),
+            ),
+            entry(
+                "Interfaces",
+                strs(&[
+                    "org.freedesktop.DBus.Monitoring",
+                    "org.freedesktop.DBus.Debug.Stats",
+                ]),
+            ),
+        ],
+    );
+    assert_eq!(m.args().unwrap(), std::slice::from_ref(&want));
+    // And ours marshals it to the same bytes.
+    assert_eq!(Message::default().with_args(&[want]).body, m.body);
+}
+
+#[test]
 fn alignment_edge_cases() {
     let body = |args: &[Arg]| Message::default().with_args(args).body;
     // An empty array of 8-aligned elements still pads to 8 after its length.
@@ -203,6 +249,13 @@ fn round_trips_every_supported_type() {
             ])],
         ),
         Arg::Array("as".into(), vec![Arg::Array("s".into(), vec![])]),
+        Arg::Array(
+            "{sv}".into(),
+            vec![Arg::Dict(
+                Box::new(Arg::Str("k".into())),
+                Box::new(Arg::Variant(Box::new(Arg::I64(-1)))),
+            )],
+        ),
         Arg::Variant(Box::new(Arg::Variant(Box::new(Arg::Bytes(vec![1, 2]))))),
     ];
     let mut m = Message::method_call(Some("x.y"), "/a/b", "x.y", "Z").with_args(&args);
@@ -247,7 +300,9 @@ fn rejects_malformed_values() {
     assert!(args("u", "01000000 00").contains("after the last value"));
     assert!(args("o", "03000000 612f62 00").contains("object path"));
     assert!(args("v", "02 6969 00").contains("one complete type"));
-    assert!(args("a{sv}", "").contains("unexpected type code"));
+    assert!(args("{sv}", "").contains("unexpected type code"));
+    assert!(args("a{vs}", "").contains("key is not a basic type"));
+    assert!(args("a{sss}", "").contains("does not close"));
     assert!(args("h", "00000000").contains("unix fd"));
     // 70 nested variants: deeper than the specification allows.
     let deep = "01 76 00".repeat(70) + "01 79 00 05";
@@ -299,6 +354,7 @@ fn mangled_messages_never_panic() {
         unhex(BUSCTL_CALL),
         unhex(DAEMON_ERROR),
         unhex(DAEMON_SIGNAL),
+        unhex(DAEMON_GETALL),
         Message::method_call(Some("a.b"), "/", "a.b", "C")
             .with_args(&start_args())
             .encode(3)

@@ -39,9 +39,8 @@ fn bad<T>(what: impl Into<String>) -> Result<T, WireError> {
     Err(WireError(what.into()))
 }
 
-/// One D-Bus value (dict entries are not needed, so not supported).
-/// `Array` carries its element signature, so an empty array still has a
-/// type; `ay` is `Bytes` (one byte each, not one `Arg`).
+/// One D-Bus value. `Array` carries its element signature, so an empty
+/// array still has a type; `ay` is `Bytes` (one byte each, not one `Arg`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Arg {
     Byte(u8),
@@ -59,6 +58,8 @@ pub enum Arg {
     Bytes(Vec<u8>),
     Array(String, Vec<Arg>),
     Struct(Vec<Arg>),
+    /// An element of `a{..}`.
+    Dict(Box<Arg>, Box<Arg>),
     Variant(Box<Arg>),
 }
 
@@ -99,6 +100,13 @@ impl Arg {
                 s.push(')');
                 return;
             }
+            Arg::Dict(k, v) => {
+                s.push('{');
+                k.write_signature(s);
+                v.write_signature(s);
+                s.push('}');
+                return;
+            }
         };
         s.push(c);
     }
@@ -132,6 +140,17 @@ fn single_type_len(sig: &[u8], depth: usize) -> Result<usize, WireError> {
     match sig.first() {
         None => bad("signature ends inside a type"),
         Some(&c) if is_basic(c) || c == b'v' => Ok(1),
+        Some(b'a') if sig.get(1) == Some(&b'{') => {
+            // A dict entry: a basic key and one complete value type.
+            if !sig.get(2).is_some_and(|&k| is_basic(k)) {
+                return bad("dict entry key is not a basic type");
+            }
+            let n = single_type_len(&sig[3..], depth + 1)?;
+            if sig.get(3 + n) != Some(&b'}') {
+                return bad("dict entry does not close after two types");
+            }
+            Ok(4 + n)
+        }
         Some(b'a') => Ok(1 + single_type_len(&sig[1..], depth + 1)?),
         Some(b'(') => {
             let mut i = 1;
@@ -237,6 +256,11 @@ impl Writer {
             Arg::Struct(items) => {
                 self.pad(8);
                 items.iter().for_each(|i| self.put(i));
+            }
+            Arg::Dict(k, v) => {
+                self.pad(8);
+                self.put(k);
+                self.put(v);
             }
             Arg::Variant(inner) => {
                 self.put(&Arg::Sig(inner.signature()));
@@ -363,7 +387,7 @@ impl<'a> Reader<'a> {
                 if len > MAX_ARRAY {
                     return bad(format!("array of {len} bytes exceeds {MAX_ARRAY}"));
                 }
-                let elem = &sig[1..1 + single_type_len(&sig[1..], 0)?];
+                let elem = &sig[1..single_type_len(sig, 0)?];
                 self.align(alignment(elem[0]))?;
                 if elem == b"y" {
                     return Ok(Arg::Bytes(self.take(len)?.to_vec()));
@@ -392,6 +416,13 @@ impl<'a> Reader<'a> {
                     i += n;
                 }
                 Arg::Struct(items)
+            }
+            // Only as an array element, with a checked signature: "{kv}".
+            b'{' if sig.len() >= 4 => {
+                self.align(8)?;
+                let k = self.get(&sig[1..2], depth + 1)?;
+                let v = self.get(&sig[2..sig.len() - 1], depth + 1)?;
+                Arg::Dict(Box::new(k), Box::new(v))
             }
             c => return bad(format!("unknown type code {:?}", c as char)),
         })
