@@ -26,6 +26,8 @@ add_packages containerd podman conmon
 # loopback in /usr/lib/cni); protoc for the k8s-cri client's build script.
 # containerd 1.7 and 2.1 come from scripts/containerd-matrix.sh (below).
 add_packages containernetworking-plugins protobuf-compiler
+# D-Bus client tests (libcontainer/src/dbus/bus_tests.rs): a private bus.
+add_packages dbus-daemon
 read -ra _extra <<<"${EXTRA_PACKAGES:-}"
 add_packages "${_extra[@]}"
 

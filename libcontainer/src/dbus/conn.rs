@@ -25,6 +25,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(25);
 const MAX_QUEUED_SIGNALS: usize = 256;
 
 const BUS: &str = "org.freedesktop.DBus";
+const BUS_PATH: &str = "/org/freedesktop/DBus";
 
 /// A point in time to give up at, and the bound it came from (for errors).
 #[derive(Clone, Copy, Debug)]
@@ -41,7 +42,6 @@ impl Deadline {
         }
     }
 }
-const BUS_PATH: &str = "/org/freedesktop/DBus";
 
 pub struct Connection {
     fd: OwnedFd,
@@ -228,20 +228,10 @@ impl Connection {
     /// [`Connection::call`], with `context` naming the call in errors.
     pub fn call_as(&mut self, msg: &Message, context: &str) -> Result<Message, DbusError> {
         let deadline = Deadline::after(self.timeout);
-        let serial = self.send_as(msg, context)?;
-        self.wait_reply(serial, context, deadline)
-    }
-
-    /// Send `msg` without waiting for a reply; returns its serial.
-    pub fn send(&mut self, msg: &Message) -> Result<u32, DbusError> {
-        self.send_as(msg, &msg.method_name())
-    }
-
-    fn send_as(&mut self, msg: &Message, context: &str) -> Result<u32, DbusError> {
         let serial = self.next_serial();
         let bytes = msg.encode(serial).map_err(|what| protocol(context, what))?;
-        self.write_all(&bytes, Deadline::after(self.timeout), context)?;
-        Ok(serial)
+        self.write_all(&bytes, deadline, context)?;
+        self.wait_reply(serial, context, deadline)
     }
 
     fn wait_reply(
@@ -398,15 +388,13 @@ pub(super) fn protocol(context: &str, what: super::wire::WireError) -> DbusError
 
 /// The single string (or object path) a reply carries.
 pub(super) fn reply_string(m: &Message, method: &str) -> Result<String, DbusError> {
-    match m.args().map_err(|what| protocol(method, what))?.as_slice() {
-        [a] if a.as_str().is_some() => Ok(a.as_str().unwrap_or_default().to_owned()),
-        _ => Err(protocol(
-            method,
-            super::wire::WireError(format!(
-                "reply signature {:?}, expected one string",
-                m.signature
-            )),
-        )),
+    let args = m.args().map_err(|what| protocol(method, what))?;
+    match args.as_slice() {
+        [Arg::Str(s) | Arg::Path(s)] => Ok(s.clone()),
+        _ => {
+            let what = format!("reply signature {:?}, expected s or o", m.signature);
+            Err(protocol(method, super::wire::WireError(what)))
+        }
     }
 }
 

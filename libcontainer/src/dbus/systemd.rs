@@ -50,21 +50,21 @@ impl Value {
             Value::U64(v) => Arg::U64(*v),
             Value::I32(v) => Arg::I32(*v),
             Value::I64(v) => Arg::I64(*v),
-            Value::Str(v) => Arg::Str(v.clone()),
+            Value::Str(v) => s(v),
             Value::ObjectPath(v) => Arg::Path(v.clone()),
             Value::Bytes(v) => Arg::Bytes(v.clone()),
             Value::U32s(v) => array("u", v.iter().map(|&u| Arg::U32(u)).collect()),
-            Value::Strs(v) => array("s", v.iter().map(|s| Arg::Str(s.clone())).collect()),
+            Value::Strs(v) => array("s", v.iter().map(|v| s(v)).collect()),
             Value::StrPairs(v) => array(
                 "(ss)",
                 v.iter()
-                    .map(|(a, b)| Arg::Struct(vec![Arg::Str(a.clone()), Arg::Str(b.clone())]))
+                    .map(|(a, b)| Arg::Struct(vec![s(a), s(b)]))
                     .collect(),
             ),
             Value::StrU64Pairs(v) => array(
                 "(st)",
                 v.iter()
-                    .map(|(a, b)| Arg::Struct(vec![Arg::Str(a.clone()), Arg::U64(*b)]))
+                    .map(|(a, b)| Arg::Struct(vec![s(a), Arg::U64(*b)]))
                     .collect(),
             ),
         }
@@ -73,6 +73,10 @@ impl Value {
 
 /// `("MemoryMax".into(), Value::U64(67108864))`.
 pub type Property = (String, Value);
+
+fn s(v: &str) -> Arg {
+    Arg::Str(v.into())
+}
 
 /// `a(sv)` of `props`.
 pub(super) fn properties_arg(props: &[Property]) -> Arg {
@@ -141,12 +145,8 @@ impl Systemd {
         props: &[Property],
     ) -> Result<(), DbusError> {
         self.subscribe(unit)?;
-        let args = [
-            Arg::Str(unit.into()),
-            Arg::Str("replace".into()),
-            properties_arg(props),
-            Arg::Array("(sa(sv))".into(), Vec::new()),
-        ];
+        let aux = Arg::Array("(sa(sv))".into(), Vec::new());
+        let args = [s(unit), s("replace"), properties_arg(props), aux];
         let reply = self.manager_call("StartTransientUnit", &args, unit)?;
         self.wait_job(&reply, "StartTransientUnit", unit)
     }
@@ -155,7 +155,7 @@ impl Systemd {
     /// loaded is already stopped (Ok).
     pub fn stop_unit(&mut self, unit: &str) -> Result<(), DbusError> {
         self.subscribe(unit)?;
-        let args = [Arg::Str(unit.into()), Arg::Str("replace".into())];
+        let args = [s(unit), s("replace")];
         match self.manager_call("StopUnit", &args, unit) {
             Ok(reply) => self.wait_job(&reply, "StopUnit", unit),
             Err(DbusError::NoSuchUnit { .. }) => Ok(()),
@@ -165,7 +165,7 @@ impl Systemd {
 
     /// `ResetFailedUnit(unit)`; Ok for a unit that is not loaded.
     pub fn reset_failed_unit(&mut self, unit: &str) -> Result<(), DbusError> {
-        match self.manager_call("ResetFailedUnit", &[Arg::Str(unit.into())], unit) {
+        match self.manager_call("ResetFailedUnit", &[s(unit)], unit) {
             Ok(_) | Err(DbusError::NoSuchUnit { .. }) => Ok(()),
             Err(e) => Err(e),
         }
@@ -178,11 +178,7 @@ impl Systemd {
         runtime: bool,
         props: &[Property],
     ) -> Result<(), DbusError> {
-        let args = [
-            Arg::Str(unit.into()),
-            Arg::Bool(runtime),
-            properties_arg(props),
-        ];
+        let args = [s(unit), Arg::Bool(runtime), properties_arg(props)];
         self.manager_call("SetUnitProperties", &args, unit)
             .map(drop)
     }
@@ -202,7 +198,7 @@ impl Systemd {
         interface: &str,
         name: &str,
     ) -> Result<Option<Arg>, DbusError> {
-        let path = match self.manager_call("GetUnit", &[Arg::Str(unit.into())], unit) {
+        let path = match self.manager_call("GetUnit", &[s(unit)], unit) {
             Ok(reply) => reply_string(&reply, "org.freedesktop.systemd1.Manager.GetUnit")?,
             Err(DbusError::NoSuchUnit { .. }) => return Ok(None),
             Err(e) => return Err(e),
@@ -217,11 +213,7 @@ impl Systemd {
 
     /// `KillUnit(unit, "all", signal)`.
     pub fn kill_unit(&mut self, unit: &str, signal: i32) -> Result<(), DbusError> {
-        let args = [
-            Arg::Str(unit.into()),
-            Arg::Str("all".into()),
-            Arg::I32(signal),
-        ];
+        let args = [s(unit), s("all"), Arg::I32(signal)];
         self.manager_call("KillUnit", &args, unit).map(drop)
     }
 
@@ -252,7 +244,7 @@ impl Systemd {
         unit: &str,
     ) -> Result<Arg, DbusError> {
         let msg = Message::method_call(self.dest(), path, PROPERTIES, "Get")
-            .with_args(&[Arg::Str(iface.into()), Arg::Str(name.into())]);
+            .with_args(&[s(iface), s(name)]);
         let context = format!("{iface}.{name}");
         let context = if unit.is_empty() {
             context
@@ -288,7 +280,7 @@ impl Systemd {
                 "org.freedesktop.DBus",
                 "AddMatch",
             )
-            .with_args(&[Arg::Str(rule)]);
+            .with_args(&[s(&rule)]);
             self.conn.call(&m).map_err(|e| for_unit(e, unit))?;
         }
         self.manager_call("Subscribe", &[], unit)?;

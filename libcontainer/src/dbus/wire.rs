@@ -3,8 +3,6 @@
 //! nesting level read from the peer is bounded, and malformed input is an
 //! error, never a panic (`fuzz/fuzz_targets/dbus.rs`).
 
-use std::fmt::Write as _;
-
 /// Largest message accepted or sent. The specification allows 128 MiB;
 /// systemd's replies and signals to us are a few KiB.
 pub const MAX_MESSAGE: usize = 8 << 20;
@@ -72,43 +70,39 @@ impl Arg {
     }
 
     fn write_signature(&self, s: &mut String) {
-        let c = match self {
-            Arg::Byte(_) => 'y',
-            Arg::Bool(_) => 'b',
-            Arg::I16(_) => 'n',
-            Arg::U16(_) => 'q',
-            Arg::I32(_) => 'i',
-            Arg::U32(_) => 'u',
-            Arg::I64(_) => 'x',
-            Arg::U64(_) => 't',
-            Arg::Double(_) => 'd',
-            Arg::Str(_) => 's',
-            Arg::Path(_) => 'o',
-            Arg::Sig(_) => 'g',
-            Arg::Variant(_) => 'v',
-            Arg::Bytes(_) => {
-                s.push_str("ay");
-                return;
-            }
+        match self {
+            Arg::Bytes(_) => s.push_str("ay"),
             Arg::Array(elem, _) => {
-                let _ = write!(s, "a{elem}");
-                return;
+                s.push('a');
+                s.push_str(elem);
             }
             Arg::Struct(items) => {
                 s.push('(');
                 items.iter().for_each(|a| a.write_signature(s));
                 s.push(')');
-                return;
             }
             Arg::Dict(k, v) => {
                 s.push('{');
                 k.write_signature(s);
                 v.write_signature(s);
                 s.push('}');
-                return;
             }
-        };
-        s.push(c);
+            basic => s.push(match basic {
+                Arg::Byte(_) => 'y',
+                Arg::Bool(_) => 'b',
+                Arg::I16(_) => 'n',
+                Arg::U16(_) => 'q',
+                Arg::I32(_) => 'i',
+                Arg::U32(_) => 'u',
+                Arg::I64(_) => 'x',
+                Arg::U64(_) => 't',
+                Arg::Double(_) => 'd',
+                Arg::Str(_) => 's',
+                Arg::Path(_) => 'o',
+                Arg::Sig(_) => 'g',
+                _ => 'v',
+            }),
+        }
     }
 
     pub fn as_str(&self) -> Option<&str> {
