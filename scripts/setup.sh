@@ -29,6 +29,8 @@ add_packages containernetworking-plugins protobuf-compiler
 # Checkpoint/restore (integration/tests/checkpoint.rs): criu locks the
 # network with iptables for --tcp-established (criu itself: scripts/criu.sh).
 add_packages iptables
+# D-Bus client tests (libcontainer/src/dbus/bus_tests.rs): a private bus.
+add_packages dbus-daemon
 read -ra _extra <<<"${EXTRA_PACKAGES:-}"
 add_packages "${_extra[@]}"
 

@@ -6,6 +6,7 @@ pub mod capabilities;
 pub mod cgroups;
 pub mod checkpoint;
 pub mod container;
+pub mod dbus;
 pub mod features;
 pub mod hooks;
 pub mod intel_rdt;
