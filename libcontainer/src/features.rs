@@ -18,7 +18,7 @@ fn spec_name<T: serde::Serialize>(v: &T) -> String {
 /// The features document (runtime-spec features.md).
 pub fn features() -> Value {
     let (mpol_modes, mpol_flags) = crate::process::mempolicy::names();
-    let mut doc = json!({
+    json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": crate::state::OCI_VERSION,
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
@@ -26,7 +26,9 @@ pub fn features() -> Value {
         "linux": {
             "namespaces": crate::namespaces::KINDS.iter().map(spec_name).collect::<Vec<_>>(),
             "capabilities": caps::all().iter().map(|c| c.to_string()).collect::<std::collections::BTreeSet<_>>(),
-            "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": false},
+            // rdma: linux.resources.rdma is applied (cgroups/resources.rs, v1
+            // and v2); systemd: the driver in cgroups/systemd.rs (v2 hosts).
+            "cgroup": {"v1": true, "v2": true, "systemd": true, "systemdUser": false, "rdma": true},
             "seccomp": {
                 "enabled": true,
                 "actions": crate::seccomp::ACTIONS,
@@ -48,10 +50,7 @@ pub fn features() -> Value {
             // Not a runtime-spec field: checkpoint/restore go through criu.
             "io.github.oxrun.checkpoint": "criu"
         }
-    });
-    // linux.resources.rdma is applied (cgroups/resources.rs, v1 and v2).
-    doc["linux"]["cgroup"]["rdma"] = json!(true);
-    doc
+    })
 }
 
 #[cfg(test)]

@@ -130,7 +130,12 @@ pub fn spawn_init(a: &SpawnArgs<'_>, spawned: &mut Spawned) -> Result<i32, Proce
     nix::sys::prctl::set_dumpable(false).map_err(sys::err("prctl(PR_SET_DUMPABLE)"))?;
     // Born in its v2 cgroup (CLONE_INTO_CGROUP) when there is one; v1
     // hierarchies still get a cgroup.procs write below.
-    let cgroup_fd = if single { a.cgroups.v2_fd() } else { None };
+    // (Not with systemd: the unit and its cgroup are made for the pid.)
+    let cgroup_fd = if single && !a.cgroups.made_with_init() {
+        a.cgroups.v2_fd()
+    } else {
+        None
+    };
     // SAFETY: the runtime is single-threaded; the child only runs init code and
     // always ends in execve or _exit.
     let cloned = match unsafe { sys::clone3(flags, cgroup_fd.as_ref().map(|f| f.as_raw_fd())) } {
@@ -160,7 +165,14 @@ pub fn spawn_init(a: &SpawnArgs<'_>, spawned: &mut Spawned) -> Result<i32, Proce
     drop(child);
     drop(cgroup_fd);
     spawned.children.push(pid);
-    if into_cgroup {
+    if a.cgroups.made_with_init() {
+        // The systemd driver: systemd makes the unit with init in it (and
+        // the resources go on it), while init waits for us.
+        let no_resources = oci_spec::runtime::LinuxResources::default();
+        let r = a.spec.linux().as_ref().and_then(|l| l.resources().as_ref());
+        let w = a.cgroups.start_unit(pid, r.unwrap_or(&no_resources))?;
+        spawned.warnings.extend(w);
+    } else if into_cgroup {
         a.cgroups.add_except_v2(pid)?;
     } else {
         a.cgroups.add(pid)?;
