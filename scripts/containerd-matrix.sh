@@ -36,47 +36,11 @@ if ((EUID != 0)); then
     exit 1
 fi
 
-# The mirror: the first http(s) URI of a Debian (non-security) source.
-mirror() {
-    local f u
-    for f in /etc/apt/sources.list.d/*.sources; do
-        [[ -f $f ]] || continue
-        u=$(awk '/^URIs:/ {for (i = 2; i <= NF; i++) print $i}' "$f" | grep -v -- '-security' | head -1 || true)
-        [[ -n $u ]] && { echo "$u"; return; }
-    done
-    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-        [[ -f $f ]] || continue
-        u=$(awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^(https?|file):/) { print $i; break } }' "$f" |
-            grep -v -- '-security' | head -1 || true)
-        [[ -n $u ]] && { echo "$u"; return; }
-    done
-    echo http://deb.debian.org/debian
-}
-
-MIRROR=$(mirror)
-KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
-[[ -f $KEYRING ]] || { log "no $KEYRING (package debian-archive-keyring)"; exit 1; }
-mkdir -p "$APT_DIR"/{lists/partial,cache/archives/partial,debs,preferences.d}
+# shellcheck source=scripts/lib/debian-apt.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/debian-apt.sh"
 suites=$(printf '%s\n' "${missing[@]}" | cut -d: -f2 | sort -u | tr '\n' ' ')
-cat >"$APT_DIR/oxrun.sources" <<SRC
-Types: deb
-URIs: $MIRROR
-Suites: $suites
-Components: main
-Signed-By: $KEYRING
-SRC
-touch "$APT_DIR/status"
-APT_OPTS=(
-    -o "Dir::Etc::sourcelist=$APT_DIR/oxrun.sources"
-    -o "Dir::Etc::sourceparts=-"
-    -o "Dir::State::lists=$APT_DIR/lists"
-    -o "Dir::State::status=$APT_DIR/status"
-    -o "Dir::Cache=$APT_DIR/cache"
-    -o "Dir::Etc::preferences=$APT_DIR/preferences"
-    -o "Dir::Etc::preferencesparts=$APT_DIR/preferences.d"
-    -o "APT::Default-Release="
-    -o "APT::Sandbox::User=root"
-)
+debian_apt_init "$APT_DIR" "$suites"
+MIRROR=$DEBIAN_APT_MIRROR
 t0=$SECONDS
 log "apt-get update ($MIRROR: $suites) in $APT_DIR"
 apt-get "${APT_OPTS[@]}" update -qq
@@ -85,8 +49,7 @@ for e in "${missing[@]}"; do
     v=${e%%:*}
     suite=${e##*:}
     # The exact Debian version of `containerd` in that suite.
-    dv=$(apt-cache "${APT_OPTS[@]}" madison containerd |
-        awk -v s="$suite" -v v="$v" '$0 ~ "/" s "[ /]" || $0 ~ " " s "/" { if (index($3, v) == 1) { print $3; exit } }')
+    dv=$(debian_apt_version containerd "$suite" "$v")
     if [[ -z $dv ]]; then
         log "containerd $v not found in $suite:"
         apt-cache "${APT_OPTS[@]}" madison containerd >&2 || true

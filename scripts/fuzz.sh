@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Fuzz config.json loading/validation and the seccomp compiler for a fixed
-# budget per target (not run in CI). Usage:
+# Fuzz config.json loading/validation, the seccomp compiler and the D-Bus
+# message parser for a fixed budget per target (not run in CI). Usage:
 #   scripts/fuzz.sh [SECONDS_PER_TARGET]      (default 60)
 # Needs cargo-fuzz (installed here if missing) and a nightly toolchain for
 # libFuzzer with AddressSanitizer. Without nightly it falls back to
@@ -27,7 +27,7 @@ fi
 scratch="$(mktemp -d /tmp/oxrun-fuzz.XXXXXX)"
 trap 'rm -rf "$scratch"' EXIT
 status=0
-for target in config seccomp; do
+for target in config seccomp dbus; do
     corpus="$scratch/$target"
     mkdir -p "$corpus"
     cp fuzz/seeds/"$target"/* "$corpus"/

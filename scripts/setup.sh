@@ -26,6 +26,11 @@ add_packages containerd podman conmon
 # loopback in /usr/lib/cni); protoc for the k8s-cri client's build script.
 # containerd 1.7 and 2.1 come from scripts/containerd-matrix.sh (below).
 add_packages containernetworking-plugins protobuf-compiler
+# Checkpoint/restore (integration/tests/checkpoint.rs): criu locks the
+# network with iptables for --tcp-established (criu itself: scripts/criu.sh).
+add_packages iptables
+# D-Bus client tests (libcontainer/src/dbus/bus_tests.rs): a private bus.
+add_packages dbus-daemon
 # The systemd test guest (scripts/test-systemd.sh, scripts/systemd-vm):
 # debootstrap builds its root file system (mkfs.ext4 -d from e2fsprogs,
 # which every Debian has, makes the image).
@@ -83,3 +88,6 @@ ensure_rust() {
 install_packages
 ensure_rust
 bash "$(dirname "${BASH_SOURCE[0]}")/containerd-matrix.sh"
+# criu 4.x for the checkpoint/restore tests (integration/tests/checkpoint.rs):
+# sid's criu with its own glibc under /opt/oxrun-test/criu-<version>.
+bash "$(dirname "${BASH_SOURCE[0]}")/criu.sh"

@@ -403,3 +403,53 @@ fn json_log_appends() {
     assert!(text.contains("pre-existing"), "log file truncated: {text}");
     assert!(json_error_lines(&log).len() >= 2, "{text}");
 }
+
+/// `--systemd-cgroup`: a cgroupsPath not in `slice:prefix:name` form, a
+/// slice with a path separator or a unit name that would leave its slice is
+/// refused naming linux.cgroupsPath; a well-formed one on a host without
+/// systemd as its init is refused with that reason. Nothing is left
+/// behind, no cgroup directory is made. (The driver itself is tested in the
+/// systemd guest, scripts/test-systemd.sh.)
+#[test]
+fn systemd_driver_bad_input() {
+    let mut rt = Runtime::new();
+    rt.global_args = vec!["--systemd-cgroup".into()];
+    let mut b = Bundle::new();
+    sleeper(&mut b);
+    for (path, words) in [
+        ("a:b", &["linux.cgroupsPath", "slice:prefix:name"][..]),
+        ("a.slice:b:c:d", &["linux.cgroupsPath", "slice:prefix:name"]),
+        ("/oxit/plain", &["linux.cgroupsPath", "slice:prefix:name"]),
+        (
+            "sys/tem.slice:p:n",
+            &["linux.cgroupsPath", "invalid slice name"],
+        ),
+        (
+            "bad--name.slice:p:n",
+            &["linux.cgroupsPath", "invalid slice name"],
+        ),
+        (
+            "x.slice:p:../../n",
+            &["linux.cgroupsPath", "not a valid systemd unit name"],
+        ),
+    ] {
+        b.config["linux"]["cgroupsPath"] = json!(path);
+        let id = rt.id("sdbad");
+        create_fails(&rt, &b, &id, words);
+        assert!(
+            !Path::new("/sys/fs/cgroup/unified/x.slice").exists()
+                && !Path::new("/sys/fs/cgroup/unified/sys").exists(),
+            "{path}: a cgroup was made"
+        );
+    }
+    if !Path::new("/run/systemd/system").is_dir() {
+        b.config["linux"]["cgroupsPath"] = json!("system.slice:oxit:n");
+        let id = rt.id("sdnone");
+        create_fails(
+            &rt,
+            &b,
+            &id,
+            &["--systemd-cgroup", "systemd is not this host's init"],
+        );
+    }
+}

@@ -1,27 +1,34 @@
 //! What this build really supports, as the runtime-spec's features.md
 //! document: printed by `oxrun features` and sent by the shim's `-info`
-//! (containerd 2.x reads it from there).
+//! (containerd 2.x reads it from there). The lists come from the tables
+//! the code itself works from (mount option words, namespace kinds,
+//! seccomp names, memory policy modes); integration/tests/features.rs
+//! runs a container for each claim.
 
 use serde_json::{json, Value};
 
+/// The spec's name of a value oci-spec serializes as a string.
+fn spec_name<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
 /// The features document (runtime-spec features.md).
 pub fn features() -> Value {
+    let (mpol_modes, mpol_flags) = crate::process::mempolicy::names();
     json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": crate::state::OCI_VERSION,
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
-        "mountOptions": [
-            "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "lazytime", "mand",
-            "noatime", "nodev", "nodiratime", "noexec", "nolazytime", "nomand", "norelatime", "nostrictatime",
-            "nosuid", "nosymfollow", "private", "rbind", "rdev", "rdiratime", "relatime", "remount", "rexec",
-            "rnoatime", "rnodev", "rnodiratime", "rnoexec", "rnosuid", "rnosymfollow", "ro", "rprivate",
-            "rrelatime", "rro", "rrw", "rshared", "rslave", "rstrictatime", "rsuid", "rsymfollow", "runbindable",
-            "rw", "shared", "slave", "strictatime", "suid", "symfollow", "sync", "unbindable"
-        ],
+        "mountOptions": crate::rootfs::options::known(),
         "linux": {
-            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
+            "namespaces": crate::namespaces::KINDS.iter().map(spec_name).collect::<Vec<_>>(),
             "capabilities": caps::all().iter().map(|c| c.to_string()).collect::<std::collections::BTreeSet<_>>(),
-            "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": false},
+            // rdma: linux.resources.rdma is applied (cgroups/resources.rs, v1
+            // and v2); systemd: the driver in cgroups/systemd.rs (v2 hosts).
+            "cgroup": {"v1": true, "v2": true, "systemd": true, "systemdUser": false, "rdma": true},
             "seccomp": {
                 "enabled": true,
                 "actions": crate::seccomp::ACTIONS,
@@ -33,11 +40,41 @@ pub fn features() -> Value {
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false},
             "intelRdt": {"enabled": false},
-            "mountExtensions": {"idmap": {"enabled": false}}
+            "memoryPolicy": {"modes": mpol_modes, "flags": mpol_flags},
+            "mountExtensions": {"idmap": {"enabled": true}},
+            "netDevices": {"enabled": true}
         },
         "annotations": {
             "org.opencontainers.runc.version": "compatible",
-            "io.github.oxrun.version": env!("CARGO_PKG_VERSION")
+            "io.github.oxrun.version": env!("CARGO_PKG_VERSION"),
+            // Not a runtime-spec field: checkpoint/restore go through criu.
+            "io.github.oxrun.checkpoint": "criu"
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lists_come_from_the_tables() {
+        let f = super::features();
+        let ns: Vec<&str> = f["linux"]["namespaces"]
+            .as_array()
+            .expect("namespaces")
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        assert_eq!(
+            ns,
+            ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"]
+        );
+        let opts = f["mountOptions"].as_array().expect("mountOptions");
+        for w in ["idmap", "ridmap", "tmpcopyup", "rro", "bind"] {
+            assert!(opts.iter().any(|o| o == w), "{w}");
+        }
+        assert_eq!(
+            f["linux"]["memoryPolicy"]["modes"].as_array().map(Vec::len),
+            Some(7)
+        );
+    }
 }

@@ -4,11 +4,15 @@
 
 pub mod capabilities;
 pub mod cgroups;
+pub mod checkpoint;
 pub mod container;
+pub mod dbus;
 pub mod features;
 pub mod hooks;
+pub mod intel_rdt;
 mod mountinfo;
 pub mod namespaces;
+pub mod netdev;
 pub mod process;
 pub mod rlimits;
 pub mod rootfs;

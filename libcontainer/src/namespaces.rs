@@ -26,6 +26,19 @@ pub enum NamespaceError {
     Unshare { flags: i32, errno: Errno },
 }
 
+/// Every namespace type a container can create or join (each has its
+/// clone flag below); `features` lists them.
+pub const KINDS: [LinuxNamespaceType; 8] = [
+    LinuxNamespaceType::Cgroup,
+    LinuxNamespaceType::Ipc,
+    LinuxNamespaceType::Mount,
+    LinuxNamespaceType::Network,
+    LinuxNamespaceType::Pid,
+    LinuxNamespaceType::Time,
+    LinuxNamespaceType::User,
+    LinuxNamespaceType::Uts,
+];
+
 pub fn clone_flag(t: LinuxNamespaceType) -> i32 {
     match t {
         LinuxNamespaceType::Mount => libc::CLONE_NEWNS,

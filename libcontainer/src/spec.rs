@@ -304,6 +304,7 @@ fn validate(spec: &Spec) -> Result<(), SpecError> {
             "time offsets need a time namespace",
         ));
     }
+    validate_net_devices(linux, has(LinuxNamespaceType::Network))?;
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         if !m.destination().is_absolute() {
             return Err(invalid(
@@ -346,6 +347,46 @@ fn validate(spec: &Spec) -> Result<(), SpecError> {
                     format!("{:?} is not absolute", h.path()),
                 ));
             }
+        }
+    }
+    Ok(())
+}
+
+/// `linux.netDevices`: valid interface names, no two devices given the
+/// same name, and a network namespace to move them into (whether it is
+/// not the host's own is checked at create, when it exists).
+fn validate_net_devices(linux: &oci_spec::runtime::Linux, netns: bool) -> Result<(), SpecError> {
+    let Some(devs) = linux.net_devices().as_ref().filter(|d| !d.is_empty()) else {
+        return Ok(());
+    };
+    if !netns {
+        return Err(invalid(
+            "linux.netDevices",
+            "moving network devices needs a network namespace of the container's own (linux.namespaces has no \"network\" entry)",
+        ));
+    }
+    let mut keys: Vec<&String> = devs.keys().collect();
+    keys.sort();
+    let mut names: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    for key in keys {
+        crate::netdev::check_name(key, false)
+            .map_err(|m| invalid(format!("linux.netDevices.{key}"), m))?;
+        let name = match devs[key].name().as_deref() {
+            Some(n) => {
+                crate::netdev::check_name(n, true)
+                    .map_err(|m| invalid(format!("linux.netDevices.{key}.name"), m))?;
+                n
+            }
+            None => key.as_str(),
+        };
+        if name.contains("%d") {
+            continue;
+        }
+        if let Some(other) = names.insert(name, key) {
+            return Err(invalid(
+                format!("linux.netDevices.{key}.name"),
+                format!("{name:?} is also the container name of linux.netDevices.{other}"),
+            ));
         }
     }
     Ok(())

@@ -24,6 +24,8 @@ const CREATING_SUFFIX: &str = "~creating";
 const DELETING_SUFFIX: &str = "~deleting";
 /// The state that state.json replaced, kept for `delete --force`.
 pub const PREV_STATE_FILE: &str = "state.json.prev";
+/// Where restore binds the rootfs for criu (a mount point while it runs).
+pub const CRIU_ROOT: &str = "criu-root";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -448,6 +450,10 @@ impl StateDir {
     /// delete killed half-way leaves no half-empty `<id>` behind; leftovers
     /// of that kind are swept by [`sweep_stale`].
     pub fn remove(self) -> Result<(), StateError> {
+        // A restore killed while the rootfs was bound here for criu
+        // (checkpoint/restore.rs) must not make the removal below walk
+        // into the container's rootfs.
+        let _ = nix::mount::umount2(&self.path.join(CRIU_ROOT), nix::mount::MntFlags::MNT_DETACH);
         let doomed = self.path.with_file_name(format!(
             "{}{DELETING_SUFFIX}",
             self.path

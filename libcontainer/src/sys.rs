@@ -403,6 +403,20 @@ pub fn ioprio_set_self(value: u32) -> nix::Result<()> {
     unit_result(ret)
 }
 
+/// set_mempolicy(2) for the calling thread: `mode` with its flags, and
+/// the node bitmap `nodes` (64 nodes per word), or none.
+pub fn set_mempolicy(mode: i32, nodes: Option<&[u64]>) -> nix::Result<()> {
+    let (ptr, maxnode) = match nodes {
+        // The kernel counts one bit fewer than `maxnode` says.
+        Some(n) => (n.as_ptr(), n.len() as libc::c_ulong * 64 + 1),
+        None => (std::ptr::null(), 0),
+    };
+    // SAFETY: `ptr` is null with maxnode 0, or points at `nodes`, which is
+    // alive for the call and holds the (maxnode - 1) bits the kernel reads.
+    let ret = unsafe { libc::syscall(libc::SYS_set_mempolicy, mode, ptr, maxnode) };
+    unit_result(ret)
+}
+
 /// Close every fd from `first` up (close_range(2)).
 pub fn close_from(first: u32) -> nix::Result<()> {
     // SAFETY: plain integer arguments; the caller owns no fd it still uses

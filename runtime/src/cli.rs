@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use libcontainer::container::{self, CreateOptions};
+use libcontainer::container::{self, CgroupDriver, CreateOptions};
 
 use crate::log::{Format, Logger};
 
@@ -31,15 +31,16 @@ pub struct Cli {
     /// Debug logging.
     #[arg(long)]
     pub debug: bool,
-    /// Use systemd to manage cgroups (not supported yet).
+    /// Use systemd to manage cgroups: a transient scope made over D-Bus,
+    /// with cgroupsPath as `slice:prefix:name` (cgroup v2 hosts).
     #[arg(long)]
     pub systemd_cgroup: bool,
     /// Rootless mode: true, false or auto (only root is supported so far).
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub rootless: Option<String>,
-    /// Accepted for runc compatibility; checkpointing is not supported.
-    #[arg(long, hide = true)]
-    pub criu: Option<String>,
+    /// The criu binary for checkpoint and restore.
+    #[arg(long, default_value = "criu")]
+    pub criu: String,
     #[command(subcommand)]
     pub cmd: Cmd,
 }
@@ -119,6 +120,10 @@ pub enum Cmd {
     Features,
     /// Run a process in a running container.
     Exec(Box<crate::exec::ExecArgs>),
+    /// Checkpoint a running container with criu.
+    Checkpoint(Box<crate::checkpoint::CheckpointArgs>),
+    /// Restore a container from a checkpoint.
+    Restore(Box<crate::checkpoint::RestoreArgs>),
     #[command(flatten)]
     Cgroup(crate::cgroup_cmds::CgroupCmd),
 }
@@ -138,15 +143,20 @@ pub fn version_text() -> String {
 /// Exit status of `exec` when exec itself fails (runc's).
 const EXEC_FAILED: u8 = 255;
 
-fn create_options(root: &std::path::Path, a: &CreateArgs, log: &Logger) -> CreateOptions {
+fn create_options(cli: &Cli, a: &CreateArgs, log: &Logger) -> CreateOptions {
     CreateOptions {
+        cgroup_driver: if cli.systemd_cgroup {
+            CgroupDriver::Systemd
+        } else {
+            CgroupDriver::Cgroupfs
+        },
         debug: log.debug_enabled(),
         console_socket: a.console_socket.clone(),
         pid_file: a.pid_file.clone(),
         no_pivot: a.no_pivot,
         no_new_keyring: a.no_new_keyring,
         preserve_fds: a.preserve_fds,
-        ..CreateOptions::new(&a.id, &a.bundle, root)
+        ..CreateOptions::new(&a.id, &a.bundle, &cli.root)
     }
 }
 
@@ -163,11 +173,6 @@ fn print_json(v: &impl serde::Serialize, pretty: bool) -> Result<(), String> {
 
 /// Run the command; `Ok(code)` is the process exit code.
 pub fn dispatch(cli: &Cli, log: &Logger) -> Result<u8, String> {
-    if cli.systemd_cgroup {
-        return Err(
-            "--systemd-cgroup: the systemd cgroup driver is not supported yet; use cgroupfs".into(),
-        );
-    }
     if cli.rootless.as_deref().is_some_and(|v| v == "true") && !nix::unistd::geteuid().is_root() {
         return Err("rootless mode is not supported yet".into());
     }
@@ -175,7 +180,7 @@ pub fn dispatch(cli: &Cli, log: &Logger) -> Result<u8, String> {
     let e = |e: container::ContainerError| e.to_string();
     match &cli.cmd {
         Cmd::Create(a) => {
-            let c = container::create(&create_options(root, a, log)).map_err(e)?;
+            let c = container::create(&create_options(cli, a, log)).map_err(e)?;
             c.debug.iter().for_each(|d| log.debug(d));
             c.warnings.iter().for_each(|w| log.warn(w));
             log.debug(&format!("created {} with init pid {}", a.id, c.pid));
@@ -211,7 +216,7 @@ pub fn dispatch(cli: &Cli, log: &Logger) -> Result<u8, String> {
             create,
             detach,
             keep,
-        } => return crate::run::run(create_options(root, create, log), *detach, *keep, log),
+        } => return crate::run::run(create_options(cli, create, log), *detach, *keep, log),
         Cmd::Exec(a) => {
             // exec exits with the process's status; its own errors exit 255
             // (runc's EXEC_FAILED) so a client can tell them apart. Usage
@@ -222,6 +227,13 @@ pub fn dispatch(cli: &Cli, log: &Logger) -> Result<u8, String> {
             }));
         }
         Cmd::Cgroup(c) => return crate::cgroup_cmds::dispatch(c, root, log),
+        Cmd::Checkpoint(a) => return crate::checkpoint::checkpoint(root, &cli.criu, a),
+        Cmd::Restore(_) if cli.systemd_cgroup => {
+            return Err(
+                "--systemd-cgroup: restore makes the container's cgroup itself; the systemd driver is not supported for restore yet".into(),
+            )
+        }
+        Cmd::Restore(a) => return crate::checkpoint::restore(root, &cli.criu, a, log),
         Cmd::List { format, quiet } => list(root, format, *quiet)?,
         Cmd::Spec {
             bundle,

@@ -1,6 +1,7 @@
 //! `oxrun`: an OCI container runtime with runc's command line.
 
 mod cgroup_cmds;
+mod checkpoint;
 mod cli;
 mod exec;
 mod log;

@@ -15,8 +15,6 @@ pub enum OptionsError {
     Decode { type_url: String, msg: String },
     #[error("options: unknown type {0}")]
     UnknownType(String),
-    #[error("options: {0}")]
-    Unsupported(String),
     #[error("options config_path {path}: {msg}")]
     ConfigPath { path: String, msg: String },
 }
@@ -30,6 +28,8 @@ pub struct Options {
     /// The state root for libcontainer; empty: the default.
     pub root: String,
     pub shim_cgroup: String,
+    /// `SystemdCgroup = true`: the systemd cgroup driver.
+    pub systemd_cgroup: bool,
 }
 
 fn decode_err(type_url: &str) -> impl Fn(String) -> OptionsError + '_ {
@@ -53,13 +53,8 @@ pub fn decode(any: Option<&Any>) -> Result<Options, OptionsError> {
             let r: RuncOptions =
                 containerd_shim_protos::protobuf::Message::parse_from_bytes(&a.value)
                     .map_err(|e| err(e.to_string()))?;
-            if r.systemd_cgroup {
-                return Err(OptionsError::Unsupported(
-                    "SystemdCgroup = true: oxrun has no systemd cgroup driver yet; use cgroupfs"
-                        .into(),
-                ));
-            }
             Options {
+                systemd_cgroup: r.systemd_cgroup,
                 no_pivot_root: r.no_pivot_root,
                 no_new_keyring: r.no_new_keyring,
                 io_uid: r.io_uid,
@@ -171,12 +166,7 @@ pub fn from_toml(body: &str) -> Result<Options, OptionsError> {
             "ShimCgroup" => o.shim_cgroup = v.to_string(),
             "IoUid" => o.io_uid = v.parse().unwrap_or(0),
             "IoGid" => o.io_gid = v.parse().unwrap_or(0),
-            "SystemdCgroup" if flag => {
-                return Err(OptionsError::Unsupported(
-                    "SystemdCgroup = true: oxrun has no systemd cgroup driver yet; use cgroupfs"
-                        .into(),
-                ))
-            }
+            "SystemdCgroup" => o.systemd_cgroup = flag,
             _ => {}
         }
     }
@@ -207,12 +197,14 @@ mod tests {
         )))
         .unwrap();
         assert_eq!((o.root.as_str(), o.io_uid), ("/run/x", 7));
+        assert!(!o.systemd_cgroup);
         r.systemd_cgroup = true;
-        let e = decode(Some(&any(
+        let o = decode(Some(&any(
             "types.containerd.io/containerd.runc.v1.Options",
             r.write_to_bytes().unwrap(),
-        )));
-        assert!(matches!(e, Err(OptionsError::Unsupported(_))));
+        )))
+        .unwrap();
+        assert!(o.systemd_cgroup);
     }
 
     #[test]
@@ -226,11 +218,12 @@ mod tests {
 
     #[test]
     fn cri_body() {
-        let body = b"Root = \"/r\"\nIoGid = 5\n";
+        let body = b"Root = \"/r\"\nIoGid = 5\nSystemdCgroup = true\n";
         let mut v = vec![0x1a, body.len() as u8];
         v.extend_from_slice(body);
         let o = decode(Some(&any("runtimeoptions.v1.Options", v))).unwrap();
         assert_eq!((o.root.as_str(), o.io_gid), ("/r", 5));
+        assert!(o.systemd_cgroup);
     }
 
     #[test]

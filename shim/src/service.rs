@@ -241,6 +241,14 @@ impl Shim {
                 pid_file: Some(bundle.join("init.pid")),
                 no_pivot: opts.no_pivot_root,
                 no_new_keyring: opts.no_new_keyring,
+                // `SystemdCgroup = true`, or (containerd 1.6/1.7's CRI with
+                // our runtime_type, which drops the option) a cgroupsPath in
+                // systemd's `slice:prefix:name` form.
+                cgroup_driver: if opts.systemd_cgroup {
+                    container::CgroupDriver::Systemd
+                } else {
+                    container::CgroupDriver::Detect
+                },
                 stdio: child
                     .as_ref()
                     .map(|c| [c[0].as_raw_fd(), c[1].as_raw_fd(), c[2].as_raw_fd()]),

@@ -15,6 +15,7 @@ mod freezer;
 pub mod oom;
 pub mod resources;
 pub mod stats;
+pub mod systemd;
 mod v1;
 mod v2;
 
@@ -55,6 +56,16 @@ pub enum CgroupError {
     Devices(#[from] bpf::BpfError),
     #[error("{0}")]
     Freezer(String),
+    /// A call to systemd failed (the systemd driver), naming the unit.
+    #[error("systemd unit {unit}: {op}: {source}")]
+    Systemd {
+        unit: String,
+        op: &'static str,
+        source: Box<crate::dbus::DbusError>,
+    },
+    /// The systemd driver cannot work on this host.
+    #[error("--systemd-cgroup: {0}")]
+    SystemdUnavailable(String),
     /// runc's words ("container's cgroup unexpectedly frozen"), and where.
     #[error("linux.cgroupsPath: container's cgroup unexpectedly frozen ({} reads {state}): the container would freeze on joining it; thaw it or use another cgroup", file.display())]
     Frozen { file: PathBuf, state: String },
@@ -182,6 +193,10 @@ pub struct CgroupPaths {
     /// the container's directory in the hierarchy holding it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub v1: BTreeMap<String, PathBuf>,
+    /// With the systemd driver: the unit systemd made for the container
+    /// (its cgroup is `v2_dir`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd: Option<systemd::Unit>,
 }
 
 struct Hierarchy {
@@ -343,6 +358,69 @@ impl CgroupPaths {
         Ok(paths)
     }
 
+    /// The systemd driver's plan: the unit for `cgroups_path`
+    /// (`slice:prefix:name`, see [`systemd`]) and its directory on the
+    /// cgroup2 mount. Needs systemd as the host's init and a pure cgroup v2
+    /// host.
+    pub fn plan_systemd(cgroups_path: Option<&Path>, id: &str) -> Result<Self, CgroupError> {
+        let path = cgroups_path
+            .map(|p| {
+                p.to_str()
+                    .ok_or_else(|| invalid("linux.cgroupsPath", "not valid UTF-8"))
+            })
+            .transpose()?;
+        let (unit, rel) = systemd::Unit::plan(path, id)?;
+        if !systemd::running() {
+            return Err(CgroupError::SystemdUnavailable(
+                "systemd is not this host's init (no /run/systemd/system); use the cgroupfs driver"
+                    .into(),
+            ));
+        }
+        let unified = hierarchies()?
+            .iter()
+            .any(|h| h.controllers.is_empty() && h.mount == Path::new("/sys/fs/cgroup"));
+        if !unified {
+            return Err(CgroupError::SystemdUnavailable(
+                "the systemd driver needs a pure cgroup v2 host (/sys/fs/cgroup is not cgroup2); use the cgroupfs driver".into(),
+            ));
+        }
+        let dir = Path::new("/sys/fs/cgroup").join(rel);
+        Ok(CgroupPaths {
+            dirs: vec![dir.clone()],
+            freezer: None,
+            unified: true,
+            v2_dir: Some(dir),
+            v1: BTreeMap::new(),
+            systemd: Some(unit),
+        })
+    }
+
+    /// The cgroup is made by systemd once the init exists
+    /// ([`CgroupPaths::start_unit`]), not by [`CgroupPaths::create`].
+    pub fn made_with_init(&self) -> bool {
+        self.systemd.is_some()
+    }
+
+    /// The systemd driver: have systemd make the unit with `pid` in it,
+    /// with the resource properties it manages, then write every resource
+    /// to the unit's cgroup files (as runc's systemd driver does). Returns
+    /// the warnings of [`CgroupPaths::apply`].
+    pub fn start_unit(
+        &self,
+        pid: i32,
+        resources: &oci_spec::runtime::LinuxResources,
+    ) -> Result<Vec<String>, CgroupError> {
+        let (Some(unit), Some(dir)) = (&self.systemd, &self.v2_dir) else {
+            return Err(CgroupError::NoHierarchy);
+        };
+        let mut r = resources::Res::from_spec(resources, true)?;
+        unit.start(Some(pid), &mut r)?;
+        v2::create(dir)?;
+        let mut warnings = Vec::new();
+        v2::apply(dir, &r, &mut warnings)?;
+        Ok(warnings)
+    }
+
     /// Create every directory (parents too). v1 cpuset needs cpus/mems copied
     /// down from the parent before a task can join; on pure v2 every
     /// ancestor gets the available controllers in its subtree_control (as
@@ -386,6 +464,17 @@ impl CgroupPaths {
         let mut warnings = Vec::new();
         if self.unified {
             let dir = self.v2_dir.as_deref().ok_or(CgroupError::NoHierarchy)?;
+            if let Some(unit) = &self.systemd {
+                // systemd first (its values would otherwise undo ours on a
+                // daemon-reload); refuse a limit below the usage before
+                // systemd applies it, as the file write would.
+                if r.check_before_update {
+                    if let Ok(usage) = read_u64(dir, "memory.current") {
+                        v1::check_usage_against(usage, &r)?;
+                    }
+                }
+                unit.set_properties(&mut r)?;
+            }
             v2::apply(dir, &r, &mut warnings)?;
         } else {
             v1::apply(&self.v1_dirs()?, &r, &mut warnings)?;
@@ -665,6 +754,14 @@ impl CgroupPaths {
     /// directories (only the container's own: parents are left, as runc
     /// does). Missing directories are fine (delete is idempotent).
     pub fn destroy(&self) -> Result<(), CgroupError> {
+        // systemd driver: stop the unit (systemd removes its cgroup); kill
+        // first so the stop job does not wait for a slow SIGTERM. When
+        // systemd cannot be reached, the directories still go below, and
+        // the scope ends by itself once its cgroup is empty.
+        if let Some(unit) = &self.systemd {
+            self.signal_all(libc::SIGKILL);
+            let _ = unit.stop();
+        }
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut first_err = None;
         for dir in &self.dirs {

@@ -29,6 +29,23 @@ pub struct CreateOptions {
     /// Prepare `Created::debug` notes (only then: they cost time on every
     /// create).
     pub debug: bool,
+    /// Who makes the container's cgroup.
+    pub cgroup_driver: CgroupDriver,
+}
+
+/// Who makes the container's cgroup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CgroupDriver {
+    /// oxrun, in cgroupfs (runc's default).
+    #[default]
+    Cgroupfs,
+    /// systemd, as a transient unit (runc's `--systemd-cgroup`).
+    Systemd,
+    /// systemd when `linux.cgroupsPath` has its `slice:prefix:name` form,
+    /// cgroupfs otherwise: containerd 1.6/1.7's CRI sends that form (for a
+    /// pod whose parent is a slice) without passing `SystemdCgroup` on to
+    /// a runtime that is not runc.
+    Detect,
 }
 
 impl CreateOptions {
@@ -52,6 +69,7 @@ impl CreateOptions {
             preserve_fds: 0,
             stdio: None,
             debug: false,
+            cgroup_driver: CgroupDriver::Cgroupfs,
         }
     }
 }
@@ -183,6 +201,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         .unwrap_or(false);
     let (console, caller_console) =
         tty::console_for(terminal, opts.console_socket.as_deref(), opts.pty_to_caller)?;
+    crate::intel_rdt::check(linux).map_err(ContainerError::Invalid)?;
     let plan = Plan::from_spec(linux.namespaces().as_deref().unwrap_or(&[]))?;
     debug.push(|| describe_namespaces(linux.namespaces().as_deref().unwrap_or(&[])));
     if !plan.has(oci_spec::runtime::LinuxNamespaceType::Mount) {
@@ -194,7 +213,19 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         &bundle,
         plan.has(oci_spec::runtime::LinuxNamespaceType::User),
     )?;
-    let cgroups = CgroupPaths::plan(linux.cgroups_path().as_deref(), &opts.id)?;
+    let cgroups_path = linux.cgroups_path().as_deref();
+    let systemd = match opts.cgroup_driver {
+        CgroupDriver::Cgroupfs => false,
+        CgroupDriver::Systemd => true,
+        CgroupDriver::Detect => cgroups_path
+            .and_then(Path::to_str)
+            .is_some_and(crate::cgroups::systemd::is_systemd_path),
+    };
+    let cgroups = if systemd {
+        CgroupPaths::plan_systemd(cgroups_path, &opts.id)?
+    } else {
+        CgroupPaths::plan(cgroups_path, &opts.id)?
+    };
 
     // What is known before anything exists: a create killed from here on
     // leaves a "stopped" container that `delete -f` can clean up (its
@@ -234,12 +265,16 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         ));
     }
     cgroups.check_not_frozen()?;
-    cgroups.create()?;
     undo.cgroups = Some(cgroups.clone());
-    // Always, as runc does: without a resources section the container still
-    // gets the default device rules (deny all but the standard nodes).
-    let no_resources = oci_spec::runtime::LinuxResources::default();
-    warnings.extend(cgroups.apply(linux.resources().as_ref().unwrap_or(&no_resources))?);
+    if !cgroups.made_with_init() {
+        cgroups.create()?;
+        // Always, as runc does: without a resources section the container
+        // still gets the default device rules (deny all but the standard
+        // nodes). (With systemd this happens once init exists, in
+        // spawn_init.)
+        let no_resources = oci_spec::runtime::LinuxResources::default();
+        warnings.extend(cgroups.apply(linux.resources().as_ref().unwrap_or(&no_resources))?);
+    }
     debug.push(|| {
         format!(
             "cgroup {} created and linux.resources applied: {}",
@@ -289,7 +324,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     debug.extend(|| after_spawn(&st, &plan, opts.no_pivot));
     // Success: keep everything.
     warnings.append(&mut undo.spawned.warnings);
-    undo.spawned.children.clear();
+    undo.spawned.keep();
     undo.cgroups = None;
     undo.state_dir = None;
     Ok(Created {

@@ -13,7 +13,7 @@ mod lifecycle;
 use std::path::PathBuf;
 
 pub use cgroup_ops::{events, pause, ps, resume, stats, update};
-pub use create::{create, write_pid_file, CreateOptions, Created};
+pub use create::{create, write_pid_file, CgroupDriver, CreateOptions, Created};
 pub use exec::{exec, ExecRequest, Execed};
 pub use lifecycle::{delete, delete_deferring_hooks, kill, list, start, state, Poststop, Started};
 
@@ -36,6 +36,7 @@ pub enum Op {
     Update,
     Stats,
     Events,
+    Checkpoint,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +68,8 @@ pub enum ContainerError {
     Seccomp(#[from] crate::seccomp::SeccompError),
     #[error(transparent)]
     Exec(#[from] crate::process::exec::ExecError),
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
     #[error("root.path {path}: {msg}")]
     Rootfs { path: PathBuf, msg: String },
     #[error("bundle {path}: {source}")]
@@ -119,6 +122,9 @@ fn describe_wrong_state(op: Op, id: &str, status: Status) -> String {
         (Op::Exec, _) => format!("cannot exec in a stopped container: {id}"),
         (Op::Pause, Status::Paused) => format!("container {id} is already paused"),
         (Op::Resume, _) => format!("container {id} is not paused"),
+        (Op::Checkpoint, s) => {
+            format!("container {id} cannot be checkpointed in {s} state")
+        }
         (Op::Pause | Op::Update | Op::Stats | Op::Events, _) => {
             format!("container {id} is not running")
         }

@@ -247,6 +247,14 @@ fn child_main(
         pid,
         state: &crate::state::oci_state_json(&st.id, "running", st.pid, &st.bundle, &st.config),
     };
+    if let Some(mp) = st
+        .config
+        .linux()
+        .as_ref()
+        .and_then(|l| l.memory_policy().as_ref())
+    {
+        super::mempolicy::apply(mp)?;
+    }
     // execCPUAffinity.final, now that the process is in the container's
     // cgroup; with only `initial` given, every online CPU (the cgroup's
     // cpuset narrows it), so `initial` does not outlive the transition.

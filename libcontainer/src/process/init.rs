@@ -174,6 +174,17 @@ fn init(args: &InitArgs<'_>) -> Result<Never> {
     if let Some(d) = args.spawn.spec.domainname() {
         sys::setdomainname(d.as_bytes()).map_err(sys_err("domainname: setdomainname"))?;
     }
+    // Before the rootfs is set up: the host's NUMA nodes are still in
+    // view under /sys. set_mempolicy's policy survives execve.
+    if let Some(mp) = args
+        .spawn
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.memory_policy().as_ref())
+    {
+        super::mempolicy::apply_checked(mp)?;
+    }
 
     let mut ctx = rootfs::Context {
         spec: args.spawn.spec,
@@ -226,6 +237,7 @@ fn init(args: &InitArgs<'_>) -> Result<Never> {
         rootfs::pivot(root.as_fd(), args.spawn.rootfs, args.spawn.no_pivot)?;
         drop(root);
         rootfs::apply_spec_after_pivot(args.spawn.spec)?;
+        reopen_dev_null()?;
     } else {
         nix::unistd::fchdir(root.as_raw_fd()).map_err(sys_err("fchdir rootfs"))?;
         nix::unistd::chroot(".").map_err(sys_err("chroot rootfs"))?;
@@ -241,6 +253,15 @@ fn init(args: &InitArgs<'_>) -> Result<Never> {
             .as_ref()
             .map(|b| (b.height() as u16, b.width() as u16));
         tty::setup(sock, size, true)?;
+    } else {
+        // As runc: the init always leads a session of its own, so nothing
+        // of the caller's session (its terminal, its job control) reaches
+        // into the container, and criu can checkpoint it without
+        // --shell-job. With a terminal, tty::setup did this.
+        match nix::unistd::setsid() {
+            Ok(_) | Err(nix::errno::Errno::EPERM) => {}
+            Err(e) => return Err(sys_err("setsid")(e).into()),
+        }
     }
     let cwd = process.cwd().clone();
     let env = finalize::environment(process);
@@ -330,5 +351,36 @@ fn init(args: &InitArgs<'_>) -> Result<Never> {
 
 fn ctx_warn(ch: &Channel, msg: String) -> Result<()> {
     ch.send(&Msg::Warning(msg))?;
+    Ok(())
+}
+
+/// As runc (`reOpenDevNull`): stdio that is the host's /dev/null is
+/// replaced by the container's own /dev/null, so no descriptor of a mount
+/// outside the container stays open in it (criu could not checkpoint the
+/// container otherwise: the host's /dev is not among its mounts).
+fn reopen_dev_null() -> Result<()> {
+    let Ok(null) = crate::sys::openat2(
+        crate::sys::cwd(),
+        c"/dev/null",
+        libc::O_RDWR | libc::O_CLOEXEC,
+        0,
+        crate::sys::RESOLVE_NO_SYMLINKS,
+    ) else {
+        // No /dev/null in the container: nothing to reopen onto.
+        return Ok(());
+    };
+    let ours = nix::sys::stat::fstat(null.as_raw_fd()).map_err(sys_err("stat /dev/null"))?;
+    if ours.st_mode & libc::S_IFMT != libc::S_IFCHR || ours.st_rdev != libc::makedev(1, 3) {
+        return Ok(());
+    }
+    for fd in 0..3 {
+        let Ok(st) = nix::sys::stat::fstat(fd) else {
+            continue;
+        };
+        let is_null = st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == ours.st_rdev;
+        if is_null && (st.st_dev, st.st_ino) != (ours.st_dev, ours.st_ino) {
+            nix::unistd::dup2(null.as_raw_fd(), fd).map_err(sys_err("reopen /dev/null"))?;
+        }
+    }
     Ok(())
 }

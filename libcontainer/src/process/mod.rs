@@ -9,6 +9,7 @@ pub mod error;
 pub mod exec;
 pub mod finalize;
 pub mod init;
+pub(crate) mod mempolicy;
 pub mod parent;
 mod sched;
 pub mod trampoline;

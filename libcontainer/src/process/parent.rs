@@ -54,6 +54,8 @@ pub enum ProcessError {
     /// init broke the sync protocol.
     #[error("unexpected {0} from init")]
     Protocol(String),
+    #[error(transparent)]
+    NetDevice(#[from] crate::netdev::NetdevError),
     #[error("container init exited during set-up")]
     InitDied,
     #[error("the calling process has {0} threads; containers can only be created or exec'd from a single-threaded process")]
@@ -67,11 +69,21 @@ pub struct Spawned {
     pub children: Vec<i32>,
     /// Warnings init sent while setting up.
     pub warnings: Vec<String>,
+    /// `linux.netDevices` moved into the container so far.
+    pub net_devices: crate::netdev::Moved,
 }
 
 impl Spawned {
-    /// Kill and reap everything we started (failure path).
+    /// The container is created: keep what we started.
+    pub fn keep(&mut self) {
+        self.children.clear();
+        self.net_devices.keep();
+    }
+
+    /// Kill and reap everything we started (failure path), after giving
+    /// the moved network devices back to the host.
     pub fn kill_all(&mut self) {
+        self.net_devices.give_back();
         for pid in self.children.drain(..) {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
             let _ = waitpid(Pid::from_raw(pid), None);
@@ -118,7 +130,12 @@ pub fn spawn_init(a: &SpawnArgs<'_>, spawned: &mut Spawned) -> Result<i32, Proce
     nix::sys::prctl::set_dumpable(false).map_err(sys::err("prctl(PR_SET_DUMPABLE)"))?;
     // Born in its v2 cgroup (CLONE_INTO_CGROUP) when there is one; v1
     // hierarchies still get a cgroup.procs write below.
-    let cgroup_fd = if single { a.cgroups.v2_fd() } else { None };
+    // (Not with systemd: the unit and its cgroup are made for the pid.)
+    let cgroup_fd = if single && !a.cgroups.made_with_init() {
+        a.cgroups.v2_fd()
+    } else {
+        None
+    };
     // SAFETY: the runtime is single-threaded; the child only runs init code and
     // always ends in execve or _exit.
     let cloned = match unsafe { sys::clone3(flags, cgroup_fd.as_ref().map(|f| f.as_raw_fd())) } {
@@ -148,7 +165,14 @@ pub fn spawn_init(a: &SpawnArgs<'_>, spawned: &mut Spawned) -> Result<i32, Proce
     drop(child);
     drop(cgroup_fd);
     spawned.children.push(pid);
-    if into_cgroup {
+    if a.cgroups.made_with_init() {
+        // The systemd driver: systemd makes the unit with init in it (and
+        // the resources go on it), while init waits for us.
+        let no_resources = oci_spec::runtime::LinuxResources::default();
+        let r = a.spec.linux().as_ref().and_then(|l| l.resources().as_ref());
+        let w = a.cgroups.start_unit(pid, r.unwrap_or(&no_resources))?;
+        spawned.warnings.extend(w);
+    } else if into_cgroup {
         a.cgroups.add_except_v2(pid)?;
     } else {
         a.cgroups.add(pid)?;
@@ -180,6 +204,7 @@ pub fn spawn_init(a: &SpawnArgs<'_>, spawned: &mut Spawned) -> Result<i32, Proce
             }
         }
     };
+    crate::netdev::move_into(a.spec, init_pid, &mut spawned.net_devices)?;
     if let Some(score) = oom {
         std::fs::write(format!("/proc/{init_pid}/oom_score_adj"), score.to_string())
             .map_err(|source| ProcessError::OomScoreAdj { score, source })?;

@@ -13,7 +13,7 @@ use oci_spec::runtime::{LinuxDevice, LinuxDeviceType};
 use super::{cpath, resolve, Context, Result, RootfsError};
 use crate::sys::{self};
 
-pub(super) const DEFAULT_DEVICES: &[(&str, u64, u64)] = &[
+pub(crate) const DEFAULT_DEVICES: &[(&str, u64, u64)] = &[
     ("null", 1, 3),
     ("zero", 1, 5),
     ("full", 1, 7),

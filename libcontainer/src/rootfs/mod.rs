@@ -7,6 +7,7 @@
 //! `RESOLVE_IN_ROOT`: no path string is ever resolved on the host side of a
 //! container-controlled symlink (CVE-2021-30465 family).
 
+mod copyup;
 mod devices;
 pub mod idmap;
 mod masking;
@@ -16,6 +17,7 @@ mod pivot;
 pub mod resolve;
 mod sysctl;
 
+pub(crate) use devices::DEFAULT_DEVICES;
 pub use pivot::{apply_spec_after_pivot, pivot};
 
 use std::ffi::CString;

@@ -53,6 +53,12 @@ pub(super) fn mount_one(
         let fd = resolve::open_path(root, dest).map_err(sys::err_at("open", dest))?;
         return set_attrs(fd.as_fd(), &opts, dest);
     }
+    if opts.tmpcopyup && (opts.bind || typ != "tmpfs") {
+        return Err(field(format!(
+            "tmpcopyup on {}: it applies to tmpfs mounts only",
+            dest.display()
+        )));
+    }
     check_proc_destination(i, dest, &typ, opts.bind)?;
     // /proc and /sys must be real directories: a symlink there is an attack
     // (CVE-2019-19921 / CVE-2023-27561) even if it points inside the root.
@@ -117,6 +123,17 @@ pub(super) fn mount_one(
             Err(e) => return Err(e),
         }
     };
+    if opts.tmpcopyup {
+        // Into the tmpfs while it is detached: what the destination holds.
+        let from = resolve::open_in_root(root, dest, libc::O_RDONLY | libc::O_DIRECTORY, 0)
+            .map_err(sys::err_at("open for tmpcopyup", dest))?;
+        super::copyup::copy_dir(from.as_fd(), tree.as_fd()).map_err(|(path, e)| {
+            field(format!(
+                "tmpcopyup: copy {}{path} into the tmpfs: {e}",
+                dest.display()
+            ))
+        })?;
+    }
     set_attrs(tree.as_fd(), &opts, dest)?;
     let target = target_fd(root, dest, no_symlinks)?;
     sys::move_mount_fd(tree.as_fd(), target.as_fd()).map_err(sys::err_at("mount", dest))?;

@@ -25,38 +25,125 @@ pub struct MountOptions {
     pub remount: bool,
     /// `idmap` / `ridmap`.
     pub idmap: bool,
+    /// `tmpcopyup`: fill a new tmpfs with what its destination held.
+    pub tmpcopyup: bool,
     /// Options we accept but do nothing with (reported as warnings).
     pub ignored: Vec<String>,
 }
 
-fn atime(set: &mut u64, clr: &mut u64, mode: u64) {
-    *clr |= sys::MOUNT_ATTR__ATIME;
-    *set = (*set & !sys::MOUNT_ATTR__ATIME) | mode;
+/// What a mount attribute word does to the attribute set/clear pair.
+#[derive(Clone, Copy)]
+enum AttrOp {
+    Set(u64),
+    Clear(u64),
+    /// One of the exclusive atime modes.
+    Atime(u64),
 }
 
-/// A mount attribute word (`ro`, `nosuid`, `noatime`, ...) into the
-/// set/clear pair it belongs to. False if `word` is not one.
-fn attr(word: &str, set: &mut u64, clr: &mut u64) -> bool {
-    match word {
-        "ro" => *set |= sys::MOUNT_ATTR_RDONLY,
-        "rw" => *clr |= sys::MOUNT_ATTR_RDONLY,
-        "nosuid" => *set |= sys::MOUNT_ATTR_NOSUID,
-        "suid" => *clr |= sys::MOUNT_ATTR_NOSUID,
-        "nodev" => *set |= sys::MOUNT_ATTR_NODEV,
-        "dev" => *clr |= sys::MOUNT_ATTR_NODEV,
-        "noexec" => *set |= sys::MOUNT_ATTR_NOEXEC,
-        "exec" => *clr |= sys::MOUNT_ATTR_NOEXEC,
-        "nosymfollow" => *set |= sys::MOUNT_ATTR_NOSYMFOLLOW,
-        "symfollow" => *clr |= sys::MOUNT_ATTR_NOSYMFOLLOW,
-        "noatime" => atime(set, clr, sys::MOUNT_ATTR_NOATIME),
-        "relatime" => atime(set, clr, sys::MOUNT_ATTR_RELATIME),
-        "strictatime" => atime(set, clr, sys::MOUNT_ATTR_STRICTATIME),
-        "atime" | "norelatime" | "nostrictatime" => atime(set, clr, sys::MOUNT_ATTR_RELATIME),
-        "nodiratime" => *set |= sys::MOUNT_ATTR_NODIRATIME,
-        "diratime" => *clr |= sys::MOUNT_ATTR_NODIRATIME,
-        _ => return false,
+/// The mount attribute words; each also has a recursive `r` form
+/// (`rro`, `rnosuid`, ...: runc's, applied with AT_RECURSIVE).
+const ATTRS: &[(&str, AttrOp)] = &[
+    ("ro", AttrOp::Set(sys::MOUNT_ATTR_RDONLY)),
+    ("rw", AttrOp::Clear(sys::MOUNT_ATTR_RDONLY)),
+    ("nosuid", AttrOp::Set(sys::MOUNT_ATTR_NOSUID)),
+    ("suid", AttrOp::Clear(sys::MOUNT_ATTR_NOSUID)),
+    ("nodev", AttrOp::Set(sys::MOUNT_ATTR_NODEV)),
+    ("dev", AttrOp::Clear(sys::MOUNT_ATTR_NODEV)),
+    ("noexec", AttrOp::Set(sys::MOUNT_ATTR_NOEXEC)),
+    ("exec", AttrOp::Clear(sys::MOUNT_ATTR_NOEXEC)),
+    ("nosymfollow", AttrOp::Set(sys::MOUNT_ATTR_NOSYMFOLLOW)),
+    ("symfollow", AttrOp::Clear(sys::MOUNT_ATTR_NOSYMFOLLOW)),
+    ("noatime", AttrOp::Atime(sys::MOUNT_ATTR_NOATIME)),
+    ("relatime", AttrOp::Atime(sys::MOUNT_ATTR_RELATIME)),
+    ("strictatime", AttrOp::Atime(sys::MOUNT_ATTR_STRICTATIME)),
+    ("atime", AttrOp::Atime(sys::MOUNT_ATTR_RELATIME)),
+    ("norelatime", AttrOp::Atime(sys::MOUNT_ATTR_RELATIME)),
+    ("nostrictatime", AttrOp::Atime(sys::MOUNT_ATTR_RELATIME)),
+    ("nodiratime", AttrOp::Set(sys::MOUNT_ATTR_NODIRATIME)),
+    ("diratime", AttrOp::Clear(sys::MOUNT_ATTR_NODIRATIME)),
+];
+
+/// What the other option words do.
+#[derive(Clone, Copy)]
+enum Word {
+    Bind,
+    Rbind,
+    /// A propagation change: (MS_* flag, recursive).
+    Propagation(u64, bool),
+    /// A superblock flag handed to fsconfig.
+    SbFlag,
+    /// Accepted, nothing to do with the new mount API.
+    NoOp,
+    Remount,
+    Idmap,
+    Ridmap,
+    TmpCopyUp,
+    /// Accepted with a warning: we do not implement it.
+    Unsupported,
+}
+
+const WORDS: &[(&str, Word)] = &[
+    ("bind", Word::Bind),
+    ("rbind", Word::Rbind),
+    ("shared", Word::Propagation(libc::MS_SHARED, false)),
+    ("rshared", Word::Propagation(libc::MS_SHARED, true)),
+    ("slave", Word::Propagation(libc::MS_SLAVE, false)),
+    ("rslave", Word::Propagation(libc::MS_SLAVE, true)),
+    ("private", Word::Propagation(libc::MS_PRIVATE, false)),
+    ("rprivate", Word::Propagation(libc::MS_PRIVATE, true)),
+    ("unbindable", Word::Propagation(libc::MS_UNBINDABLE, false)),
+    ("runbindable", Word::Propagation(libc::MS_UNBINDABLE, true)),
+    ("sync", Word::SbFlag),
+    ("dirsync", Word::SbFlag),
+    ("lazytime", Word::SbFlag),
+    ("mand", Word::SbFlag),
+    ("async", Word::NoOp),
+    ("nomand", Word::NoOp),
+    ("nolazytime", Word::NoOp),
+    ("defaults", Word::NoOp),
+    ("loud", Word::NoOp),
+    ("remount", Word::Remount),
+    ("idmap", Word::Idmap),
+    ("ridmap", Word::Ridmap),
+    ("tmpcopyup", Word::TmpCopyUp),
+    // crun's: copy symlinks instead of mounting over them.
+    ("copy-symlink", Word::Unsupported),
+];
+
+fn apply_attr(op: AttrOp, set: &mut u64, clr: &mut u64) {
+    match op {
+        AttrOp::Set(f) => *set |= f,
+        AttrOp::Clear(f) => *clr |= f,
+        AttrOp::Atime(mode) => {
+            *clr |= sys::MOUNT_ATTR__ATIME;
+            *set = (*set & !sys::MOUNT_ATTR__ATIME) | mode;
+        }
     }
-    true
+}
+
+fn attr_op(word: &str) -> Option<AttrOp> {
+    ATTRS.iter().find(|(w, _)| *w == word).map(|(_, op)| *op)
+}
+
+/// Every option word the parser acts on (what `features` reports as
+/// `mountOptions`): the attribute words, their recursive forms and the
+/// other words, less those only accepted with a warning. Filesystem
+/// parameters (`mode=`, `size=`, ...) go to the filesystem and are not
+/// listed.
+pub fn known() -> Vec<String> {
+    let mut all: Vec<String> = ATTRS
+        .iter()
+        .flat_map(|(w, _)| [w.to_string(), format!("r{w}")])
+        .chain(
+            WORDS
+                .iter()
+                .filter(|(_, op)| !matches!(op, Word::Unsupported))
+                .map(|(w, _)| w.to_string()),
+        )
+        .collect();
+    all.sort();
+    all.dedup();
+    all
 }
 
 /// Parse the `options` of one mount. Unknown words become filesystem data.
@@ -65,69 +152,45 @@ pub fn parse(options: &[String]) -> MountOptions {
     for opt in options {
         let word = opt.as_str();
         // rro, rnosuid, ... (runc's recursive variants)
-        if let Some(w) = word
+        if let Some(op) = word
             .strip_prefix('r')
-            .filter(|w| is_attr(w) && word != "rw")
+            .filter(|_| word != "rw")
+            .and_then(attr_op)
         {
-            attr(w, &mut o.rec_attr_set, &mut o.rec_attr_clr);
+            apply_attr(op, &mut o.rec_attr_set, &mut o.rec_attr_clr);
             continue;
         }
-        if attr(word, &mut o.attr_set, &mut o.attr_clr) {
+        if let Some(op) = attr_op(word) {
+            apply_attr(op, &mut o.attr_set, &mut o.attr_clr);
             continue;
         }
-        match word {
-            "bind" => o.bind = true,
-            "rbind" => {
+        let Some((_, op)) = WORDS.iter().find(|(w, _)| *w == word) else {
+            match word.split_once('=') {
+                Some((k, v)) => o.data.push((k.to_string(), Some(v.to_string()))),
+                None => o.data.push((word.to_string(), None)),
+            }
+            continue;
+        };
+        match *op {
+            Word::Bind => o.bind = true,
+            Word::Rbind => {
                 o.bind = true;
                 o.recursive = true;
             }
-            "shared" => o.propagation.push((libc::MS_SHARED, false)),
-            "rshared" => o.propagation.push((libc::MS_SHARED, true)),
-            "slave" => o.propagation.push((libc::MS_SLAVE, false)),
-            "rslave" => o.propagation.push((libc::MS_SLAVE, true)),
-            "private" => o.propagation.push((libc::MS_PRIVATE, false)),
-            "rprivate" => o.propagation.push((libc::MS_PRIVATE, true)),
-            "unbindable" => o.propagation.push((libc::MS_UNBINDABLE, false)),
-            "runbindable" => o.propagation.push((libc::MS_UNBINDABLE, true)),
-            "sync" | "dirsync" | "mand" | "lazytime" => o.sb_flags.push(word.to_string()),
-            "async" | "nomand" | "nolazytime" | "defaults" | "loud" => {}
-            "remount" => o.remount = true,
-            "idmap" => o.idmap = true,
-            "ridmap" => {
+            Word::Propagation(flag, rec) => o.propagation.push((flag, rec)),
+            Word::SbFlag => o.sb_flags.push(word.to_string()),
+            Word::NoOp => {}
+            Word::Remount => o.remount = true,
+            Word::Idmap => o.idmap = true,
+            Word::Ridmap => {
                 o.idmap = true;
                 o.recursive = true;
             }
-            "tmpcopyup" | "copy-symlink" => o.ignored.push(opt.clone()),
-            other => match other.split_once('=') {
-                Some((k, v)) => o.data.push((k.to_string(), Some(v.to_string()))),
-                None => o.data.push((other.to_string(), None)),
-            },
+            Word::TmpCopyUp => o.tmpcopyup = true,
+            Word::Unsupported => o.ignored.push(opt.clone()),
         }
     }
     o
-}
-
-fn is_attr(w: &str) -> bool {
-    matches!(
-        w,
-        "ro" | "rw"
-            | "nosuid"
-            | "suid"
-            | "nodev"
-            | "dev"
-            | "noexec"
-            | "exec"
-            | "noatime"
-            | "atime"
-            | "relatime"
-            | "norelatime"
-            | "strictatime"
-            | "nostrictatime"
-            | "nodiratime"
-            | "diratime"
-            | "nosymfollow"
-            | "symfollow"
-    )
 }
 
 #[cfg(test)]
@@ -136,6 +199,18 @@ mod tests {
 
     fn p(v: &[&str]) -> MountOptions {
         parse(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn known_words_parse_as_options_not_data() {
+        let words = known();
+        for w in ["rro", "rrw", "ridmap", "tmpcopyup", "rnosymfollow", "loud"] {
+            assert!(words.iter().any(|k| k == w), "{w} missing from {words:?}");
+        }
+        assert!(!words.iter().any(|k| k == "copy-symlink" || k == "mode"));
+        for w in &words {
+            assert!(p(&[w.as_str()]).data.is_empty(), "{w} taken as fs data");
+        }
     }
 
     #[test]
