@@ -105,7 +105,7 @@ for i in $(seq 1 $((N + W))); do
 done
 t1=$(cut -d' ' -f1 /proc/uptime)
 median() { sort -n "$1" 2> /dev/null | awk '{v[NR] = $1} END {if (NR == 0) print "-"; else if (NR % 2) printf "%.1f", v[(NR + 1) / 2]; else printf "%.1f", (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
-left=$(systemctl list-units --all --plain --no-legend --no-pager | grep 'bench-' | awk '{print $1}' | tr '\n' ' ')
+left=$(systemctl list-units --all --plain --no-legend --no-pager | awk '$1 ~ /^bench-.*\.scope$/ {print $1}' | tr '\n' ' ')
 echo "$N iterations (+$W warm-up) per runtime, round-robin, $(echo "$t0 $t1" | awk '{printf "%.0f", $2 - $1}') s; scopes left: ${left:-none}"
 lo=$(median $B/oxrun/lifecycle)
 ro=$(median $B/oxrun/run)

@@ -57,7 +57,7 @@ if ! ls debs/"${KPKG}"_*.deb > /dev/null 2>&1; then
         cp "$cg2"/debs/"${KPKG}"_*.deb debs/
     else
         chmod 777 debs # apt-get download writes as _apt when it can
-        (cd debs && apt-get download "$KPKG")
+        (cd debs && apt-get download "$KPKG" >&2)
     fi
 fi
 KDEB=$(ls debs/"${KPKG}"_*.deb | head -1)
