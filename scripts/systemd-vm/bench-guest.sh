@@ -40,7 +40,7 @@ if [ "${BOOKWORM:-0}" = 1 ] || [ -z "${SID:-}" ]; then
     add "runc-$(ver "$here/runc")" "$here/runc"
     add "crun-$(ver "$here/crun")" "$here/crun"
 fi
-echo "guest: $(uname -r), $(systemctl --version | head -1), $(/usr/lib/x86_64-linux-gnu/libc.so.6 | head -1 | grep -oE 'GNU C Library.*version [0-9.]+' | sed 's/.*version/glibc/')"
+echo "guest: $(uname -r), $(systemctl --version | head -1), $(/usr/lib/x86_64-linux-gnu/libc.so.6 | head -1 | grep -oE 'GNU C Library.*version [0-9.]+' | sed 's/.*version/glibc/; s/\.$//')"
 
 B=/run/bench
 rm -rf $B && mkdir -p $B/rootfs/{bin,proc,dev,tmp}
