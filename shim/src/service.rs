@@ -1,8 +1,26 @@
 //! The `containerd.task.v2.Task` service: each call decoded, run against
-//! the shim's tasks through libcontainer (in this process: no runtime
-//! binary is exec'd), and answered with a gRPC status code containerd
-//! understands. Events are queued here and sent by the loop after the
-//! reply, so containerd always sees create -> start -> exit -> delete.
+//! the shim's tasks through libcontainer (no runtime binary is exec'd),
+//! and answered with a gRPC status code containerd understands. Events are
+//! queued here and sent by the loop after the reply, so containerd always
+//! sees create -> start -> exit -> delete.
+//!
+//! A call never waits on one container for long, since the loop serves
+//! all of them (a pod's, with CRI). What can take long runs in a helper
+//! process (`crate::helper`) with the reply parked until it exits: Create
+//! (libcontainer's create with its prestart, createRuntime and
+//! createContainer hooks), the init's Start (startContainer hooks, run by
+//! init before its execve, and poststart hooks) and Delete's poststop
+//! hooks. The waits left inside a call, each bounded:
+//! - a `binary://` logger's readiness, in `stdio::prepare` (10 s);
+//! - an exec's start, `container::exec`: until the process has execve'd
+//!   (no hooks; a paused container is refused, so it cannot freeze);
+//! - Delete of a never-started task: libcontainer waits for the SIGKILLed
+//!   init to be gone (10 s, reached only if the kernel holds it);
+//! - Pause/Resume: the freezer reaching its state (10 s);
+//! - any libcontainer call: the container's lock (`LOCK_WAIT`, 30 s), held
+//!   only by another `oxrun` command on the same root, or by this shim's
+//!   helper while it creates or starts that container (then calls that
+//!   would take the lock are refused, see `settled`).
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, RawFd};
