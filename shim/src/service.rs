@@ -114,7 +114,7 @@ const CREATE_TIMEOUT: Duration = Duration::from_secs(120);
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 const POSTSTOP_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a non-PID-namespace container's other processes get to die
-/// after its init exited (see `on_exits`), and how often the loop looks.
+/// after its init exited (see `init_exited`), and how often the loop looks.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 const DRAIN_RECHECK: Duration = Duration::from_millis(10);
 
@@ -591,7 +591,7 @@ impl Shim {
 
     fn start_exec(&mut self, r: api::StartRequest) -> Rpc<api::StartResponse> {
         let ns = self.namespace.clone();
-        let t = self.task_mut(&r.id)?;
+        let t = self.settled(&r.id)?;
         let mut resp = api::StartResponse::new();
         if t.init.state == State::Stopped {
             return Err(err(
