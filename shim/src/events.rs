@@ -512,17 +512,27 @@ mod tests {
         }
     }
 
-    fn scratch_sock(tag: &str) -> std::path::PathBuf {
+    /// A socket path, removed when the test ends (even by a panic).
+    struct SockPath(std::path::PathBuf);
+
+    impl Drop for SockPath {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn scratch_sock(tag: &str) -> SockPath {
         let p = std::env::temp_dir().join(format!("oxev-{tag}-{}.sock", std::process::id()));
         let _ = std::fs::remove_file(&p);
-        p
+        SockPath(p)
     }
 
     /// Events raised while containerd is away reach it, in order, once it
     /// listens; publishing never waits for it (each call returns at once).
     #[test]
     fn events_queued_while_away_arrive_in_order() {
-        let path = scratch_sock("order");
+        let sock = scratch_sock("order");
+        let path = sock.0.clone();
         let mut p = Publisher::new(path.display().to_string(), "ns".into());
         let t0 = Instant::now();
         p.publish(&ev::TaskCreate::new());
@@ -545,14 +555,14 @@ mod tests {
                 "/tasks/delete"
             ]
         );
-        let _ = std::fs::remove_file(&path);
     }
 
     /// A slow containerd delays nothing but the events: advance() returns
     /// while a reply is outstanding.
     #[test]
     fn a_slow_reply_does_not_block() {
-        let path = scratch_sock("slow");
+        let sock = scratch_sock("slow");
+        let path = sock.0.clone();
         let server = fake_containerd(path.clone(), Duration::from_secs(3), 0, 1);
         let mut p = Publisher::new(path.display().to_string(), "ns".into());
         p.publish(&ev::TaskExit::new());
@@ -562,19 +572,18 @@ mod tests {
         assert_eq!(p.pending(), 1);
         drive(&mut p, Duration::from_secs(20));
         assert_eq!(server.join().unwrap(), ["/tasks/exit"]);
-        let _ = std::fs::remove_file(&path);
     }
 
     /// An event containerd refuses is retried, and the next ones wait.
     #[test]
     fn a_refused_event_is_retried_in_place() {
-        let path = scratch_sock("refuse");
+        let sock = scratch_sock("refuse");
+        let path = sock.0.clone();
         let server = fake_containerd(path.clone(), Duration::ZERO, 2, 2);
         let mut p = Publisher::new(path.display().to_string(), "ns".into());
         p.publish(&ev::TaskExit::new());
         p.publish(&ev::TaskDelete::new());
         drive(&mut p, Duration::from_secs(20));
         assert_eq!(server.join().unwrap(), ["/tasks/exit", "/tasks/delete"]);
-        let _ = std::fs::remove_file(&path);
     }
 }
