@@ -401,7 +401,8 @@ fn slow_poststop_hook_does_not_hold_up_a_sibling() {
     let hook_done = c.dir.join("poststop-done");
     let hook = serde_json::json!({"poststop": [{
         "path": "/bin/sh",
-        "args": ["sh", "-c", format!("sleep 20; touch {}", hook_done.display())]
+        // `& wait`: the hook must not inherit the shim's blocked SIGCHLD.
+        "args": ["sh", "-c", format!("sleep 20 & wait; touch {}", hook_done.display())]
     }]});
     let slow = c.grouped_spec("slowhook", &["/bin/sleep", "300"], "pod1", Some(hook));
     let sibling = c.grouped_spec("sibling", &["/bin/sleep", "300"], "pod1", None);
@@ -462,7 +463,7 @@ fn slow_create_and_start_hooks_do_not_hold_up_a_sibling() {
     let mark = |name: &str| c.dir.join(name);
     let step = |name: &str| {
         format!(
-            "touch {}; sleep 10; touch {}",
+            "touch {}; sleep 10 & wait; touch {}",
             mark(&format!("{name}-begun")).display(),
             mark(&format!("{name}-done")).display()
         )
@@ -589,6 +590,48 @@ fn exits_while_containerd_is_stopped_arrive_in_order() {
         c.delete(id);
     }
     drop(ev);
+    c.assert_clean();
+}
+
+/// A `binary://` logger (fds 3 and 4: the container's stdout and stderr;
+/// fd 5 closed when ready) gets the container's output (the container is
+/// created by the shim's create helper with the logger's pipes as stdio),
+/// and ends with it: a logger script's `wait` returns, as the shim's
+/// blocked SIGCHLD is not passed on to it (the logger was left running).
+#[test]
+fn binary_logger_gets_the_output() {
+    let mut c = Containerd::start(RUST);
+    let (out, errf) = (c.dir.join("logger.out"), c.dir.join("logger.err"));
+    let logger = c.dir.join("logger.sh");
+    fs::write(
+        &logger,
+        format!(
+            "#!/bin/sh\nexec 5>&-\ncat <&3 > {} &\ncat <&4 > {} &\nwait\n",
+            out.display(),
+            errf.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&logger, fs::Permissions::from_mode(0o755)).unwrap();
+    let uri = format!("binary://{}", logger.display());
+    let run = c.ctr_run(
+        &["-d", "--log-uri", &uri],
+        "binlog",
+        &["/bin/sh", "-c", "echo to-stdout; echo to-stderr >&2"],
+    );
+    assert!(run.success(), "{}", run.describe());
+    c.wait_status("binlog", "STOPPED");
+    let got = poll(WAIT, || {
+        (read_file(&out) == "to-stdout\n" && read_file(&errf) == "to-stderr\n").then_some(())
+    });
+    assert!(
+        got.is_some(),
+        "logger got {:?} and {:?}",
+        read_file(&out),
+        read_file(&errf)
+    );
+    c.delete("binlog");
     c.assert_clean();
 }
 

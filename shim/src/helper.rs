@@ -74,6 +74,14 @@ pub fn spawn(
             let mut keep: Vec<RawFd> = keep.to_vec();
             keep.push(theirs.as_raw_fd());
             close_all_but(&mut keep);
+            // The shim blocks SIGCHLD (for its signalfd); the hooks and
+            // anything else the helper starts must not inherit that (a
+            // hook script's `wait` would never return).
+            let _ = nix::sys::signal::sigprocmask(
+                nix::sys::signal::SigmaskHow::SIG_SETMASK,
+                Some(&nix::sys::signal::SigSet::empty()),
+                None,
+            );
             let code = work(&theirs);
             // SAFETY: ends the child without running the shim's destructors.
             unsafe { libc::_exit(code) }
