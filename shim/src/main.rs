@@ -7,6 +7,7 @@
 
 mod args;
 mod events;
+mod helper;
 mod info;
 mod metrics;
 mod mounts;

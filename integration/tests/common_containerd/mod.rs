@@ -451,11 +451,16 @@ disabled_plugins = [
         for (p, c) in procs_with_cmdline(&d) {
             problems.push(format!("process {p} left (shim?): {c}"));
         }
-        for (p, c) in procs_in_cgroup(&self.ns) {
+        let in_ns = procs_in_cgroup(&self.ns);
+        for (p, c) in &in_ns {
             problems.push(format!("process {p} left in cgroup /{}: {c}", self.ns));
         }
         for (id, pid) in self.seen.lock().unwrap().iter() {
-            if *pid > 0 && pid_alive(*pid) {
+            // Alive and still in this test's cgroups: a pid the kernel has
+            // given to an unrelated process since (many containers, inits
+            // SIGKILLed early) is not a leftover. A leaked init cannot have
+            // left its cgroup, which cannot be removed while it lives.
+            if *pid > 0 && pid_alive(*pid) && in_ns.iter().any(|(p, _)| p == pid) {
                 problems.push(format!("init {pid} of {id} still alive: {}", cmdline(*pid)));
             }
             for dir in cgroup_dirs(&self.cgroup(id)) {
