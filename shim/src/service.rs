@@ -33,11 +33,11 @@ pub enum Reply {
     Later,
 }
 
-fn err(code: Code, msg: impl std::fmt::Display) -> RpcError {
+pub(crate) fn err(code: Code, msg: impl std::fmt::Display) -> RpcError {
     (code, msg.to_string())
 }
 
-fn unknown(e: impl std::fmt::Display) -> RpcError {
+pub(crate) fn unknown(e: impl std::fmt::Display) -> RpcError {
     err(Code::UNKNOWN, e)
 }
 
@@ -49,7 +49,7 @@ pub fn default_root(namespace: &str) -> PathBuf {
 /// libcontainer's errors as gRPC codes, in one place: a missing container
 /// is NotFound, a duplicate AlreadyExists, an operation the container's
 /// state does not allow FailedPrecondition, anything else Unknown.
-fn lc_err(e: ContainerError) -> RpcError {
+pub(crate) fn lc_err(e: ContainerError) -> RpcError {
     let code = match e {
         ContainerError::NotFound(_) => Code::NOT_FOUND,
         ContainerError::Exists(_) => Code::ALREADY_EXISTS,
@@ -157,10 +157,7 @@ impl Shim {
                     wire::decode("Wait", payload).map_err(|e| err(Code::INVALID_ARGUMENT, e))?;
                 self.wait(req, (conn, stream))
             }
-            "Checkpoint" => Err(err(
-                Code::UNIMPLEMENTED,
-                "checkpoint is not supported by oxrun",
-            )),
+            "Checkpoint" => call!(checkpoint),
             other => Err(err(
                 Code::UNIMPLEMENTED,
                 format!("/containerd.task.v2.Task/{other} is not supported"),
@@ -199,12 +196,6 @@ impl Shim {
                 format!("task {} already exists", r.id),
             ));
         }
-        if !r.checkpoint.is_empty() {
-            return Err(err(
-                Code::UNIMPLEMENTED,
-                "restore from a checkpoint is not supported by oxrun",
-            ));
-        }
         let opts: Options =
             options::decode(r.options.as_ref()).map_err(|e| err(Code::INVALID_ARGUMENT, e))?;
         let root = if opts.root.is_empty() {
@@ -236,6 +227,9 @@ impl Shim {
                 .map_err(unknown)?;
             let mut io = prepared.io;
             let child = prepared.child;
+            if !r.checkpoint.is_empty() {
+                return crate::checkpoint::restore(&r, &opts, &bundle, &root, io, child);
+            }
             let created = container::create(&container::CreateOptions {
                 pty_to_caller: r.terminal,
                 pid_file: Some(bundle.join("init.pid")),
@@ -305,6 +299,8 @@ impl Shim {
                 oom,
                 ooms: 0,
                 kill_all_on_exit,
+                criu: crate::checkpoint::criu(&opts),
+                restored: !r.checkpoint.is_empty(),
             },
         );
         let mut e = ev::TaskCreate::new();
@@ -335,7 +331,9 @@ impl Shim {
                     format!("task {} is not in the created state", r.id),
                 ));
             }
-            container::start(&t.root, &t.id).map_err(lc_err)?;
+            if !t.restored {
+                container::start(&t.root, &t.id).map_err(lc_err)?;
+            }
             t.init.state = State::Running;
             resp.pid = t.init.pid as u32;
             let mut e = ev::TaskStart::new();
@@ -901,6 +899,8 @@ mod tests {
                 oom: None,
                 ooms: 0,
                 kill_all_on_exit: false,
+                criu: "criu".into(),
+                restored: false,
             },
         );
         let mut r = api::StartRequest::new();

@@ -78,6 +78,11 @@ pub struct Task {
     /// The init does not own its PID namespace (the host's or a pod's):
     /// when it exits, the rest of the container is killed.
     pub kill_all_on_exit: bool,
+    /// The criu binary for Checkpoint (runc's `CriuPath`, else `criu`).
+    pub criu: PathBuf,
+    /// Restored from a checkpoint by Create: the init already runs and
+    /// Start only reports it.
+    pub restored: bool,
 }
 
 impl Task {
