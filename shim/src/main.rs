@@ -6,6 +6,7 @@
 //! libcontainer in-process.
 
 mod args;
+mod checkpoint;
 mod events;
 mod helper;
 mod info;

@@ -52,11 +52,11 @@ pub enum Reply {
     Later,
 }
 
-fn err(code: Code, msg: impl std::fmt::Display) -> RpcError {
+pub(crate) fn err(code: Code, msg: impl std::fmt::Display) -> RpcError {
     (code, msg.to_string())
 }
 
-fn unknown(e: impl std::fmt::Display) -> RpcError {
+pub(crate) fn unknown(e: impl std::fmt::Display) -> RpcError {
     err(Code::UNKNOWN, e)
 }
 
@@ -84,7 +84,7 @@ pub fn default_root(namespace: &str) -> PathBuf {
 /// libcontainer's errors as gRPC codes, in one place: a missing container
 /// is NotFound, a duplicate AlreadyExists, an operation the container's
 /// state does not allow FailedPrecondition, anything else Unknown.
-fn lc_err(e: ContainerError) -> RpcError {
+pub(crate) fn lc_err(e: ContainerError) -> RpcError {
     let code = match e {
         ContainerError::NotFound(_) => Code::NOT_FOUND,
         ContainerError::Exists(_) => Code::ALREADY_EXISTS,
@@ -144,6 +144,10 @@ struct Creating {
     bundle: PathBuf,
     root: PathBuf,
     mounted: bool,
+    /// The criu binary for a later Checkpoint.
+    criu: PathBuf,
+    /// Restored from a checkpoint (the init already runs).
+    restored: bool,
 }
 
 fn wait_reply(stream: u32, p: &Process) -> Option<Vec<u8>> {
@@ -250,10 +254,7 @@ impl Shim {
                     wire::decode("Wait", payload).map_err(|e| err(Code::INVALID_ARGUMENT, e))?;
                 self.wait(req, (conn, stream))
             }
-            "Checkpoint" => Err(err(
-                Code::UNIMPLEMENTED,
-                "checkpoint is not supported by oxrun",
-            )),
+            "Checkpoint" => call!(checkpoint),
             other => Err(err(
                 Code::UNIMPLEMENTED,
                 format!("/containerd.task.v2.Task/{other} is not supported"),
@@ -302,12 +303,6 @@ impl Shim {
                 format!("task {} already exists", r.id),
             ));
         }
-        if !r.checkpoint.is_empty() {
-            return Err(err(
-                Code::UNIMPLEMENTED,
-                "restore from a checkpoint is not supported by oxrun",
-            ));
-        }
         let opts: Options =
             options::decode(r.options.as_ref()).map_err(|e| err(Code::INVALID_ARGUMENT, e))?;
         let root = if opts.root.is_empty() {
@@ -351,6 +346,26 @@ impl Shim {
         let prepared = stdio::prepare(&paths, &r.id, &self.namespace, opts.io_uid, opts.io_gid)
             .map_err(unknown)
             .map_err(undo)?;
+        if !r.checkpoint.is_empty() {
+            // A restore (criu, well under a second for a small container)
+            // runs here, not in a helper: its init must be our child.
+            let restored =
+                crate::checkpoint::restore(&r, &opts, &bundle, &root, prepared.io, prepared.child)
+                    .map_err(undo)?;
+            let (pid, io, unified, oom, kill_all_on_exit) = restored;
+            let created = Creating {
+                req: r,
+                paths,
+                io,
+                bundle,
+                root,
+                mounted,
+                criu: crate::checkpoint::criu(&opts),
+                restored: true,
+            };
+            let resp = self.add_task(created, pid, unified, oom, kill_all_on_exit);
+            return Ok(Reply::Now(wire::encode(&resp).map_err(unknown)?));
+        }
         let child = prepared.child;
         let stdio: Option<[RawFd; 3]> = child
             .as_ref()
@@ -409,6 +424,8 @@ impl Shim {
                 bundle,
                 root,
                 mounted,
+                criu: crate::checkpoint::criu(&opts),
+                restored: false,
             })),
         });
         Ok(Reply::Later)
@@ -416,14 +433,8 @@ impl Shim {
 
     /// The create helper exited: add the task and answer, or undo.
     fn finish_create(&mut self, h: &Helper, waiter: Waiter, c: Creating) {
-        let Creating {
-            req: r,
-            paths,
-            mut io,
-            bundle,
-            root,
-            mounted,
-        } = c;
+        let mut c = c;
+        let (r, root, bundle, mounted) = (&c.req, c.root.clone(), c.bundle.clone(), c.mounted);
         let report = h.report();
         let result = (|| -> Rpc<(i32, bool, Option<OomWatcher>, bool)> {
             let Some(report) = report else {
@@ -445,7 +456,7 @@ impl Shim {
                         e
                     };
                     if let Some(master) = report.fd {
-                        io.attach_console(master)
+                        c.io.attach_console(master)
                             .map_err(unknown)
                             .map_err(cleanup)?;
                     }
@@ -476,6 +487,29 @@ impl Shim {
                 return;
             }
         };
+        let resp = self.add_task(c, pid, unified, oom, kill_all_on_exit);
+        self.answer(waiter, wire::encode(&resp).map_err(unknown));
+    }
+
+    /// A created (or restored) task: keep it and tell containerd.
+    fn add_task(
+        &mut self,
+        c: Creating,
+        pid: i32,
+        unified: bool,
+        oom: Option<OomWatcher>,
+        kill_all_on_exit: bool,
+    ) -> api::CreateTaskResponse {
+        let Creating {
+            req: r,
+            paths,
+            io,
+            bundle,
+            root,
+            mounted,
+            criu,
+            restored,
+        } = c;
         let mut init = Process::new("", paths.clone());
         init.pid = pid;
         init.io = Some(io);
@@ -496,6 +530,8 @@ impl Shim {
                 starting: false,
                 held_exit: None,
                 draining: None,
+                criu,
+                restored,
             },
         );
         let mut e = ev::TaskCreate::new();
@@ -512,7 +548,7 @@ impl Shim {
         self.publisher.publish(&e);
         let mut resp = api::CreateTaskResponse::new();
         resp.pid = pid as u32;
-        self.answer(waiter, wire::encode(&resp).map_err(unknown));
+        resp
     }
 
     /// Queue the reply to a parked call.
@@ -533,6 +569,17 @@ impl Shim {
                     Code::FAILED_PRECONDITION,
                     format!("task {} is not in the created state", r.id),
                 ));
+            }
+            if t.restored {
+                // Restored by Create: the init already runs.
+                t.init.state = State::Running;
+                let mut resp = api::StartResponse::new();
+                resp.pid = t.init.pid as u32;
+                let mut e = ev::TaskStart::new();
+                e.container_id = r.id.clone();
+                e.pid = resp.pid;
+                self.publisher.publish(&e);
+                return Ok(Reply::Now(wire::encode(&resp).map_err(unknown)?));
             }
             let (root, id) = (t.root.clone(), t.id.clone());
             let helper = helper::spawn(&[], START_TIMEOUT, move |sock| {
@@ -1262,6 +1309,8 @@ mod tests {
                 starting: false,
                 held_exit: None,
                 draining: None,
+                criu: "criu".into(),
+                restored: false,
             },
         );
         let mut r = api::StartRequest::new();

@@ -86,6 +86,11 @@ pub struct Task {
     /// The init exited (status) and the rest of the container was killed:
     /// the exit is reported once the cgroup is empty, or at the deadline.
     pub draining: Option<(u32, std::time::Instant)>,
+    /// The criu binary for Checkpoint (runc's `CriuPath`, else `criu`).
+    pub criu: PathBuf,
+    /// Restored from a checkpoint by Create: the init already runs and
+    /// Start only reports it.
+    pub restored: bool,
 }
 
 impl Task {

@@ -240,6 +240,51 @@ fn send_master(sock: &OwnedFd, master: BorrowedFd<'_>) -> Result<(), CheckpointE
     Ok(())
 }
 
+/// Create the mount points of the spec's mounts that the rootfs lacks, as
+/// runc does before a restore: criu mounts onto them but creates none (a
+/// restore into a fresh snapshot of the image, e.g. containerd's `ctr c
+/// restore`, has no directory for a bind mount the original container's
+/// create made). Mounts under a tmpfs mount are left to criu, which
+/// restores the tmpfs with its contents.
+fn create_mount_points(rootfs: &Path, spec: &Spec) -> Result<(), CheckpointError> {
+    use crate::rootfs::resolve;
+    let mounts = spec.mounts().clone().unwrap_or_default();
+    let tmpfs: Vec<&Path> = mounts
+        .iter()
+        .filter(|m| m.typ().as_deref() == Some("tmpfs"))
+        .map(|m| m.destination().as_path())
+        .collect();
+    let root = std::fs::File::open(rootfs)
+        .map_err(|e| CheckpointError::Sys(crate::sys::SysError::io("open", rootfs, &e)))?;
+    for m in &mounts {
+        let dest = m.destination();
+        if tmpfs.iter().any(|t| dest != *t && dest.starts_with(t)) {
+            continue;
+        }
+        if resolve::open_path(root.as_fd(), dest).is_ok() {
+            continue;
+        }
+        let bind = m.typ().as_deref() == Some("bind")
+            || m.options()
+                .as_ref()
+                .is_some_and(|o| o.iter().any(|o| o == "bind" || o == "rbind"));
+        let file = bind
+            && m.source()
+                .as_ref()
+                .and_then(|s| std::fs::metadata(s).ok())
+                .is_some_and(|md| !md.is_dir());
+        let made = if file {
+            resolve::create_file(root.as_fd(), dest)
+        } else {
+            resolve::mkdir_all(root.as_fd(), dest, 0o755)
+        };
+        made.map_err(|e| {
+            CheckpointError::Sys(crate::sys::SysError::at("create mount point", dest, e))
+        })?;
+    }
+    Ok(())
+}
+
 fn ns_inode(pid: &str, kind: &str) -> Option<u64> {
     std::fs::metadata(format!("/proc/{pid}/ns/{kind}"))
         .ok()
@@ -348,6 +393,7 @@ pub fn restore(o: &RestoreOptions) -> Result<Restored, ContainerError> {
         .as_ref()
         .map(|s| s.path.clone())
         .ok_or_else(|| ContainerError::Invalid("state dir vanished".into()))?;
+    create_mount_points(&st.rootfs, spec)?;
     let criu_root = sd_path.join(state::CRIU_ROOT);
     std::fs::create_dir(&criu_root)
         .map_err(|e| CheckpointError::Sys(crate::sys::SysError::io("mkdir", &criu_root, &e)))?;
