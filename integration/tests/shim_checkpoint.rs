@@ -212,21 +212,27 @@ fn container_checkpoint_and_live_restore_continue_the_count() {
     );
     wait_count_above(&data, first + 3);
     stdout_is_a_shim_pipe(&c, pid);
-    let ex = c
-        .ctr(&[
-            "task",
-            "exec",
-            "--exec-id",
-            "e1",
-            "rs1",
-            "/bin/cat",
-            "/data/count",
-        ])
-        .ok();
+    // The counter rewrites the file (truncate, write): a read that lands
+    // in between sees it empty, so read it a few times.
+    let mut last = String::new();
+    let seen = (0..5).find_map(|i| {
+        let ex = c
+            .ctr(&[
+                "task",
+                "exec",
+                "--exec-id",
+                &format!("e{i}"),
+                "rs1",
+                "/bin/cat",
+                "/data/count",
+            ])
+            .ok();
+        last = ex.describe();
+        ex.stdout.trim().parse::<u64>().ok()
+    });
     assert!(
-        ex.stdout.trim().parse::<u64>().is_ok_and(|n| n > first),
-        "exec in the restored container: {}",
-        ex.describe()
+        seen.is_some_and(|n| n > first),
+        "exec in the restored container: {last}"
     );
     stop_counter(&c, "rs1", &data);
     c.assert_clean();
