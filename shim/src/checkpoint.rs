@@ -26,7 +26,9 @@ use std::path::{Path, PathBuf};
 use containerd_shim_protos::api::{self, Empty};
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use libcontainer::cgroups::oom::OomWatcher;
-use libcontainer::checkpoint::{self as lc, CgMode, CheckpointOptions, RestoreOptions};
+use libcontainer::checkpoint::{
+    self as lc, CgMode, CheckpointOptions, CommonOptions, RestoreOptions,
+};
 use libcontainer::tty;
 
 use crate::options::{fields, text, Field, Options};
@@ -100,12 +102,11 @@ fn cg_mode(s: &str) -> Rpc<CgMode> {
 /// `empty_namespaces` as CLONE_NEW* flags; runc leaves only the network
 /// namespace empty.
 fn empty_ns(list: &[String]) -> Rpc<u32> {
-    list.iter().try_fold(0u32, |acc, n| match n.as_str() {
-        "network" | "net" => Ok(acc | libc::CLONE_NEWNET as u32),
-        other => Err(err(
+    lc::empty_ns_flags(list).map_err(|other| {
+        err(
             Code::INVALID_ARGUMENT,
             format!("checkpoint option empty_namespaces {other:?}: only network can be left empty"),
-        )),
+        )
     })
 }
 
@@ -150,14 +151,17 @@ impl Shim {
             (PathBuf::from(&o.work_path), false)
         };
         let opts = CheckpointOptions {
-            work_path: Some(work.clone()),
+            common: CommonOptions {
+                work_path: Some(work.clone()),
+                tcp_established: o.open_tcp,
+                ext_unix_sk: o.external_unix_sockets,
+                shell_job: o.terminal,
+                file_locks: o.file_locks,
+                manage_cgroups_mode: cg_mode(&o.cgroups_mode)?,
+                empty_ns: empty_ns(&o.empty_namespaces)?,
+                ..CommonOptions::default()
+            },
             leave_running: !o.exit,
-            tcp_established: o.open_tcp,
-            ext_unix_sk: o.external_unix_sockets,
-            shell_job: o.terminal,
-            file_locks: o.file_locks,
-            manage_cgroups_mode: cg_mode(&o.cgroups_mode)?,
-            empty_ns: empty_ns(&o.empty_namespaces)?,
             ..CheckpointOptions::new(&t.criu, &image)
         };
         let result = lc::checkpoint(&t.root, &t.id, &opts);
@@ -241,7 +245,10 @@ pub fn restore(
         Some(PathBuf::from(&opts.criu_work_path))
     };
     let restored = lc::restore(&RestoreOptions {
-        work_path,
+        common: CommonOptions {
+            work_path,
+            ..CommonOptions::default()
+        },
         console_socket: console.as_ref().map(|c| c.path.clone()),
         pid_file: Some(bundle.join("init.pid")),
         stdio: child
