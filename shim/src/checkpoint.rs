@@ -280,13 +280,7 @@ pub fn restore(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn any(url: &str, value: Vec<u8>) -> Any {
-        let mut a = Any::new();
-        a.type_url = url.into();
-        a.value = value;
-        a
-    }
+    use crate::options::tests::any;
 
     #[test]
     fn runc_checkpoint_options() {
@@ -314,6 +308,7 @@ mod tests {
     /// A task that is not running is refused before criu is asked.
     #[test]
     fn checkpoint_of_a_stopped_or_created_task_is_refused() {
+        use crate::service::tests::task;
         use crate::stdio::Paths;
         use crate::task::{Process, Task};
         let mut s = Shim::new("oxtest".into(), "/nonexistent/containerd.sock".into());
@@ -326,25 +321,16 @@ mod tests {
         for (state, word) in [(State::Stopped, "stopped"), (State::Created, "not started")] {
             let mut init = Process::new("", paths.clone());
             init.state = state;
+            let t = task(
+                "/nonexistent/bundle".into(),
+                "/nonexistent/root".into(),
+                init,
+            );
             s.tasks.insert(
                 "c1".into(),
                 Task {
-                    id: "c1".into(),
-                    bundle: "/nonexistent/bundle".into(),
-                    root: "/nonexistent/root".into(),
-                    mounted: false,
-                    unified: false,
-                    paused: false,
-                    init,
-                    execs: Default::default(),
-                    oom: None,
-                    ooms: 0,
-                    kill_all_on_exit: false,
-                    starting: false,
-                    held_exit: None,
-                    draining: None,
                     criu: "/nonexistent/criu".into(),
-                    restored: false,
+                    ..t
                 },
             );
             let mut r = api::CheckpointTaskRequest::new();
