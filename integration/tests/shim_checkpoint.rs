@@ -12,6 +12,8 @@
 //! our shim as `io.containerd.runc.v2` (a `containerd-shim-runc-v2` link to
 //! it first on PATH), as a user replacing the Go shim would.
 
+#[path = "checkpoint_support/mod.rs"]
+mod checkpoint_support;
 #[path = "common_clients/mod.rs"]
 mod common_clients;
 #[path = "common_containerd/mod.rs"]
@@ -20,9 +22,10 @@ mod common_containerd;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use checkpoint_support::{count, criu_candidates, criu_works, wait_count_above};
 use common_clients::*;
 use common_containerd::*;
 use integration::*;
@@ -36,18 +39,8 @@ const COUNTER: &str = "i=0; while [ ! -e /data/stop ]; do i=$((i+1)); echo $i > 
 
 /// The directory holding a working `criu`.
 fn criu_dir() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var("OXRUN_TEST_CRIU").ok().map(PathBuf::from),
-        Some(PathBuf::from("/opt/oxrun-test/criu-4.2.1/criu")),
-    ];
-    candidates.into_iter().flatten().find_map(|c| {
-        let works = c.file_name().is_some_and(|n| n == "criu")
-            && Command::new(&c)
-                .arg("--version")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
+    criu_candidates().find_map(|c| {
+        let works = c.file_name().is_some_and(|n| n == "criu") && criu_works(&c);
         works.then(|| c.parent().map(Path::to_path_buf)).flatten()
     })
 }
@@ -84,18 +77,6 @@ fn setup(as_runc: bool) -> Option<(Containerd, TempDir)> {
     c.ctr(&["images", "import", &tar.display().to_string()])
         .ok();
     Some((c, links))
-}
-
-fn count(data: &Path) -> u64 {
-    fs::read_to_string(data.join("count"))
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-fn wait_count_above(data: &Path, above: u64) -> u64 {
-    poll(WAIT, || Some(count(data)).filter(|c| *c > above))
-        .unwrap_or_else(|| panic!("count in {} stayed at {}", data.display(), count(data)))
 }
 
 /// `ctr run -d` of the image with `data` bound at /data, counting.

@@ -26,7 +26,9 @@ use std::path::{Path, PathBuf};
 use containerd_shim_protos::api::{self, Empty};
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use libcontainer::cgroups::oom::OomWatcher;
-use libcontainer::checkpoint::{self as lc, CgMode, CheckpointOptions, RestoreOptions};
+use libcontainer::checkpoint::{
+    self as lc, CgMode, CheckpointOptions, CommonOptions, RestoreOptions,
+};
 use libcontainer::tty;
 
 use crate::options::{fields, text, Field, Options};
@@ -100,12 +102,11 @@ fn cg_mode(s: &str) -> Rpc<CgMode> {
 /// `empty_namespaces` as CLONE_NEW* flags; runc leaves only the network
 /// namespace empty.
 fn empty_ns(list: &[String]) -> Rpc<u32> {
-    list.iter().try_fold(0u32, |acc, n| match n.as_str() {
-        "network" | "net" => Ok(acc | libc::CLONE_NEWNET as u32),
-        other => Err(err(
+    lc::empty_ns_flags(list).map_err(|other| {
+        err(
             Code::INVALID_ARGUMENT,
             format!("checkpoint option empty_namespaces {other:?}: only network can be left empty"),
-        )),
+        )
     })
 }
 
@@ -150,14 +151,17 @@ impl Shim {
             (PathBuf::from(&o.work_path), false)
         };
         let opts = CheckpointOptions {
-            work_path: Some(work.clone()),
+            common: CommonOptions {
+                work_path: Some(work.clone()),
+                tcp_established: o.open_tcp,
+                ext_unix_sk: o.external_unix_sockets,
+                shell_job: o.terminal,
+                file_locks: o.file_locks,
+                manage_cgroups_mode: cg_mode(&o.cgroups_mode)?,
+                empty_ns: empty_ns(&o.empty_namespaces)?,
+                ..CommonOptions::default()
+            },
             leave_running: !o.exit,
-            tcp_established: o.open_tcp,
-            ext_unix_sk: o.external_unix_sockets,
-            shell_job: o.terminal,
-            file_locks: o.file_locks,
-            manage_cgroups_mode: cg_mode(&o.cgroups_mode)?,
-            empty_ns: empty_ns(&o.empty_namespaces)?,
             ..CheckpointOptions::new(&t.criu, &image)
         };
         let result = lc::checkpoint(&t.root, &t.id, &opts);
@@ -241,7 +245,10 @@ pub fn restore(
         Some(PathBuf::from(&opts.criu_work_path))
     };
     let restored = lc::restore(&RestoreOptions {
-        work_path,
+        common: CommonOptions {
+            work_path,
+            ..CommonOptions::default()
+        },
         console_socket: console.as_ref().map(|c| c.path.clone()),
         pid_file: Some(bundle.join("init.pid")),
         stdio: child
@@ -273,13 +280,7 @@ pub fn restore(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn any(url: &str, value: Vec<u8>) -> Any {
-        let mut a = Any::new();
-        a.type_url = url.into();
-        a.value = value;
-        a
-    }
+    use crate::options::tests::any;
 
     #[test]
     fn runc_checkpoint_options() {
@@ -307,6 +308,7 @@ mod tests {
     /// A task that is not running is refused before criu is asked.
     #[test]
     fn checkpoint_of_a_stopped_or_created_task_is_refused() {
+        use crate::service::tests::task;
         use crate::stdio::Paths;
         use crate::task::{Process, Task};
         let mut s = Shim::new("oxtest".into(), "/nonexistent/containerd.sock".into());
@@ -319,25 +321,16 @@ mod tests {
         for (state, word) in [(State::Stopped, "stopped"), (State::Created, "not started")] {
             let mut init = Process::new("", paths.clone());
             init.state = state;
+            let t = task(
+                "/nonexistent/bundle".into(),
+                "/nonexistent/root".into(),
+                init,
+            );
             s.tasks.insert(
                 "c1".into(),
                 Task {
-                    id: "c1".into(),
-                    bundle: "/nonexistent/bundle".into(),
-                    root: "/nonexistent/root".into(),
-                    mounted: false,
-                    unified: false,
-                    paused: false,
-                    init,
-                    execs: Default::default(),
-                    oom: None,
-                    ooms: 0,
-                    kill_all_on_exit: false,
-                    starting: false,
-                    held_exit: None,
-                    draining: None,
                     criu: "/nonexistent/criu".into(),
-                    restored: false,
+                    ..t
                 },
             );
             let mut r = api::CheckpointTaskRequest::new();

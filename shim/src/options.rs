@@ -195,11 +195,11 @@ pub fn from_toml(body: &str) -> Result<Options, OptionsError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use containerd_shim_protos::protobuf::Message;
 
-    fn any(url: &str, value: Vec<u8>) -> Any {
+    pub(crate) fn any(url: &str, value: Vec<u8>) -> Any {
         let mut a = Any::new();
         a.type_url = url.into();
         a.value = value;

@@ -1230,8 +1230,30 @@ impl Shim {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// Task `c1` with `init`, nothing running for it and nothing mounted.
+    pub(crate) fn task(bundle: PathBuf, root: PathBuf, init: Process) -> Task {
+        Task {
+            id: "c1".into(),
+            bundle,
+            root,
+            mounted: false,
+            unified: false,
+            paused: false,
+            init,
+            execs: BTreeMap::new(),
+            oom: None,
+            ooms: 0,
+            kill_all_on_exit: false,
+            starting: false,
+            held_exit: None,
+            draining: None,
+            criu: "criu".into(),
+            restored: false,
+        }
+    }
 
     fn scratch(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("oxshim-{tag}-{}", std::process::id()));
@@ -1297,22 +1319,8 @@ mod tests {
         s.tasks.insert(
             "c1".into(),
             Task {
-                id: "c1".into(),
-                bundle: dir.clone(),
-                root: dir.join("root"),
-                mounted: false,
-                unified: false,
-                paused: false,
-                init,
                 execs: BTreeMap::from([("e1".to_string(), exec)]),
-                oom: None,
-                ooms: 0,
-                kill_all_on_exit: false,
-                starting: false,
-                held_exit: None,
-                draining: None,
-                criu: "criu".into(),
-                restored: false,
+                ..task(dir.clone(), dir.join("root"), init)
             },
         );
         let mut r = api::StartRequest::new();
