@@ -120,7 +120,10 @@ impl Drop for Undo {
     fn drop(&mut self) {
         self.spawned.kill_all();
         if let Some(cg) = self.cgroups.take() {
-            let _ = cg.destroy();
+            // A systemd unit is ours to remove only once we made it.
+            if !cg.made_with_init() || self.spawned.unit_started {
+                let _ = cg.destroy();
+            }
         }
         if let Some(sd) = self.state_dir.take() {
             let _ = sd.remove();
@@ -289,7 +292,22 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
             .is_some_and(crate::cgroups::systemd::is_systemd_path),
     };
     let cgroups = if systemd {
-        CgroupPaths::plan_systemd(cgroups_path, &opts.id)?
+        let cg = CgroupPaths::plan_systemd(cgroups_path, &opts.id)?;
+        // runc fails on the existing unit too, but later; refusing here
+        // makes nothing at all.
+        if let (Some(unit), Some(dir)) = (&cg.systemd, &cg.v2_dir) {
+            if dir.exists() {
+                return Err(ContainerError::Cgroup(CgroupError::Invalid {
+                    field: "linux.cgroupsPath".into(),
+                    msg: format!(
+                        "systemd unit {} already exists ({} is there): another container uses this cgroupsPath",
+                        unit.name,
+                        dir.display()
+                    ),
+                }));
+            }
+        }
+        cg
     } else {
         CgroupPaths::plan(cgroups_path, &opts.id)?
     };
