@@ -8,36 +8,61 @@
 //! descriptors it can reopen inside the container (the init reopens the
 //! host's /dev/null on its own), not the harness's output files.
 
+#[path = "checkpoint_support/mod.rs"]
+mod checkpoint_support;
+
+use checkpoint_support::{count, criu_candidates, criu_works, wait_count_above};
 use integration::*;
 use serde_json::json;
 use std::fs;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-/// The criu binary to hand to `--criu`, if one works here.
+/// The criu binary to hand to `--criu`, if one works here (else `criu` on
+/// PATH).
 fn criu() -> Option<String> {
-    let candidates = [
-        std::env::var("OXRUN_TEST_CRIU").ok(),
-        Some("/opt/oxrun-test/criu-4.2.1/criu".to_string()),
-        Some("criu".to_string()),
-    ];
-    candidates.into_iter().flatten().find(|c| {
-        Command::new(c)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    })
+    criu_candidates()
+        .chain([PathBuf::from("criu")])
+        .find(|c| criu_works(c))
+        .map(|c| c.display().to_string())
 }
 
-/// A runtime wrapper whose commands use `criu`.
-fn runtime(criu: &str) -> Runtime {
+/// A runtime whose commands use a working criu, a data directory and a
+/// counter bundle on it; `None` (skipped or failed) without criu.
+fn setup() -> Option<(Runtime, PathBuf, Bundle)> {
+    let Some(criu) = criu() else {
+        skip_or_fail("no working criu (run scripts/criu.sh)");
+        return None;
+    };
     let mut rt = Runtime::new();
-    rt.global_args = vec!["--criu".into(), criu.into()];
-    rt
+    rt.global_args = vec!["--criu".into(), criu];
+    let data = data_dir(&rt, "data");
+    let b = counter(&data);
+    Some((rt, data, b))
+}
+
+/// `checkpoint [extra] --image-path images id`.
+fn checkpoint(rt: &Runtime, extra: &[&str], images: &Path, id: &str) -> CmdOut {
+    let mut args = vec!["checkpoint"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--image-path", images.to_str().unwrap(), id]);
+    rt.cmd(&args)
+}
+
+/// `restore -d [extra] --image-path images --bundle b id`.
+fn restore(rt: &Runtime, b: &Bundle, extra: &[&str], images: &Path, id: &str) -> CmdOut {
+    let mut args = vec!["restore", "-d"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[
+        "--image-path",
+        images.to_str().unwrap(),
+        "--bundle",
+        b.path().to_str().unwrap(),
+        id,
+    ]);
+    rt.cmd(&args)
 }
 
 /// Force-deletes the ids it holds on drop (the containers here are started
@@ -45,6 +70,22 @@ fn runtime(criu: &str) -> Runtime {
 struct Ids<'a> {
     rt: &'a Runtime,
     ids: Vec<String>,
+}
+
+impl<'a> Ids<'a> {
+    fn new(rt: &'a Runtime, ids: &[&str]) -> Self {
+        Ids {
+            rt,
+            ids: ids.iter().map(|i| i.to_string()).collect(),
+        }
+    }
+
+    /// `delete` (`force`: -f) `id`, which then leaves nothing behind.
+    fn delete(&mut self, b: &Bundle, id: &str, force: bool) {
+        self.rt.delete(id, force).ok();
+        self.ids.retain(|i| i != id);
+        self.rt.assert_no_leftovers(b, id);
+    }
 }
 
 impl Drop for Ids<'_> {
@@ -101,30 +142,6 @@ fn counter(data: &Path) -> Bundle {
     b
 }
 
-fn count(data: &Path) -> u64 {
-    fs::read_to_string(data.join("count"))
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// Wait until the count in `data` exceeds `above`; returns it.
-fn wait_count_above(data: &Path, above: u64) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let c = count(data);
-        if c > above {
-            return c;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "count in {} stayed at {c} (waiting for > {above})",
-            data.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn data_dir(rt: &Runtime, name: &str) -> PathBuf {
     let d = rt.scratch().join(name);
     fs::create_dir_all(&d).unwrap();
@@ -146,22 +163,15 @@ fn exec_out(rt: &Runtime, id: &str, script: &str) -> String {
 
 #[test]
 fn counter_continues_after_restore() {
-    let Some(criu) = criu() else {
-        return skip_or_fail("no working criu (run scripts/criu.sh)");
+    let Some((rt, data, b)) = setup() else {
+        return;
     };
-    let rt = runtime(&criu);
-    let data = data_dir(&rt, "data");
-    let b = counter(&data);
     let id = rt.id("ckpt");
-    let mut ids = Ids {
-        rt: &rt,
-        ids: vec![id.clone()],
-    };
+    let mut ids = Ids::new(&rt, &[&id]);
     run_detached(&rt, &b, &id);
     wait_count_above(&data, 3);
     let images = rt.scratch().join("images");
-    rt.cmd(&["checkpoint", "--image-path", images.to_str().unwrap(), &id])
-        .ok();
+    checkpoint(&rt, &[], &images, &id).ok();
     assert!(images.join("inventory.img").is_file());
     assert!(images.join("descriptors.json").is_file());
     // Without --leave-running the container is gone, everything with it.
@@ -169,16 +179,7 @@ fn counter_continues_after_restore() {
     assert!(rt.state(&id).is_err(), "the container still exists");
     rt.assert_no_leftovers(&b, &id);
 
-    rt.cmd(&[
-        "restore",
-        "-d",
-        "--image-path",
-        images.to_str().unwrap(),
-        "--bundle",
-        b.path().to_str().unwrap(),
-        &id,
-    ])
-    .ok();
+    restore(&rt, &b, &[], &images, &id).ok();
     let st = rt.state_ok(&id);
     assert_eq!(st["status"], "running", "{st}");
     let pid = st["pid"].as_i64().unwrap_or(0) as i32;
@@ -213,37 +214,22 @@ fn counter_continues_after_restore() {
     wait_count_above(&data, frozen);
     rt.kill(&id, Some("KILL")).ok();
     rt.wait_for_status(&id, "stopped", TIMEOUT);
-    rt.delete(&id, false).ok();
-    ids.ids.clear();
-    rt.assert_no_leftovers(&b, &id);
+    ids.delete(&b, &id, false);
 }
 
 #[test]
 fn leave_running_then_restore_as_new_id() {
-    let Some(criu) = criu() else {
-        return skip_or_fail("no working criu (run scripts/criu.sh)");
+    let Some((rt, data, mut b)) = setup() else {
+        return;
     };
-    let rt = runtime(&criu);
-    let data = data_dir(&rt, "data");
-    let mut b = counter(&data);
     let id = rt.id("orig");
     let copy = rt.id("copy");
-    let mut ids = Ids {
-        rt: &rt,
-        ids: vec![id.clone(), copy.clone()],
-    };
+    let mut ids = Ids::new(&rt, &[&id, &copy]);
     run_detached(&rt, &b, &id);
     let pid = rt.state_ok(&id)["pid"].as_i64().unwrap();
     wait_count_above(&data, 3);
     let images = rt.scratch().join("images");
-    rt.cmd(&[
-        "checkpoint",
-        "--leave-running",
-        "--image-path",
-        images.to_str().unwrap(),
-        &id,
-    ])
-    .ok();
+    checkpoint(&rt, &["--leave-running"], &images, &id).ok();
     let saved = count(&data);
     // Still running, same init, still counting.
     assert_eq!(rt.status(&id).as_deref(), Some("running"));
@@ -259,16 +245,7 @@ fn leave_running_then_restore_as_new_id() {
         .last_mut()
         .unwrap()["source"] = json!(data2.to_str().unwrap());
     b.write_config(&copy);
-    rt.cmd(&[
-        "restore",
-        "-d",
-        "--image-path",
-        images.to_str().unwrap(),
-        "--bundle",
-        b.path().to_str().unwrap(),
-        &copy,
-    ])
-    .ok();
+    restore(&rt, &b, &[], &images, &copy).ok();
     assert_eq!(rt.status(&copy).as_deref(), Some("running"));
     assert_eq!(rt.status(&id).as_deref(), Some("running"));
     let c2 = wait_count_above(&data2, 0);
@@ -285,20 +262,15 @@ fn leave_running_then_restore_as_new_id() {
         "the copy must be its own process"
     );
     for i in [&id, &copy] {
-        rt.delete(i, true).ok();
-        rt.assert_no_leftovers(&b, i);
+        ids.delete(&b, i, true);
     }
-    ids.ids.clear();
 }
 
 #[test]
 fn tmpfs_masked_and_readonly_paths_survive() {
-    let Some(criu) = criu() else {
-        return skip_or_fail("no working criu (run scripts/criu.sh)");
+    let Some((rt, data, mut b)) = setup() else {
+        return;
     };
-    let rt = runtime(&criu);
-    let data = data_dir(&rt, "data");
-    let mut b = counter(&data);
     b.add_mount(json!({
         "destination": "/scratch", "type": "tmpfs", "source": "tmpfs",
         "options": ["nosuid", "size=1m"]
@@ -307,26 +279,13 @@ fn tmpfs_masked_and_readonly_paths_survive() {
         "echo kept-in-tmpfs > /scratch/f; i=0; while :; do i=$((i+1)); echo $i > /data/count.tmp; mv /data/count.tmp /data/count; sleep 0.1; done",
     );
     let id = rt.id("mnts");
-    let mut ids = Ids {
-        rt: &rt,
-        ids: vec![id.clone()],
-    };
+    let mut ids = Ids::new(&rt, &[&id]);
     run_detached(&rt, &b, &id);
     wait_count_above(&data, 2);
     let images = rt.scratch().join("images");
-    rt.cmd(&["checkpoint", "--image-path", images.to_str().unwrap(), &id])
-        .ok();
+    checkpoint(&rt, &[], &images, &id).ok();
     rt.assert_no_leftovers(&b, &id);
-    rt.cmd(&[
-        "restore",
-        "-d",
-        "--image-path",
-        images.to_str().unwrap(),
-        "--bundle",
-        b.path().to_str().unwrap(),
-        &id,
-    ])
-    .ok();
+    restore(&rt, &b, &[], &images, &id).ok();
     // The tmpfs content came back with the image.
     assert_eq!(exec_out(&rt, &id, "cat /scratch/f").trim(), "kept-in-tmpfs");
     // Masked: /proc/timer_list is /dev/null (a file of every kernel:
@@ -364,47 +323,29 @@ fn tmpfs_masked_and_readonly_paths_survive() {
             "{m} is not a mount after restore:\n{mounts}"
         );
     }
-    rt.delete(&id, true).ok();
-    ids.ids.clear();
-    rt.assert_no_leftovers(&b, &id);
+    ids.delete(&b, &id, true);
 }
 
 #[test]
 fn bad_input_is_refused_and_leaves_nothing() {
-    let Some(criu) = criu() else {
-        return skip_or_fail("no working criu (run scripts/criu.sh)");
+    let Some((rt, data, b)) = setup() else {
+        return;
     };
-    let rt = runtime(&criu);
-    let data = data_dir(&rt, "data");
-    let b = counter(&data);
     let id = rt.id("live");
     let gone = rt.id("gone");
-    let mut ids = Ids {
-        rt: &rt,
-        ids: vec![id.clone(), gone.clone()],
-    };
-    let restore = |images: &Path, as_id: &str| {
-        rt.cmd(&[
-            "restore",
-            "-d",
-            "--image-path",
-            images.to_str().unwrap(),
-            "--bundle",
-            b.path().to_str().unwrap(),
-            as_id,
-        ])
-    };
+    let mut ids = Ids::new(&rt, &[&id, &gone]);
+    let restore_from = |images: &Path, as_id: &str| restore(&rt, &b, &[], images, as_id);
 
     // A missing image directory.
     b.write_config(&gone);
     let missing = rt.scratch().join("no-such-images");
-    restore(&missing, &gone)
+    restore_from(&missing, &gone)
         .fails()
         .assert_mentions(&["no-such-images"]);
     rt.assert_no_leftovers(&b, &gone);
     // A directory without a checkpoint in it.
     let empty = data_dir(&rt, "empty-images");
-    restore(&empty, &gone)
+    restore_from(&empty, &gone)
         .fails()
         .assert_mentions(&["inventory.img", "descriptors.json"]);
     rt.assert_no_leftovers(&b, &gone);
@@ -415,17 +356,10 @@ fn bad_input_is_refused_and_leaves_nothing() {
     let pid = rt.state_ok(&id)["pid"].as_i64().unwrap();
     wait_count_above(&data, 2);
     let images = rt.scratch().join("images");
-    rt.cmd(&[
-        "checkpoint",
-        "--leave-running",
-        "--image-path",
-        images.to_str().unwrap(),
-        &id,
-    ])
-    .ok();
+    checkpoint(&rt, &["--leave-running"], &images, &id).ok();
 
     // Restore onto an id that exists: refused, the original untouched.
-    restore(&images, &id)
+    restore_from(&images, &id)
         .fails()
         .assert_mentions(&["already exists"]);
     assert_eq!(rt.status(&id).as_deref(), Some("running"));
@@ -447,7 +381,7 @@ fn bad_input_is_refused_and_leaves_nothing() {
         }
     }
     b.write_config(&gone);
-    restore(&bad, &gone)
+    restore_from(&bad, &gone)
         .fails()
         .assert_mentions(&["criu restore failed", "criu failed"]);
     rt.assert_no_leftovers(&b, &gone);
@@ -457,17 +391,15 @@ fn bad_input_is_refused_and_leaves_nothing() {
     rt.kill(&id, Some("KILL")).ok();
     rt.wait_for_status(&id, "stopped", TIMEOUT);
     let again = rt.scratch().join("again");
-    rt.cmd(&["checkpoint", "--image-path", again.to_str().unwrap(), &id])
+    checkpoint(&rt, &[], &again, &id)
         .fails()
         .assert_mentions(&["stopped"]);
     assert_eq!(rt.status(&id).as_deref(), Some("stopped"));
     // And of an id that does not exist.
-    rt.cmd(&["checkpoint", "--image-path", again.to_str().unwrap(), &gone])
+    checkpoint(&rt, &[], &again, &gone)
         .fails()
         .assert_mentions(&["does not exist"]);
-    rt.delete(&id, false).ok();
-    ids.ids.clear();
-    rt.assert_no_leftovers(&b, &id);
+    ids.delete(&b, &id, false);
 }
 
 /// The last number in a file of lines.
@@ -480,14 +412,25 @@ fn last_number(p: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// Wait until the last number in `p` is at least `want`; `what` says
+/// what went wrong if it does not get there.
+fn wait_last_number(p: &Path, want: u64, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while last_number(p) < want {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: last {}, want {want}",
+            last_number(p)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn established_tcp_connection_survives_with_tcp_established() {
-    let Some(criu) = criu() else {
-        return skip_or_fail("no working criu (run scripts/criu.sh)");
+    let Some((rt, data, mut b)) = setup() else {
+        return;
     };
-    let rt = runtime(&criu);
-    let data = data_dir(&rt, "data");
-    let mut b = counter(&data);
     // A server and a client on loopback in the container's own network
     // namespace; the server writes what it receives to /data/recv (its
     // stdin must stay open: busybox nc stops at EOF on either side).
@@ -502,56 +445,28 @@ fn established_tcp_connection_survives_with_tcp_established() {
             .push(json!("CAP_NET_ADMIN"));
     }
     let id = rt.id("tcp");
-    let mut ids = Ids {
-        rt: &rt,
-        ids: vec![id.clone()],
-    };
+    let mut ids = Ids::new(&rt, &[&id]);
     run_detached(&rt, &b, &id);
     let recv = data.join("recv");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while last_number(&recv) < 3 {
-        assert!(Instant::now() < deadline, "nothing arrives over TCP");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_last_number(&recv, 3, "nothing arrives over TCP");
     let images = rt.scratch().join("images");
     // Without the flag criu refuses the open connection; the container
     // keeps running.
-    rt.cmd(&["checkpoint", "--image-path", images.to_str().unwrap(), &id])
+    checkpoint(&rt, &[], &images, &id)
         .fails()
         .assert_mentions(&["tcp"]);
     assert_eq!(rt.status(&id).as_deref(), Some("running"));
-    rt.cmd(&[
-        "checkpoint",
-        "--tcp-established",
-        "--image-path",
-        images.to_str().unwrap(),
-        &id,
-    ])
-    .ok();
+    checkpoint(&rt, &["--tcp-established"], &images, &id).ok();
     assert_count_stopped(&data);
     let saved = last_number(&recv);
-    rt.cmd(&[
-        "restore",
-        "-d",
-        "--tcp-established",
-        "--image-path",
-        images.to_str().unwrap(),
-        "--bundle",
-        b.path().to_str().unwrap(),
-        &id,
-    ])
-    .ok();
+    restore(&rt, &b, &["--tcp-established"], &images, &id).ok();
     // The same connection carries on: the server (restored too) receives
     // the numbers that follow, with no new connection made.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while last_number(&recv) < saved + 5 {
-        assert!(
-            Instant::now() < deadline,
-            "the connection did not carry on after restore: last {} (saved {saved})",
-            last_number(&recv)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_last_number(
+        &recv,
+        saved + 5,
+        &format!("the connection did not carry on after restore (saved {saved})"),
+    );
     let nums: Vec<u64> = fs::read_to_string(&recv)
         .unwrap()
         .lines()
@@ -560,28 +475,20 @@ fn established_tcp_connection_survives_with_tcp_established() {
     for w in nums.windows(2) {
         assert_eq!(w[1], w[0] + 1, "the stream skipped or repeated: {nums:?}");
     }
-    rt.delete(&id, true).ok();
-    ids.ids.clear();
-    rt.assert_no_leftovers(&b, &id);
+    ids.delete(&b, &id, true);
 }
 
 #[test]
 fn terminal_container_restored_with_console_socket() {
-    let Some(criu) = criu() else {
-        return skip_or_fail("no working criu (run scripts/criu.sh)");
+    let Some((rt, data, mut b)) = setup() else {
+        return;
     };
-    let rt = runtime(&criu);
-    let data = data_dir(&rt, "data");
-    let mut b = counter(&data);
     b.config["process"]["terminal"] = json!(true);
     b.set_script(
         "i=0; while :; do i=$((i+1)); echo tick-$i; echo $i > /data/count.tmp; mv /data/count.tmp /data/count; sleep 0.1; done",
     );
     let id = rt.id("tty");
-    let mut ids = Ids {
-        rt: &rt,
-        ids: vec![id.clone()],
-    };
+    let mut ids = Ids::new(&rt, &[&id]);
     let sock = ConsoleSocket::new(rt.scratch());
     b.write_config(&id);
     rt.cmd(&[
@@ -601,30 +508,18 @@ fn terminal_container_restored_with_console_socket() {
         "no ticks on the terminal: {seen:?}"
     );
     let images = rt.scratch().join("images");
-    rt.cmd(&["checkpoint", "--image-path", images.to_str().unwrap(), &id])
-        .ok();
+    checkpoint(&rt, &[], &images, &id).ok();
     let saved = assert_count_stopped(&data);
     drop(master);
     // Restore without a console socket: refused, nothing left.
-    let restore = |extra: &[&str]| {
-        let mut args = vec!["restore", "-d"];
-        args.extend_from_slice(extra);
-        args.extend_from_slice(&[
-            "--image-path",
-            images.to_str().unwrap(),
-            "--bundle",
-            b.path().to_str().unwrap(),
-            &id,
-        ]);
-        rt.cmd(&args)
-    };
-    restore(&[])
+    let restore_with = |extra: &[&str]| restore(&rt, &b, extra, &images, &id);
+    restore_with(&[])
         .fails()
         .assert_mentions(&["console-socket", "console socket"]);
     rt.assert_no_leftovers(&b, &id);
     // With one, a new pty master comes over it and the same shell goes on
     // printing on it.
-    restore(&["--console-socket", sock.path.to_str().unwrap()]).ok();
+    restore_with(&["--console-socket", sock.path.to_str().unwrap()]).ok();
     let master = sock.recv_fd(TIMEOUT).expect("restored pty master");
     let want = format!("tick-{}", saved + 3);
     let seen = read_until(master.as_raw_fd(), TIMEOUT, |s| s.contains(&want));
@@ -638,7 +533,5 @@ fn terminal_container_restored_with_console_socket() {
     );
     let tty = exec_out(&rt, &id, "readlink /proc/1/fd/1");
     assert!(tty.starts_with("/dev/pts/"), "init's stdout is {tty:?}");
-    rt.delete(&id, true).ok();
-    ids.ids.clear();
-    rt.assert_no_leftovers(&b, &id);
+    ids.delete(&b, &id, true);
 }

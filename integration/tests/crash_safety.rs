@@ -309,3 +309,116 @@ fn a_stuck_holder_makes_waiters_fail_not_hang() {
     let _ = rt.cmd(&["delete", "--force", &id]);
     rt.assert_no_leftovers(&b, &id);
 }
+
+/// `pause`, `resume` and `update` killed at any point: the container is
+/// left running or paused (never half-frozen: a later `resume` thaws it),
+/// its state says so, and it can still be updated and deleted.
+#[test]
+fn killed_pause_resume_and_update_leave_a_usable_container() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.set_args(&["sleep", "100"]);
+    let id = rt.id("killpause");
+    rt.create(&b, &id).ok();
+    rt.start(&id).ok();
+    for &us in KILL_AFTER_US.iter().step_by(2) {
+        for args in [
+            vec!["pause", &id],
+            vec!["resume", &id],
+            vec!["update", "--pids-limit", "64", &id],
+        ] {
+            let mut c = rt.command();
+            c.args(&args);
+            kill_after(c, us / 4);
+            let what = format!("{} killed after {} µs", args[0], us / 4);
+            let status = rt.status(&id);
+            assert!(
+                matches!(status.as_deref(), Some("running" | "paused")),
+                "{what}: status {status:?}"
+            );
+            // Whatever it was left as, resume brings it back, and then it
+            // takes execs and updates.
+            if status.as_deref() == Some("paused") {
+                rt.cmd(&["resume", &id]).ok();
+            }
+            assert_eq!(rt.status(&id).as_deref(), Some("running"), "{what}");
+            rt.cmd(&["update", "--pids-limit", "100", &id]).ok();
+            let out = rt.cmd(&["exec", &id, "echo", "alive"]).ok();
+            assert!(out.stdout.contains("alive"), "{what}: {}", out.describe());
+        }
+    }
+    recover_and_reuse(&rt, &b, &id, "after killed pause/resume/update");
+}
+
+/// Four threads race pause, resume, exec (with --ignore-paused), kill -0
+/// and update on one container for a while, then one deletes it: every
+/// command ends within its bound (each either succeeds or fails with a
+/// message; none hangs), and nothing is left.
+#[test]
+fn command_storm_on_one_container_never_hangs() {
+    let rt = std::sync::Arc::new(Runtime::new());
+    let mut b = Bundle::new();
+    b.set_args(&["sleep", "100"]);
+    let id = rt.id("storm");
+    rt.create(&b, &id).ok();
+    rt.start(&id).ok();
+    let ops: [&[&str]; 5] = [
+        &["pause"],
+        &["resume"],
+        &["exec", "--ignore-paused"],
+        &["kill"],
+        &["update", "--pids-limit", "77"],
+    ];
+    let stop_at = Instant::now() + Duration::from_secs(4);
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            let (rt, id) = (rt.clone(), id.clone());
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while Instant::now() < stop_at {
+                    let op = ops[(n + t) % ops.len()];
+                    let mut args: Vec<&str> = op.to_vec();
+                    args.push(&id);
+                    match op[0] {
+                        "exec" => args.extend(["true"]),
+                        "kill" => args.push("0"),
+                        _ => {}
+                    }
+                    // Bounded by TIMEOUT; an exec into the paused
+                    // container waits for a resume (another thread's, or
+                    // the main thread's below).
+                    let out = rt.cmd(&args);
+                    assert!(!out.timed_out, "{args:?} hung: {}", out.describe());
+                    assert!(
+                        out.success() || !out.stderr.trim().is_empty(),
+                        "{args:?} failed without a message: {}",
+                        out.describe()
+                    );
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    // Once the storm is over, keep resuming until every thread is done, so
+    // that an exec frozen by a last pause can finish.
+    let deadline = Instant::now() + TIMEOUT;
+    while !handles.iter().all(|h| h.is_finished()) {
+        assert!(Instant::now() < deadline, "storm threads still busy");
+        if Instant::now() > stop_at {
+            let _ = rt.cmd(&["resume", &id]);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let total: usize = handles
+        .into_iter()
+        .map(|h| h.join().expect("storm thread"))
+        .sum();
+    assert!(total > 8, "only {total} commands ran");
+    // Whatever state the storm left: resume (if paused) and delete.
+    if rt.status(&id).as_deref() == Some("paused") {
+        rt.cmd(&["resume", &id]).ok();
+    }
+    rt.delete(&id, true).ok();
+    rt.assert_no_leftovers(&b, &id);
+}

@@ -125,7 +125,8 @@ fn pod_shim_fds_and_rss_stay_flat() {
     let cycles = env_count("OXRUN_SOAK_CYCLES", 150);
     let mut c = Containerd::start(Flavor::RustShim);
     let spec = |id: &str, args: &[&str]| c.grouped_spec(id, args, "soakpod", None);
-    let anchor = spec("anchor", &["/bin/sleep", "600"]);
+    // Outlives the longest soak (10,000 cycles take ~12 min on 2 cores).
+    let anchor = spec("anchor", &["/bin/sleep", "100000"]);
     c.seen.lock().unwrap().push(("anchor".into(), 0));
     c.ctr(&[
         "run",

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use libcontainer::checkpoint::{self, CgMode, CheckpointOptions, RestoreOptions};
+use libcontainer::checkpoint::{self, CgMode, CheckpointOptions, CommonOptions, RestoreOptions};
 use libcontainer::container;
 
 use crate::log::Logger;
@@ -15,51 +15,26 @@ pub struct CheckpointArgs {
     /// Directory for the criu image files (default: ./checkpoint).
     #[arg(long, default_value = "checkpoint")]
     pub image_path: PathBuf,
-    /// Directory for criu's log and work files (default: the image path).
-    #[arg(long)]
-    pub work_path: Option<PathBuf>,
     /// Path of a previous checkpoint (relative to the image path) this one builds on.
     #[arg(long)]
     pub parent_path: Option<PathBuf>,
     /// Leave the container running after the checkpoint.
     #[arg(long)]
     pub leave_running: bool,
-    /// Allow open TCP connections.
-    #[arg(long)]
-    pub tcp_established: bool,
     /// Skip TCP connections that are still being set up.
     #[arg(long)]
     pub tcp_skip_in_flight: bool,
     /// Allow criu to link-remap unlinked files.
     #[arg(long)]
     pub link_remap: bool,
-    /// Allow external unix sockets.
-    #[arg(long)]
-    pub ext_unix_sk: bool,
-    /// Allow shell jobs (a terminal shared with the caller).
-    #[arg(long)]
-    pub shell_job: bool,
-    /// Use userfaultfd to restore memory lazily.
-    #[arg(long)]
-    pub lazy_pages: bool,
     /// Send the memory to a criu page server at ADDRESS:PORT.
     #[arg(long, value_name = "ADDRESS:PORT")]
     pub page_server: Option<String>,
-    /// Allow file locks.
-    #[arg(long)]
-    pub file_locks: bool,
     /// Dump the memory only, leaving the container running (needs memory tracking).
     #[arg(long)]
     pub pre_dump: bool,
-    /// Cgroup handling: soft, full, strict or ignore.
-    #[arg(long, default_value = "")]
-    pub manage_cgroups_mode: String,
-    /// Namespaces criu should not checkpoint (e.g. network).
-    #[arg(long)]
-    pub empty_ns: Vec<String>,
-    /// Deduplicate memory pages against the parent checkpoint.
-    #[arg(long)]
-    pub auto_dedup: bool,
+    #[command(flatten)]
+    pub common: CommonArgs,
     pub id: String,
 }
 
@@ -71,24 +46,6 @@ pub struct RestoreArgs {
     /// Directory holding the criu image files (default: ./checkpoint).
     #[arg(long, default_value = "checkpoint")]
     pub image_path: PathBuf,
-    /// Directory for criu's log and work files (default: the image path).
-    #[arg(long)]
-    pub work_path: Option<PathBuf>,
-    /// Allow open TCP connections.
-    #[arg(long)]
-    pub tcp_established: bool,
-    /// Allow external unix sockets.
-    #[arg(long)]
-    pub ext_unix_sk: bool,
-    /// Allow shell jobs.
-    #[arg(long)]
-    pub shell_job: bool,
-    /// Allow file locks.
-    #[arg(long)]
-    pub file_locks: bool,
-    /// Cgroup handling: soft, full, strict or ignore.
-    #[arg(long, default_value = "")]
-    pub manage_cgroups_mode: String,
     /// Path to the bundle (holds config.json).
     #[arg(short, long, default_value = ".")]
     pub bundle: PathBuf,
@@ -104,7 +61,39 @@ pub struct RestoreArgs {
     /// Accepted for runc compatibility (criu sets up the root itself).
     #[arg(long)]
     pub no_pivot: bool,
-    /// Namespaces criu should not restore (e.g. network).
+    /// Not supported: an LSM profile for the restored processes.
+    #[arg(long)]
+    pub lsm_profile: Option<String>,
+    /// Not supported: an LSM mount context.
+    #[arg(long)]
+    pub lsm_mount_context: Option<String>,
+    #[command(flatten)]
+    pub common: CommonArgs,
+    pub id: String,
+}
+
+/// The flags of both `checkpoint` and `restore`.
+#[derive(Args)]
+pub struct CommonArgs {
+    /// Directory for criu's log and work files (default: the image path).
+    #[arg(long)]
+    pub work_path: Option<PathBuf>,
+    /// Allow open TCP connections.
+    #[arg(long)]
+    pub tcp_established: bool,
+    /// Allow external unix sockets.
+    #[arg(long)]
+    pub ext_unix_sk: bool,
+    /// Allow shell jobs (a terminal shared with the caller).
+    #[arg(long)]
+    pub shell_job: bool,
+    /// Allow file locks.
+    #[arg(long)]
+    pub file_locks: bool,
+    /// Cgroup handling: soft, full, strict or ignore.
+    #[arg(long, default_value = "")]
+    pub manage_cgroups_mode: String,
+    /// Namespaces criu should leave out (only network).
     #[arg(long)]
     pub empty_ns: Vec<String>,
     /// Deduplicate memory pages against the parent checkpoint.
@@ -113,28 +102,28 @@ pub struct RestoreArgs {
     /// Use userfaultfd to restore memory lazily.
     #[arg(long)]
     pub lazy_pages: bool,
-    /// Not supported: an LSM profile for the restored processes.
-    #[arg(long)]
-    pub lsm_profile: Option<String>,
-    /// Not supported: an LSM mount context.
-    #[arg(long)]
-    pub lsm_mount_context: Option<String>,
-    pub id: String,
 }
 
-fn cg_mode(s: &str) -> Result<CgMode, String> {
-    CgMode::parse(s)
-        .ok_or_else(|| format!("--manage-cgroups-mode {s:?}: use soft, full, strict or ignore"))
-}
-
-/// `--empty-ns network` (runc accepts only network here) as CLONE_NEW* flags.
-fn empty_ns(list: &[String]) -> Result<u32, String> {
-    list.iter().try_fold(0u32, |acc, n| match n.as_str() {
-        "network" | "net" => Ok(acc | libc::CLONE_NEWNET as u32),
-        other => Err(format!(
-            "--empty-ns {other:?}: only the network namespace can be left empty"
-        )),
-    })
+impl CommonArgs {
+    fn options(&self) -> Result<CommonOptions, String> {
+        let s = &self.manage_cgroups_mode;
+        Ok(CommonOptions {
+            work_path: self.work_path.clone(),
+            tcp_established: self.tcp_established,
+            ext_unix_sk: self.ext_unix_sk,
+            shell_job: self.shell_job,
+            file_locks: self.file_locks,
+            manage_cgroups_mode: CgMode::parse(s).ok_or_else(|| {
+                format!("--manage-cgroups-mode {s:?}: use soft, full, strict or ignore")
+            })?,
+            // runc accepts only network here.
+            empty_ns: checkpoint::empty_ns_flags(&self.empty_ns).map_err(|n| {
+                format!("--empty-ns {n:?}: only the network namespace can be left empty")
+            })?,
+            auto_dedup: self.auto_dedup,
+            lazy_pages: self.lazy_pages,
+        })
+    }
 }
 
 fn page_server(s: &str) -> Result<(String, i32), String> {
@@ -156,20 +145,12 @@ pub fn checkpoint(root: &std::path::Path, criu: &str, a: &CheckpointArgs) -> Res
         }
     });
     let o = CheckpointOptions {
-        work_path: a.work_path.clone(),
+        common: a.common.options()?,
         parent_path,
         leave_running: a.leave_running,
-        tcp_established: a.tcp_established,
         tcp_skip_in_flight: a.tcp_skip_in_flight,
         link_remap: a.link_remap,
-        ext_unix_sk: a.ext_unix_sk,
-        shell_job: a.shell_job,
-        file_locks: a.file_locks,
         pre_dump: a.pre_dump,
-        manage_cgroups_mode: cg_mode(&a.manage_cgroups_mode)?,
-        empty_ns: empty_ns(&a.empty_ns)?,
-        auto_dedup: a.auto_dedup,
-        lazy_pages: a.lazy_pages,
         page_server: a.page_server.as_deref().map(page_server).transpose()?,
         ..CheckpointOptions::new(criu, &a.image_path)
     };
@@ -189,17 +170,9 @@ pub fn restore(
         );
     }
     let o = RestoreOptions {
-        work_path: a.work_path.clone(),
+        common: a.common.options()?,
         console_socket: a.console_socket.clone(),
         pid_file: a.pid_file.clone(),
-        tcp_established: a.tcp_established,
-        ext_unix_sk: a.ext_unix_sk,
-        shell_job: a.shell_job,
-        file_locks: a.file_locks,
-        manage_cgroups_mode: cg_mode(&a.manage_cgroups_mode)?,
-        empty_ns: empty_ns(&a.empty_ns)?,
-        auto_dedup: a.auto_dedup,
-        lazy_pages: a.lazy_pages,
         ..RestoreOptions::new(criu, &a.id, &a.bundle, root, &a.image_path)
     };
     let set = wait::forwarded();

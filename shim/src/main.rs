@@ -6,7 +6,9 @@
 //! libcontainer in-process.
 
 mod args;
+mod checkpoint;
 mod events;
+mod helper;
 mod info;
 mod metrics;
 mod mounts;

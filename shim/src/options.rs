@@ -30,6 +30,11 @@ pub struct Options {
     pub shim_cgroup: String,
     /// `SystemdCgroup = true`: the systemd cgroup driver.
     pub systemd_cgroup: bool,
+    /// runc's `CriuPath` (containerd 1.6's `criu_path`, field 8): the criu
+    /// binary for checkpoint and restore; empty: `criu` on PATH.
+    pub criu_path: String,
+    /// runc's `CriuWorkPath`: criu's log and work files on restore.
+    pub criu_work_path: String,
 }
 
 fn decode_err(type_url: &str) -> impl Fn(String) -> OptionsError + '_ {
@@ -61,6 +66,8 @@ pub fn decode(any: Option<&Any>) -> Result<Options, OptionsError> {
                 io_gid: r.io_gid,
                 root: r.root,
                 shim_cgroup: r.shim_cgroup,
+                criu_path: criu_path(&a.value).map_err(&err)?,
+                criu_work_path: r.criu_work_path,
             }
         }
         "containerd.linux.runc.CreateOptions" => create_options(&a.value).map_err(&err)?,
@@ -70,13 +77,25 @@ pub fn decode(any: Option<&Any>) -> Result<Options, OptionsError> {
     Ok(o)
 }
 
+/// `criu_path` (field 8 of containerd 1.6's `containerd.runc.v1.Options`,
+/// reserved since, so absent from the generated type).
+fn criu_path(b: &[u8]) -> Result<String, String> {
+    let mut path = String::new();
+    for (num, f) in fields(b)? {
+        if let (8, Field::Bytes(v)) = (num, f) {
+            path = text(v)?;
+        }
+    }
+    Ok(path)
+}
+
 /// Walk the fields of a protobuf message: (field number, wire value).
-enum Field {
+pub(crate) enum Field {
     Varint(u64),
     Bytes(Vec<u8>),
 }
 
-fn fields(b: &[u8]) -> Result<Vec<(u32, Field)>, String> {
+pub(crate) fn fields(b: &[u8]) -> Result<Vec<(u32, Field)>, String> {
     let mut s = CodedInputStream::from_bytes(b);
     let mut out = Vec::new();
     while !s.eof().map_err(|e| e.to_string())? {
@@ -100,7 +119,7 @@ fn fields(b: &[u8]) -> Result<Vec<(u32, Field)>, String> {
     Ok(out)
 }
 
-fn text(b: Vec<u8>) -> Result<String, String> {
+pub(crate) fn text(b: Vec<u8>) -> Result<String, String> {
     String::from_utf8(b).map_err(|e| e.to_string())
 }
 
@@ -167,6 +186,8 @@ pub fn from_toml(body: &str) -> Result<Options, OptionsError> {
             "IoUid" => o.io_uid = v.parse().unwrap_or(0),
             "IoGid" => o.io_gid = v.parse().unwrap_or(0),
             "SystemdCgroup" => o.systemd_cgroup = flag,
+            "CriuPath" => o.criu_path = v.to_string(),
+            "CriuWorkPath" => o.criu_work_path = v.to_string(),
             _ => {}
         }
     }
@@ -174,11 +195,11 @@ pub fn from_toml(body: &str) -> Result<Options, OptionsError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use containerd_shim_protos::protobuf::Message;
 
-    fn any(url: &str, value: Vec<u8>) -> Any {
+    pub(crate) fn any(url: &str, value: Vec<u8>) -> Any {
         let mut a = Any::new();
         a.type_url = url.into();
         a.value = value;
@@ -205,6 +226,12 @@ mod tests {
         )))
         .unwrap();
         assert!(o.systemd_cgroup);
+        // containerd 1.6's criu_path (8), gone from the newer proto.
+        let mut v = r.write_to_bytes().unwrap();
+        v.extend_from_slice(&[0x42, 5]);
+        v.extend_from_slice(b"/criu");
+        let o = decode(Some(&any("containerd.runc.v1.Options", v))).unwrap();
+        assert_eq!(o.criu_path, "/criu");
     }
 
     #[test]
@@ -218,12 +245,13 @@ mod tests {
 
     #[test]
     fn cri_body() {
-        let body = b"Root = \"/r\"\nIoGid = 5\nSystemdCgroup = true\n";
+        let body = b"Root = \"/r\"\nIoGid = 5\nSystemdCgroup = true\nCriuPath = \"/c\"\n";
         let mut v = vec![0x1a, body.len() as u8];
         v.extend_from_slice(body);
         let o = decode(Some(&any("runtimeoptions.v1.Options", v))).unwrap();
         assert_eq!((o.root.as_str(), o.io_gid), ("/r", 5));
         assert!(o.systemd_cgroup);
+        assert_eq!(o.criu_path, "/c");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The shim's event loop: one thread, one poll(2) over the listening
 //! socket, containerd's connections, a signalfd for SIGCHLD, the stdio
-//! pumps and the OOM watchers. Single-threaded on purpose: container init
+//! pumps, the OOM watchers and the connection to containerd's event
+//! service. Single-threaded on purpose: container init
 //! and exec are cloned from this process (libcontainer in-process), which
 //! is only safe without other threads, and it keeps the idle shim small.
 
@@ -58,12 +59,20 @@ impl Conn {
     }
 }
 
+/// Who owns a polled fd, and so who reacts to it.
 enum Token {
+    /// The shim's socket: accept containerd's connections.
     Listener,
+    /// SIGCHLD: reap; exits of containers' processes and of helpers.
     Signal,
+    /// A connection from containerd: read requests, write replies.
     Conn(u64),
+    /// A stdio pump of (task, exec id), by index.
     Pump(String, String, usize),
+    /// A task's OOM watcher.
     Oom(String),
+    /// The connection to containerd's event service.
+    Publisher,
 }
 
 pub struct Server {
@@ -107,15 +116,25 @@ impl Server {
     }
 
     /// Serve until Shutdown with no tasks left.
+    ///
+    /// Each source of readiness owns its fds and its reaction: the loop
+    /// asks every source what it waits for (`interest`), polls, and hands
+    /// each ready fd to the source that owns it (`Token`). Nothing a source
+    /// does on readiness waits: containerd's connections and the event
+    /// publisher are non-blocking sockets, stdio pumps non-blocking pipes,
+    /// and work that can take long (create, start, hooks) runs in helper
+    /// processes whose exits come in as SIGCHLD. Timed work (retries,
+    /// deadlines) runs in `Shim::tick`, and the poll timeout is the nearest
+    /// of its deadlines.
     pub fn run(&mut self) {
         loop {
-            self.shim.publisher.flush();
+            self.shim.tick();
             self.deliver();
             if self.shim.shutdown && self.conns.values().all(|c| c.outbuf.is_empty()) {
                 return;
             }
             let (mut fds, tokens) = self.interest();
-            let timeout = match self.shim.publisher.wake_at() {
+            let timeout = match self.shim.deadline() {
                 Some(t) => PollTimeout::from(
                     t.saturating_duration_since(Instant::now())
                         .as_millis()
@@ -141,6 +160,7 @@ impl Server {
                 Token::Signal => 2,
                 Token::Listener => 3,
                 Token::Conn(_) => 4,
+                Token::Publisher => 5,
             });
             for i in order {
                 match &tokens[i] {
@@ -149,6 +169,7 @@ impl Server {
                     Token::Signal => self.reap(),
                     Token::Listener => self.accept(),
                     Token::Conn(c) => self.read_conn(*c),
+                    Token::Publisher => self.shim.publisher.ready(),
                 }
             }
             self.conns.retain(|_, c| !c.closed);
@@ -171,6 +192,9 @@ impl Server {
         };
         add(self.listener.as_fd(), PollFlags::POLLIN, Token::Listener);
         add(self.signals.as_fd(), PollFlags::POLLIN, Token::Signal);
+        if let Some((fd, ev)) = self.shim.publisher.interest() {
+            add(fd, ev, Token::Publisher);
+        }
         for (id, c) in &self.conns {
             let ev = if c.outbuf.is_empty() {
                 PollFlags::POLLIN

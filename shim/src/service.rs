@@ -1,23 +1,42 @@
 //! The `containerd.task.v2.Task` service: each call decoded, run against
-//! the shim's tasks through libcontainer (in this process: no runtime
-//! binary is exec'd), and answered with a gRPC status code containerd
-//! understands. Events are queued here and sent by the loop after the
-//! reply, so containerd always sees create -> start -> exit -> delete.
+//! the shim's tasks through libcontainer (no runtime binary is exec'd),
+//! and answered with a gRPC status code containerd understands. Events are
+//! queued here and sent by the loop after the reply, so containerd always
+//! sees create -> start -> exit -> delete.
+//!
+//! A call never waits on one container for long, since the loop serves
+//! all of them (a pod's, with CRI). What can take long runs in a helper
+//! process (`crate::helper`) with the reply parked until it exits: Create
+//! (libcontainer's create with its prestart, createRuntime and
+//! createContainer hooks), the init's Start (startContainer hooks, run by
+//! init before its execve, and poststart hooks) and Delete's poststop
+//! hooks. The waits left inside a call, each bounded:
+//! - a `binary://` logger's readiness, in `stdio::prepare` (10 s);
+//! - an exec's start, `container::exec`: until the process has execve'd
+//!   (no hooks; a paused container is refused, so it cannot freeze);
+//! - Delete of a never-started task: libcontainer waits for the SIGKILLed
+//!   init to be gone (10 s, reached only if the kernel holds it);
+//! - Pause/Resume: the freezer reaching its state (10 s);
+//! - any libcontainer call: the container's lock (`LOCK_WAIT`, 30 s), held
+//!   only by another `oxrun` command on the same root, or by this shim's
+//!   helper while it creates or starts that container (then calls that
+//!   would take the lock are refused, see `settled`).
 
 use std::collections::BTreeMap;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use containerd_shim_protos::api::{self, Empty};
 use containerd_shim_protos::events::task as ev;
-use containerd_shim_protos::protobuf::MessageField;
+use containerd_shim_protos::protobuf::{Enum, MessageField};
 use containerd_shim_protos::shim::oci::ProcessDetails;
 use libcontainer::cgroups::oom::OomWatcher;
 use libcontainer::container::{self, ContainerError};
 use libcontainer::tty;
 
 use crate::events::{any, timestamp, Publisher};
+use crate::helper::{self, Helper};
 use crate::mounts;
 use crate::options::{self, Options};
 use crate::stdio::{self, Paths};
@@ -33,12 +52,28 @@ pub enum Reply {
     Later,
 }
 
-fn err(code: Code, msg: impl std::fmt::Display) -> RpcError {
+pub(crate) fn err(code: Code, msg: impl std::fmt::Display) -> RpcError {
     (code, msg.to_string())
 }
 
-fn unknown(e: impl std::fmt::Display) -> RpcError {
+pub(crate) fn unknown(e: impl std::fmt::Display) -> RpcError {
     err(Code::UNKNOWN, e)
+}
+
+/// A failure as a helper reports it: `err <code> <message>`.
+fn failure((code, msg): RpcError) -> String {
+    format!("err {} {msg}", code.value())
+}
+
+/// A helper's report of a failure, back as the error it was.
+fn parse_failure(words: &str) -> RpcError {
+    let (code, msg) = words.split_once(' ').unwrap_or((words, ""));
+    let code = code
+        .parse()
+        .ok()
+        .and_then(Code::from_i32)
+        .unwrap_or(Code::UNKNOWN);
+    err(code, msg)
 }
 
 /// libcontainer's state root when the options name none.
@@ -49,7 +84,7 @@ pub fn default_root(namespace: &str) -> PathBuf {
 /// libcontainer's errors as gRPC codes, in one place: a missing container
 /// is NotFound, a duplicate AlreadyExists, an operation the container's
 /// state does not allow FailedPrecondition, anything else Unknown.
-fn lc_err(e: ContainerError) -> RpcError {
+pub(crate) fn lc_err(e: ContainerError) -> RpcError {
     let code = match e {
         ContainerError::NotFound(_) => Code::NOT_FOUND,
         ContainerError::Exists(_) => Code::ALREADY_EXISTS,
@@ -64,20 +99,55 @@ pub struct Shim {
     pub tasks: BTreeMap<String, Task>,
     pub publisher: Publisher,
     pub shutdown: bool,
-    /// Replies to parked Wait calls: (connection, frame).
+    /// Replies to parked calls: (connection, frame).
     pub outbox: Vec<(u64, Vec<u8>)>,
-    /// Deletes waiting for their poststop hooks to finish.
-    pending_deletes: Vec<PendingDelete>,
-    /// Shutdown was asked for while a Delete was still pending.
+    /// Calls whose reply waits for a helper process (create, start,
+    /// poststop hooks).
+    pending: Vec<Pending>,
+    /// Shutdown was asked for while a call was still pending.
     shutdown_requested: bool,
 }
 
-/// A Delete whose reply waits for the poststop hook runner `hooks_pid`.
-struct PendingDelete {
-    hooks_pid: i32,
+/// Bounds on the helpers. Hooks may declare their own (shorter) timeouts;
+/// these only end a helper stuck for good, so they are generous.
+const CREATE_TIMEOUT: Duration = Duration::from_secs(120);
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+const POSTSTOP_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a non-PID-namespace container's other processes get to die
+/// after its init exited (see `init_exited`), and how often the loop looks.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+const DRAIN_RECHECK: Duration = Duration::from_millis(10);
+
+/// A call parked until helper `helper` exits.
+struct Pending {
+    helper: Helper,
     waiter: Waiter,
-    resp: api::DeleteResponse,
-    event: ev::TaskDelete,
+    op: Op,
+}
+
+enum Op {
+    /// A task's Create: what the shim has set up around it so far.
+    Create(Box<Creating>),
+    /// The init's Start (startContainer and poststart hooks).
+    Start { id: String },
+    /// A task's Delete, waiting for its poststop hooks.
+    Delete {
+        resp: api::DeleteResponse,
+        event: ev::TaskDelete,
+    },
+}
+
+struct Creating {
+    req: api::CreateTaskRequest,
+    paths: Paths,
+    io: stdio::Io,
+    bundle: PathBuf,
+    root: PathBuf,
+    mounted: bool,
+    /// The criu binary for a later Checkpoint.
+    criu: PathBuf,
+    /// Restored from a checkpoint (the init already runs).
+    restored: bool,
 }
 
 fn wait_reply(stream: u32, p: &Process) -> Option<Vec<u8>> {
@@ -93,6 +163,11 @@ fn ts(
     t.map(timestamp).into()
 }
 
+/// No process is left in the task's cgroup (or it cannot be read).
+fn drained(t: &Task) -> bool {
+    !matches!(container::ps(&t.root, &t.id), Ok(p) if !p.is_empty())
+}
+
 impl Shim {
     pub fn new(namespace: String, ttrpc_address: String) -> Shim {
         Shim {
@@ -101,7 +176,7 @@ impl Shim {
             tasks: BTreeMap::new(),
             shutdown: false,
             outbox: Vec::new(),
-            pending_deletes: Vec::new(),
+            pending: Vec::new(),
             shutdown_requested: false,
         }
     }
@@ -110,6 +185,20 @@ impl Shim {
         self.tasks
             .get(id)
             .ok_or_else(|| err(Code::NOT_FOUND, format!("task {id} not found")))
+    }
+
+    /// A task whose start helper is not running: the helper holds the
+    /// container's lock until its poststart hooks are done, and a call
+    /// that takes the lock here would wait for it, holding up the loop.
+    fn settled(&mut self, id: &str) -> Rpc<&mut Task> {
+        let t = self.task_mut(id)?;
+        if t.starting {
+            return Err(err(
+                Code::FAILED_PRECONDITION,
+                format!("task {id} is starting"),
+            ));
+        }
+        Ok(t)
     }
 
     fn task_mut(&mut self, id: &str) -> Rpc<&mut Task> {
@@ -134,8 +223,16 @@ impl Shim {
         }
         match method {
             "State" => call!(state),
-            "Create" => call!(create),
-            "Start" => call!(start),
+            "Create" => {
+                let req: api::CreateTaskRequest =
+                    wire::decode("Create", payload).map_err(|e| err(Code::INVALID_ARGUMENT, e))?;
+                self.create(req, (conn, stream))
+            }
+            "Start" => {
+                let req: api::StartRequest =
+                    wire::decode("Start", payload).map_err(|e| err(Code::INVALID_ARGUMENT, e))?;
+                self.start(req, (conn, stream))
+            }
             "Delete" => {
                 let req: api::DeleteRequest =
                     wire::decode("Delete", payload).map_err(|e| err(Code::INVALID_ARGUMENT, e))?;
@@ -157,10 +254,7 @@ impl Shim {
                     wire::decode("Wait", payload).map_err(|e| err(Code::INVALID_ARGUMENT, e))?;
                 self.wait(req, (conn, stream))
             }
-            "Checkpoint" => Err(err(
-                Code::UNIMPLEMENTED,
-                "checkpoint is not supported by oxrun",
-            )),
+            "Checkpoint" => call!(checkpoint),
             other => Err(err(
                 Code::UNIMPLEMENTED,
                 format!("/containerd.task.v2.Task/{other} is not supported"),
@@ -192,17 +286,21 @@ impl Shim {
         Ok(s)
     }
 
-    fn create(&mut self, r: api::CreateTaskRequest) -> Rpc<api::CreateTaskResponse> {
-        if self.tasks.contains_key(&r.id) {
+    /// Is a Create for `id` under way?
+    fn creating(&self, id: &str) -> bool {
+        self.pending
+            .iter()
+            .any(|p| matches!(&p.op, Op::Create(c) if c.req.id == id))
+    }
+
+    /// Create a task. The shim mounts the rootfs and opens the stdio; the
+    /// container itself is created by a helper process (its create-time
+    /// hooks may take long), and the reply waits for the helper.
+    fn create(&mut self, r: api::CreateTaskRequest, waiter: Waiter) -> Rpc<Reply> {
+        if self.tasks.contains_key(&r.id) || self.creating(&r.id) {
             return Err(err(
                 Code::ALREADY_EXISTS,
                 format!("task {} already exists", r.id),
-            ));
-        }
-        if !r.checkpoint.is_empty() {
-            return Err(err(
-                Code::UNIMPLEMENTED,
-                "restore from a checkpoint is not supported by oxrun",
             ));
         }
         let opts: Options =
@@ -224,21 +322,61 @@ impl Shim {
                 bundle.join(crate::ROOT_FILE).display()
             ))
         })?;
-        let mounted = mounts::mount_rootfs(&bundle, &r.rootfs).map_err(unknown)?;
+        let mounted = match mounts::mount_rootfs(&bundle, &r.rootfs) {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = std::fs::remove_file(bundle.join(crate::ROOT_FILE));
+                return Err(unknown(e));
+            }
+        };
         let paths = Paths {
             stdin: r.stdin.clone(),
             stdout: r.stdout.clone(),
             stderr: r.stderr.clone(),
             terminal: r.terminal,
         };
-        let result = (|| -> Rpc<(i32, stdio::Io, bool, Option<OomWatcher>, bool)> {
-            let prepared = stdio::prepare(&paths, &r.id, &self.namespace, opts.io_uid, opts.io_gid)
-                .map_err(unknown)?;
-            let mut io = prepared.io;
-            let child = prepared.child;
+        let undo = |e: RpcError| {
+            if mounted {
+                mounts::unmount_rootfs(&bundle);
+            }
+            // Nothing is left for a crash cleanup to find.
+            let _ = std::fs::remove_file(bundle.join(crate::ROOT_FILE));
+            e
+        };
+        let prepared = stdio::prepare(&paths, &r.id, &self.namespace, opts.io_uid, opts.io_gid)
+            .map_err(unknown)
+            .map_err(undo)?;
+        if !r.checkpoint.is_empty() {
+            // A restore runs here, not in a create helper: criu took
+            // 0.23-0.28 s for a small container (`ctr c restore`), which
+            // this shim's loop waits. Moving it into a helper as create
+            // is left for later.
+            let restored =
+                crate::checkpoint::restore(&r, &opts, &bundle, &root, prepared.io, prepared.child)
+                    .map_err(undo)?;
+            let (pid, io, unified, oom, kill_all_on_exit) = restored;
+            let created = Creating {
+                req: r,
+                paths,
+                io,
+                bundle,
+                root,
+                mounted,
+                criu: crate::checkpoint::criu(&opts),
+                restored: true,
+            };
+            let resp = self.add_task(created, pid, unified, oom, kill_all_on_exit);
+            return Ok(Reply::Now(wire::encode(&resp).map_err(unknown)?));
+        }
+        let child = prepared.child;
+        let stdio: Option<[RawFd; 3]> = child
+            .as_ref()
+            .map(|c| [c[0].as_raw_fd(), c[1].as_raw_fd(), c[2].as_raw_fd()]);
+        let (id, b, rt, terminal) = (r.id.clone(), bundle.clone(), root.clone(), r.terminal);
+        let work = move |sock: &std::os::fd::OwnedFd| -> i32 {
             let created = container::create(&container::CreateOptions {
-                pty_to_caller: r.terminal,
-                pid_file: Some(bundle.join("init.pid")),
+                pty_to_caller: terminal,
+                pid_file: Some(b.join("init.pid")),
                 no_pivot: opts.no_pivot_root,
                 no_new_keyring: opts.no_new_keyring,
                 // `SystemdCgroup = true`, or (containerd 1.6/1.7's CRI with
@@ -249,35 +387,97 @@ impl Shim {
                 } else {
                     container::CgroupDriver::Detect
                 },
-                stdio: child
-                    .as_ref()
-                    .map(|c| [c[0].as_raw_fd(), c[1].as_raw_fd(), c[2].as_raw_fd()]),
-                ..container::CreateOptions::new(&r.id, &bundle, &root)
-            })
-            .map_err(lc_err)?;
-            drop(child);
-            let cleanup = |e: RpcError| {
-                let _ = container::delete(&root, &r.id, true);
-                e
+                stdio,
+                ..container::CreateOptions::new(&id, &b, &rt)
+            });
+            let created = match created {
+                Ok(c) => c,
+                Err(e) => {
+                    helper::report(sock, &failure(lc_err(e)), None);
+                    return 1;
+                }
             };
-            if let Some(sock) = created.console.as_ref() {
-                let master = tty::recv_master(sock).map_err(unknown).map_err(cleanup)?;
-                io.attach_console(master)
-                    .map_err(unknown)
-                    .map_err(cleanup)?;
+            let master = match created.console.as_ref().map(tty::recv_master) {
+                None => None,
+                Some(Ok(m)) => Some(m),
+                Some(Err(e)) => {
+                    let _ = container::delete(&rt, &id, true);
+                    helper::report(sock, &failure(unknown(e)), None);
+                    return 1;
+                }
+            };
+            let ok = format!("ok {} {}", created.pid, u8::from(created.own_pid_namespace));
+            helper::report(sock, &ok, master.as_ref().map(|m| m.as_raw_fd()));
+            0
+        };
+        let keep: Vec<RawFd> = stdio.map(|f| f.to_vec()).unwrap_or_default();
+        let helper = helper::spawn(&keep, CREATE_TIMEOUT, work)
+            .map_err(unknown)
+            .map_err(undo)?;
+        // The helper has the process's stdio now.
+        drop(child);
+        self.pending.push(Pending {
+            helper,
+            waiter,
+            op: Op::Create(Box::new(Creating {
+                req: r,
+                paths,
+                io: prepared.io,
+                bundle,
+                root,
+                mounted,
+                criu: crate::checkpoint::criu(&opts),
+                restored: false,
+            })),
+        });
+        Ok(Reply::Later)
+    }
+
+    /// The create helper exited: add the task and answer, or undo.
+    fn finish_create(&mut self, h: &Helper, waiter: Waiter, c: Creating) {
+        let mut c = c;
+        let (r, root, bundle, mounted) = (&c.req, c.root.clone(), c.bundle.clone(), c.mounted);
+        let report = h.report();
+        let result = (|| -> Rpc<(i32, bool, Option<OomWatcher>, bool)> {
+            let Some(report) = report else {
+                // Killed (overdue) or crashed half-way: remove what it made.
+                let _ = container::delete(&root, &r.id, true);
+                let why = if h.overdue {
+                    format!("create did not finish within {CREATE_TIMEOUT:?}")
+                } else {
+                    "create ended without a result".to_string()
+                };
+                return Err(unknown(why));
+            };
+            let mut words = report.msg.splitn(3, ' ');
+            match (words.next(), words.next(), words.next()) {
+                (Some("ok"), Some(pid), Some(own)) => {
+                    let pid: i32 = pid.parse().map_err(unknown)?;
+                    let cleanup = |e: RpcError| {
+                        let _ = container::delete(&root, &r.id, true);
+                        e
+                    };
+                    if let Some(master) = report.fd {
+                        c.io.attach_console(master)
+                            .map_err(unknown)
+                            .map_err(cleanup)?;
+                    }
+                    let (st, _) = container::state(&root, &r.id)
+                        .map_err(lc_err)
+                        .map_err(cleanup)?;
+                    let oom = OomWatcher::new(&st.cgroups).ok().flatten();
+                    // As the Go shim's `ShouldKillAllOnExit`.
+                    let kill_all_on_exit = own != "1";
+                    Ok((pid, st.cgroups.unified, oom, kill_all_on_exit))
+                }
+                _ if report.msg.starts_with("err ") => Err(parse_failure(&report.msg[4..])),
+                _ => Err(unknown(format!(
+                    "create: bad helper report {:?}",
+                    report.msg
+                ))),
             }
-            let oom = OomWatcher::new(&created.cgroups).ok().flatten();
-            // As the Go shim's `ShouldKillAllOnExit`.
-            let kill_all_on_exit = !created.own_pid_namespace;
-            Ok((
-                created.pid,
-                io,
-                created.cgroups.unified,
-                oom,
-                kill_all_on_exit,
-            ))
         })();
-        let (pid, io, unified, oom, kill_all_on_exit) = match result {
+        let (pid, unified, oom, kill_all_on_exit) = match result {
             Ok(v) => v,
             Err(e) => {
                 if mounted {
@@ -285,9 +485,33 @@ impl Shim {
                 }
                 // Nothing is left for a crash cleanup to find.
                 let _ = std::fs::remove_file(bundle.join(crate::ROOT_FILE));
-                return Err(e);
+                self.answer(waiter, Err(e));
+                return;
             }
         };
+        let resp = self.add_task(c, pid, unified, oom, kill_all_on_exit);
+        self.answer(waiter, wire::encode(&resp).map_err(unknown));
+    }
+
+    /// A created (or restored) task: keep it and tell containerd.
+    fn add_task(
+        &mut self,
+        c: Creating,
+        pid: i32,
+        unified: bool,
+        oom: Option<OomWatcher>,
+        kill_all_on_exit: bool,
+    ) -> api::CreateTaskResponse {
+        let Creating {
+            req: r,
+            paths,
+            io,
+            bundle,
+            root,
+            mounted,
+            criu,
+            restored,
+        } = c;
         let mut init = Process::new("", paths.clone());
         init.pid = pid;
         init.io = Some(io);
@@ -305,6 +529,11 @@ impl Shim {
                 oom,
                 ooms: 0,
                 kill_all_on_exit,
+                starting: false,
+                held_exit: None,
+                draining: None,
+                criu,
+                restored,
             },
         );
         let mut e = ev::TaskCreate::new();
@@ -321,29 +550,106 @@ impl Shim {
         self.publisher.publish(&e);
         let mut resp = api::CreateTaskResponse::new();
         resp.pid = pid as u32;
-        Ok(resp)
+        resp
     }
 
-    fn start(&mut self, r: api::StartRequest) -> Rpc<api::StartResponse> {
-        let ns = self.namespace.clone();
-        let t = self.task_mut(&r.id)?;
-        let mut resp = api::StartResponse::new();
+    /// Queue the reply to a parked call.
+    fn answer(&mut self, (conn, stream): Waiter, result: Rpc<Vec<u8>>) {
+        if let Ok(f) = wire::response(stream, result) {
+            self.outbox.push((conn, f));
+        }
+    }
+
+    /// Start the init (in a helper: init runs the startContainer hooks
+    /// before its execve, and poststart hooks follow; the reply waits for
+    /// the helper) or an exec'd process (here: no hooks).
+    fn start(&mut self, r: api::StartRequest, waiter: Waiter) -> Rpc<Reply> {
         if r.exec_id.is_empty() {
-            if t.init.state != State::Created {
+            let t = self.task_mut(&r.id)?;
+            if t.init.state != State::Created || t.starting {
                 return Err(err(
                     Code::FAILED_PRECONDITION,
                     format!("task {} is not in the created state", r.id),
                 ));
             }
-            container::start(&t.root, &t.id).map_err(lc_err)?;
-            t.init.state = State::Running;
-            resp.pid = t.init.pid as u32;
-            let mut e = ev::TaskStart::new();
-            e.container_id = r.id.clone();
-            e.pid = resp.pid;
-            self.publisher.publish(&e);
-            return Ok(resp);
+            if t.restored {
+                // Restored by Create: the init already runs.
+                t.init.state = State::Running;
+                let mut resp = api::StartResponse::new();
+                resp.pid = t.init.pid as u32;
+                let mut e = ev::TaskStart::new();
+                e.container_id = r.id.clone();
+                e.pid = resp.pid;
+                self.publisher.publish(&e);
+                return Ok(Reply::Now(wire::encode(&resp).map_err(unknown)?));
+            }
+            let (root, id) = (t.root.clone(), t.id.clone());
+            let helper = helper::spawn(&[], START_TIMEOUT, move |sock| {
+                match container::start(&root, &id) {
+                    Ok(_) => {
+                        helper::report(sock, "ok", None);
+                        0
+                    }
+                    Err(e) => {
+                        helper::report(sock, &failure(lc_err(e)), None);
+                        1
+                    }
+                }
+            })
+            .map_err(unknown)?;
+            t.starting = true;
+            self.pending.push(Pending {
+                helper,
+                waiter,
+                op: Op::Start { id: r.id },
+            });
+            return Ok(Reply::Later);
         }
+        let resp = self.start_exec(r)?;
+        Ok(Reply::Now(wire::encode(&resp).map_err(unknown)?))
+    }
+
+    /// The start helper exited: answer; then report an exit that came
+    /// meanwhile (after TaskStart, as containerd expects).
+    fn finish_start(&mut self, h: &Helper, waiter: Waiter, id: &str) {
+        let Some(t) = self.tasks.get_mut(id) else {
+            self.answer(
+                waiter,
+                Err(err(Code::NOT_FOUND, format!("task {id} is gone"))),
+            );
+            return;
+        };
+        t.starting = false;
+        let result = match h.report() {
+            Some(rep) if rep.msg == "ok" => Ok(()),
+            Some(rep) if rep.msg.starts_with("err ") => Err(parse_failure(&rep.msg[4..])),
+            _ if h.overdue => Err(unknown(format!(
+                "start did not finish within {START_TIMEOUT:?}"
+            ))),
+            _ => Err(unknown("start ended without a result")),
+        };
+        match result {
+            Ok(()) => {
+                t.init.state = State::Running;
+                let mut resp = api::StartResponse::new();
+                resp.pid = t.init.pid as u32;
+                let mut e = ev::TaskStart::new();
+                e.container_id = id.to_string();
+                e.pid = resp.pid;
+                self.publisher.publish(&e);
+                self.answer(waiter, wire::encode(&resp).map_err(unknown));
+            }
+            Err(e) => self.answer(waiter, Err(e)),
+        }
+        if let Some(status) = self.tasks.get_mut(id).and_then(|t| t.held_exit.take()) {
+            self.init_exited(id, status);
+        }
+    }
+
+    fn start_exec(&mut self, r: api::StartRequest) -> Rpc<api::StartResponse> {
+        let ns = self.namespace.clone();
+        let t = self.settled(&r.id)?;
+        let mut resp = api::StartResponse::new();
         if t.init.state == State::Stopped {
             return Err(err(
                 Code::FAILED_PRECONDITION,
@@ -446,6 +752,16 @@ impl Shim {
 
     fn kill(&mut self, r: api::KillRequest) -> Rpc<Empty> {
         let t = self.task(&r.id)?;
+        if r.exec_id.is_empty() && t.starting {
+            // The start helper holds the container's lock: signal the init
+            // directly (our child, not reaped yet, so the pid is its own;
+            // before its start it is the container's only process).
+            let sig = nix::sys::signal::Signal::try_from(r.signal as i32)
+                .map_err(|e| err(Code::INVALID_ARGUMENT, e))?;
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(t.init.pid), sig).map_err(unknown)?;
+            return Ok(Empty::new());
+        }
+        let t = self.settled(&r.id)?;
         if r.exec_id.is_empty() {
             if r.all {
                 container::kill(&t.root, &t.id, r.signal as i32, true).map_err(lc_err)?;
@@ -510,16 +826,29 @@ impl Shim {
                     format!("task {} is running", r.id),
                 ));
             }
+            State::Created if t.starting => {
+                return Err(err(
+                    Code::FAILED_PRECONDITION,
+                    format!("task {} is starting", r.id),
+                ));
+            }
             State::Created => {
-                // Never started: kill the waiting init and report its exit first.
+                // Never started: kill the waiting init and report its exit
+                // first. The delete waits (in libcontainer, up to 10 s) for
+                // the SIGKILLed init to be gone, which is at once unless the
+                // kernel holds it; then it is a zombie, reaped here without
+                // waiting (or by the loop later, if it was not one yet).
                 poststop = container::delete_deferring_hooks(&t.root, &t.id, true)
                     .map_err(lc_err)?
                     .1;
-                let status = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(t.init.pid), None)
-                    .ok()
-                    .and_then(exit_code)
-                    .map(|(_, s)| s)
-                    .unwrap_or(137);
+                let status = nix::sys::wait::waitpid(
+                    nix::unistd::Pid::from_raw(t.init.pid),
+                    Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+                )
+                .ok()
+                .and_then(exit_code)
+                .map(|(_, s)| s)
+                .unwrap_or(137);
                 t.init.set_exited(status);
                 self.publish_exit(&r.id, "");
             }
@@ -553,12 +882,15 @@ impl Shim {
         }
         self.answer_waiters(t.init);
         if let Some(hooks) = poststop {
-            if let Ok(pid) = hooks.spawn() {
-                self.pending_deletes.push(PendingDelete {
-                    hooks_pid: pid,
+            let run = move |_: &std::os::fd::OwnedFd| {
+                let _ = hooks.run();
+                0
+            };
+            if let Ok(helper) = helper::spawn(&[], POSTSTOP_TIMEOUT, run) {
+                self.pending.push(Pending {
+                    helper,
                     waiter,
-                    resp,
-                    event: e,
+                    op: Op::Delete { resp, event: e },
                 });
                 return Ok(Reply::Later);
             }
@@ -567,26 +899,29 @@ impl Shim {
         Ok(Reply::Now(wire::encode(&resp).map_err(unknown)?))
     }
 
-    /// A poststop hook runner has exited: the parked Delete can answer.
-    fn finish_delete(&mut self, hooks_pid: i32) -> bool {
-        let Some(i) = self
-            .pending_deletes
-            .iter()
-            .position(|d| d.hooks_pid == hooks_pid)
-        else {
-            return false;
-        };
-        let d = self.pending_deletes.swap_remove(i);
-        if self.shutdown_requested && self.tasks.is_empty() && self.pending_deletes.is_empty() {
+    /// Helpers among the reaped children: answer their parked calls.
+    /// Returns the exits that were not helpers'.
+    fn finish_helpers(&mut self, exits: Vec<(i32, u32)>) -> Vec<(i32, u32)> {
+        let mut rest = Vec::new();
+        for (pid, status) in exits {
+            let Some(i) = self.pending.iter().position(|p| p.helper.pid == pid) else {
+                rest.push((pid, status));
+                continue;
+            };
+            let Pending { helper, waiter, op } = self.pending.swap_remove(i);
+            match op {
+                Op::Create(c) => self.finish_create(&helper, waiter, *c),
+                Op::Start { id } => self.finish_start(&helper, waiter, &id),
+                Op::Delete { resp, event } => {
+                    self.publisher.publish(&event);
+                    self.answer(waiter, wire::encode(&resp).map_err(unknown));
+                }
+            }
+        }
+        if self.shutdown_requested && self.tasks.is_empty() && self.pending.is_empty() {
             self.shutdown = true;
         }
-        self.publisher.publish(&d.event);
-        let (conn, stream) = d.waiter;
-        let frame = wire::encode(&d.resp).and_then(|p| wire::response(stream, Ok(p)));
-        if let Ok(f) = frame {
-            self.outbox.push((conn, f));
-        }
-        true
+        rest
     }
 
     fn answer_waiters(&mut self, mut p: Process) {
@@ -613,7 +948,7 @@ impl Shim {
     }
 
     fn pids(&mut self, r: api::PidsRequest) -> Rpc<api::PidsResponse> {
-        let t = self.task(&r.id)?;
+        let t = self.settled(&r.id)?;
         let pids = container::ps(&t.root, &t.id).map_err(lc_err)?;
         let mut resp = api::PidsResponse::new();
         for pid in pids {
@@ -630,7 +965,7 @@ impl Shim {
     }
 
     fn pause(&mut self, r: api::PauseRequest) -> Rpc<Empty> {
-        let t = self.task_mut(&r.id)?;
+        let t = self.settled(&r.id)?;
         container::pause(&t.root, &t.id).map_err(lc_err)?;
         t.paused = true;
         let mut e = ev::TaskPaused::new();
@@ -640,7 +975,7 @@ impl Shim {
     }
 
     fn resume(&mut self, r: api::ResumeRequest) -> Rpc<Empty> {
-        let t = self.task_mut(&r.id)?;
+        let t = self.settled(&r.id)?;
         container::resume(&t.root, &t.id).map_err(lc_err)?;
         t.paused = false;
         let mut e = ev::TaskResumed::new();
@@ -675,7 +1010,7 @@ impl Shim {
     }
 
     fn update(&mut self, r: api::UpdateTaskRequest) -> Rpc<Empty> {
-        let t = self.task(&r.id)?;
+        let t = self.settled(&r.id)?;
         let value = r
             .resources
             .as_ref()
@@ -688,7 +1023,7 @@ impl Shim {
     }
 
     fn stats(&mut self, r: api::StatsRequest) -> Rpc<api::StatsResponse> {
-        let t = self.task(&r.id)?;
+        let t = self.settled(&r.id)?;
         let ev = container::stats(&t.root, &t.id).map_err(lc_err)?;
         let stats = ev.data.unwrap_or_default();
         let mut resp = api::StatsResponse::new();
@@ -711,7 +1046,7 @@ impl Shim {
         // first).
         if self.tasks.is_empty() {
             self.shutdown_requested = true;
-            self.shutdown = self.pending_deletes.is_empty();
+            self.shutdown = self.pending.is_empty();
         }
         Ok(Empty::new())
     }
@@ -733,14 +1068,13 @@ impl Shim {
         self.publisher.publish(&e);
     }
 
-    /// Processes reaped by the loop: mark, drain output, report (execs
-    /// before inits, OOM before exit), answer parked Waits.
-    pub fn on_exits(&mut self, mut exits: Vec<(i32, u32)>) {
-        self.kill_rest_of_containers(&mut exits);
-        exits.retain(|(pid, _)| !self.finish_delete(*pid));
+    /// Processes reaped by the loop: helpers' first (a finished create
+    /// makes its init known), then exec'd processes before inits.
+    pub fn on_exits(&mut self, exits: Vec<(i32, u32)>) {
+        let exits = self.finish_helpers(exits);
         // (task, exec id) of each reaped pid; exec'd processes first.
         let mut found: Vec<(String, String, u32)> = Vec::new();
-        for (pid, status) in exits.drain(..) {
+        for (pid, status) in exits {
             for t in self.tasks.values() {
                 if t.init.pid == pid && t.init.state != State::Stopped {
                     found.push((t.id.clone(), String::new(), status));
@@ -755,67 +1089,125 @@ impl Shim {
         }
         found.sort_by_key(|(_, exec, _)| exec.is_empty());
         for (id, exec_id, status) in found {
-            let Some(t) = self.tasks.get_mut(&id) else {
-                continue;
-            };
-            // A kill the watcher has not woken us for yet (it raced the exit).
-            let oom =
-                exec_id.is_empty() && t.oom.as_mut().is_some_and(|w| w.unreported()) && t.ooms == 0;
-            if oom {
-                t.ooms += 1;
-            }
             if exec_id.is_empty() {
-                t.oom = None;
+                self.init_exited(&id, status);
+            } else {
+                self.process_exited(&id, &exec_id, status);
             }
-            let Some(p) = t.process_mut(&exec_id) else {
-                continue;
-            };
-            p.set_exited(status);
-            let waiters = std::mem::take(&mut p.waiters);
-            let replies: Vec<(u64, Vec<u8>)> = waiters
-                .into_iter()
-                .filter_map(|(c, s)| wait_reply(s, p).map(|f| (c, f)))
-                .collect();
-            if oom {
-                let mut e = ev::TaskOOM::new();
-                e.container_id = id.clone();
-                self.publisher.publish(&e);
-            }
-            self.publish_exit(&id, &exec_id);
-            self.outbox.extend(replies);
         }
     }
 
+    /// An init exited. Its exit is reported now, unless its Start is still
+    /// being answered (then after it: containerd wants start before exit),
+    /// or the rest of its container must go first.
+    ///
     /// An init that did not own its PID namespace (the host's, a pod's)
-    /// exited: its container's other processes live on, holding the stdout
+    /// leaves its container's other processes alive, holding the stdout
     /// and stderr pipes, so containerd's fifo readers would never see EOF
     /// (CRI closes them after the exit event: `Failed to pipe stdout of
     /// container ...: file already closed`) and the processes would outlive
-    /// the task. As the Go shim (`ShouldKillAllOnExit`), kill them before
-    /// the exit is reported; wait (up to a second) for the cgroup to empty
-    /// and add the exits this caused (exec'd processes), so that they are
-    /// reported first and the output drains to EOF.
-    fn kill_rest_of_containers(&mut self, exits: &mut Vec<(i32, u32)>) {
-        let mut killed = Vec::new();
-        for t in self.tasks.values() {
-            let exited = exits.iter().any(|(pid, _)| *pid == t.init.pid);
-            if exited && t.init.state != State::Stopped && t.kill_all_on_exit {
-                let _ = container::kill(&t.root, &t.id, libc::SIGKILL, true);
-                killed.push((t.root.clone(), t.id.clone()));
-            }
-        }
-        if killed.is_empty() {
+    /// the task. As the Go shim (`ShouldKillAllOnExit`), they are killed
+    /// and the init's exit is held until the cgroup is empty (or for at
+    /// most `DRAIN_TIMEOUT`; the loop looks again every `DRAIN_RECHECK`
+    /// meanwhile, see `tick`), so that their exits come first and the
+    /// output drains to EOF. The loop serves everything else meanwhile.
+    fn init_exited(&mut self, id: &str, status: u32) {
+        let Some(t) = self.tasks.get_mut(id) else {
+            return;
+        };
+        if t.starting {
+            t.held_exit = Some(status);
             return;
         }
-        let deadline = Instant::now() + Duration::from_secs(1);
-        while Instant::now() < deadline
-            && killed
-                .iter()
-                .any(|(root, id)| container::ps(root, id).is_ok_and(|p| !p.is_empty()))
-        {
-            std::thread::sleep(Duration::from_millis(2));
+        if t.kill_all_on_exit && t.draining.is_none() {
+            let _ = container::kill(&t.root, &t.id, libc::SIGKILL, true);
+            if !drained(t) {
+                t.draining = Some((status, Instant::now() + DRAIN_TIMEOUT));
+                return;
+            }
         }
-        exits.extend(reap_children());
+        self.process_exited(id, "", status);
+    }
+
+    /// Mark a process exited, drain its output, report it (an OOM kill
+    /// first), answer its parked Waits.
+    fn process_exited(&mut self, id: &str, exec_id: &str, status: u32) {
+        let Some(t) = self.tasks.get_mut(id) else {
+            return;
+        };
+        // A kill the watcher has not woken us for yet (it raced the exit).
+        let oom =
+            exec_id.is_empty() && t.oom.as_mut().is_some_and(|w| w.unreported()) && t.ooms == 0;
+        if oom {
+            t.ooms += 1;
+        }
+        if exec_id.is_empty() {
+            t.oom = None;
+            t.draining = None;
+        }
+        let Some(p) = t.process_mut(exec_id) else {
+            return;
+        };
+        p.set_exited(status);
+        let waiters = std::mem::take(&mut p.waiters);
+        let replies: Vec<(u64, Vec<u8>)> = waiters
+            .into_iter()
+            .filter_map(|(c, s)| wait_reply(s, p).map(|f| (c, f)))
+            .collect();
+        if oom {
+            let mut e = ev::TaskOOM::new();
+            e.container_id = id.to_string();
+            self.publisher.publish(&e);
+        }
+        self.publish_exit(id, exec_id);
+        self.outbox.extend(replies);
+    }
+
+    /// Timed work, run by the loop every time round: overdue helpers are
+    /// killed, held init exits whose container has emptied (or whose time
+    /// is up) are reported, and the publisher moves on. Never blocks.
+    pub fn tick(&mut self) {
+        let now = Instant::now();
+        for p in &mut self.pending {
+            p.helper.kill_if_overdue(now);
+        }
+        let done: Vec<(String, u32)> = self
+            .tasks
+            .values()
+            .filter_map(|t| {
+                let (status, until) = t.draining?;
+                (now >= until || drained(t)).then(|| (t.id.clone(), status))
+            })
+            .collect();
+        if !done.is_empty() {
+            // The killed processes' exits (exec'd ones) are reported first.
+            let exits = reap_children();
+            if !exits.is_empty() {
+                self.on_exits(exits);
+            }
+            for (id, status) in done {
+                self.process_exited(&id, "", status);
+            }
+        }
+        self.publisher.advance();
+    }
+
+    /// When the loop must call `tick` even if no fd is ready.
+    pub fn deadline(&self) -> Option<Instant> {
+        let helpers = self
+            .pending
+            .iter()
+            .filter(|p| !p.helper.overdue)
+            .map(|p| p.helper.deadline);
+        let draining = self
+            .tasks
+            .values()
+            .filter(|t| t.draining.is_some())
+            .map(|_| Instant::now() + DRAIN_RECHECK);
+        helpers
+            .chain(draining)
+            .chain(self.publisher.deadline())
+            .min()
     }
 
     /// An OOM watcher fired.
@@ -838,8 +1230,30 @@ impl Shim {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// Task `c1` with `init`, nothing running for it and nothing mounted.
+    pub(crate) fn task(bundle: PathBuf, root: PathBuf, init: Process) -> Task {
+        Task {
+            id: "c1".into(),
+            bundle,
+            root,
+            mounted: false,
+            unified: false,
+            paused: false,
+            init,
+            execs: BTreeMap::new(),
+            oom: None,
+            ooms: 0,
+            kill_all_on_exit: false,
+            starting: false,
+            held_exit: None,
+            draining: None,
+            criu: "criu".into(),
+            restored: false,
+        }
+    }
 
     fn scratch(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("oxshim-{tag}-{}", std::process::id()));
@@ -863,9 +1277,24 @@ mod tests {
         let mut r = api::CreateTaskRequest::new();
         r.id = "c1".into();
         r.bundle = bundle.display().to_string();
-        assert!(
-            s.create(r).is_err(),
+        // The helper fails; its exit answers the parked Create.
+        assert!(matches!(s.create(r, (1, 3)), Ok(Reply::Later)));
+        let pid = s.pending[0].helper.pid;
+        let st = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).unwrap();
+        s.on_exits(exit_code(st).into_iter().collect());
+        assert!(s.pending.is_empty() && s.tasks.is_empty());
+        let mut frame = s.outbox.pop().expect("a reply").1;
+        let m = wire::take_frame(&mut frame).unwrap().unwrap();
+        let resp: ttrpc::proto::Response = wire::decode("r", &m.payload).unwrap();
+        assert_ne!(
+            resp.status.code.value(),
+            0,
             "a bundle without config.json was created"
+        );
+        assert!(
+            resp.status.message.contains("config.json"),
+            "{}",
+            resp.status.message
         );
         assert!(!bundle.join(crate::ROOT_FILE).exists());
         let _ = std::fs::remove_dir_all(&dir);
@@ -890,24 +1319,15 @@ mod tests {
         s.tasks.insert(
             "c1".into(),
             Task {
-                id: "c1".into(),
-                bundle: dir.clone(),
-                root: dir.join("root"),
-                mounted: false,
-                unified: false,
-                paused: false,
-                init,
                 execs: BTreeMap::from([("e1".to_string(), exec)]),
-                oom: None,
-                ooms: 0,
-                kill_all_on_exit: false,
+                ..task(dir.clone(), dir.join("root"), init)
             },
         );
         let mut r = api::StartRequest::new();
         r.id = "c1".into();
         r.exec_id = "e1".into();
         assert!(
-            s.start(r).is_err(),
+            s.start(r, (1, 3)).is_err(),
             "stdio into a missing directory was prepared"
         );
         let t = s.tasks.get("c1").expect("task");

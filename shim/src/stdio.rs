@@ -313,13 +313,21 @@ fn start_logger(uri: &str, id: &str, namespace: &str) -> Result<(OwnedFd, OwnedF
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    // SAFETY: only dup2 (async-signal-safe) between fork and exec.
+    // SAFETY: only dup2 and sigprocmask (async-signal-safe) between fork
+    // and exec, on memory of the child's own stack.
     unsafe {
         cmd.pre_exec(move || {
             for (i, fd) in fds.iter().enumerate() {
                 if libc::dup2(*fd, 3 + i as i32) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
+            }
+            // Not the shim's blocked SIGCHLD: a logger script's `wait`
+            // would never return, and the logger would outlive its task.
+            let mut none = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+            libc::sigemptyset(none.as_mut_ptr());
+            if libc::sigprocmask(libc::SIG_SETMASK, none.as_ptr(), std::ptr::null_mut()) < 0 {
+                return Err(std::io::Error::last_os_error());
             }
             Ok(())
         });

@@ -78,6 +78,19 @@ pub struct Task {
     /// The init does not own its PID namespace (the host's or a pod's):
     /// when it exits, the rest of the container is killed.
     pub kill_all_on_exit: bool,
+    /// A helper is starting the init; the Start reply is parked.
+    pub starting: bool,
+    /// The init's exit status, if it exited while `starting`: reported
+    /// after the Start's reply and TaskStart.
+    pub held_exit: Option<u32>,
+    /// The init exited (status) and the rest of the container was killed:
+    /// the exit is reported once the cgroup is empty, or at the deadline.
+    pub draining: Option<(u32, std::time::Instant)>,
+    /// The criu binary for Checkpoint (runc's `CriuPath`, else `criu`).
+    pub criu: PathBuf,
+    /// Restored from a checkpoint by Create: the init already runs and
+    /// Start only reports it.
+    pub restored: bool,
 }
 
 impl Task {

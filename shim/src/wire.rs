@@ -3,11 +3,9 @@
 //! messages and gRPC `Code`s) and its size limit, framed here for our
 //! own loop. The crate's servers and clients start threads, which the
 //! shim cannot have (it clones container inits in-process), so the
-//! server half is non-blocking (driven by the event loop) and the client
-//! half, used to publish events, is blocking with timeouts.
+//! server half and the client half (used to publish events) are both
+//! non-blocking, driven by the event loop.
 
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use containerd_shim_protos::protobuf::Message;
@@ -19,11 +17,6 @@ use ttrpc::proto::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
-    #[error("{op}: {source}")]
-    Io {
-        op: &'static str,
-        source: std::io::Error,
-    },
     #[error("message of {0} bytes is over the 4 MiB limit")]
     TooLong(usize),
     #[error("decode {what}: {source}")]
@@ -33,8 +26,6 @@ pub enum WireError {
     },
     #[error("encode: {0}")]
     Encode(containerd_shim_protos::protobuf::Error),
-    #[error("unexpected message type {0}")]
-    Type(u8),
     #[error("{service}/{method}: {code:?}: {message}")]
     Remote {
         service: String,
@@ -97,77 +88,50 @@ pub fn response(
     Ok(frame(MessageHeader::new_response, stream, &encode(&r)?))
 }
 
-/// A blocking ttrpc client on one connection (stream ids are odd, rising).
-pub struct Client {
-    sock: UnixStream,
-    next_stream: u32,
+/// A request frame for `service/method` on `stream` (a client's stream
+/// ids are odd and rising). `timeout` is passed on for the server to
+/// enforce; zero is none.
+pub fn request(
+    stream: u32,
+    service: &str,
+    method: &str,
+    payload: Vec<u8>,
+    timeout: Duration,
+) -> Result<Vec<u8>, WireError> {
+    let mut req = Request::new();
+    req.service = service.to_string();
+    req.method = method.to_string();
+    req.payload = payload;
+    req.timeout_nano = i64::try_from(timeout.as_nanos()).unwrap_or(i64::MAX);
+    Ok(frame(MessageHeader::new_request, stream, &encode(&req)?))
 }
 
-fn io(op: &'static str) -> impl FnOnce(std::io::Error) -> WireError {
-    move |source| WireError::Io { op, source }
-}
-
-impl Client {
-    pub fn connect(path: &str, timeout: Duration) -> Result<Client, WireError> {
-        let sock = UnixStream::connect(path).map_err(io("connect"))?;
-        sock.set_read_timeout(Some(timeout))
-            .map_err(io("set timeout"))?;
-        sock.set_write_timeout(Some(timeout))
-            .map_err(io("set timeout"))?;
-        Ok(Client {
-            sock,
-            next_stream: 1,
-        })
+/// The reply to `stream` in frame `m`, if it is one: `Ok` with the
+/// payload, or the error status the server gave.
+pub fn reply_to(
+    stream: u32,
+    m: &GenMessage,
+    service: &str,
+    method: &str,
+) -> Option<Result<Vec<u8>, WireError>> {
+    if m.header.type_ != MESSAGE_TYPE_RESPONSE || m.header.stream_id != stream {
+        return None;
     }
-
-    /// One unary call; returns the response payload.
-    pub fn call(
-        &mut self,
-        service: &str,
-        method: &str,
-        payload: Vec<u8>,
-    ) -> Result<Vec<u8>, WireError> {
-        let mut req = Request::new();
-        req.service = service.to_string();
-        req.method = method.to_string();
-        req.payload = payload;
-        req.timeout_nano = 5_000_000_000;
-        let stream = self.next_stream;
-        self.next_stream = self.next_stream.wrapping_add(2);
-        self.sock
-            .write_all(&frame(MessageHeader::new_request, stream, &encode(&req)?))
-            .map_err(io("send request"))?;
-        loop {
-            let mut hb = [0u8; MESSAGE_HEADER_LENGTH];
-            self.sock.read_exact(&mut hb).map_err(io("read response"))?;
-            let h = MessageHeader::from(hb);
-            if h.length as usize > MESSAGE_LENGTH_MAX {
-                return Err(WireError::TooLong(h.length as usize));
-            }
-            let mut body = vec![0u8; h.length as usize];
-            self.sock
-                .read_exact(&mut body)
-                .map_err(io("read response"))?;
-            if h.type_ != MESSAGE_TYPE_RESPONSE {
-                return Err(WireError::Type(h.type_));
-            }
-            if h.stream_id != stream {
-                continue;
-            }
-            let resp: Response = decode("ttrpc response", &body)?;
-            if let Some(st) = resp.status.as_ref() {
-                if st.code.value() != 0 {
-                    return Err(WireError::Remote {
-                        service: service.into(),
-                        method: method.into(),
-                        code: st.code.value(),
-                        message: st.message.clone(),
-                    });
-                }
-            }
-            return Ok(resp.payload);
+    let resp: Response = match decode("ttrpc response", &m.payload) {
+        Ok(r) => r,
+        Err(e) => return Some(Err(e)),
+    };
+    if let Some(st) = resp.status.as_ref() {
+        if st.code.value() != 0 {
+            return Some(Err(WireError::Remote {
+                service: service.into(),
+                method: method.into(),
+                code: st.code.value(),
+                message: st.message.clone(),
+            }));
         }
     }
+    Some(Ok(resp.payload))
 }
 
 #[cfg(test)]

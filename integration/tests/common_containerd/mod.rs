@@ -108,6 +108,15 @@ pub struct Containerd {
 
 impl Containerd {
     pub fn start(flavor: Flavor) -> Containerd {
+        Containerd::start_with_path(flavor, None)
+    }
+
+    /// As `start`, with `extra` (directories, `:`-separated) first on
+    /// containerd's PATH (the shims
+    /// inherit it: where criu is) and XDG_RUNTIME_DIR in the test dir (where
+    /// containerd 1.6 makes its checkpoint temp dirs, which it leaves
+    /// behind after a restore).
+    pub fn start_with_path(flavor: Flavor, extra: Option<&str>) -> Containerd {
         for (p, pkg) in [
             ("containerd", "containerd"),
             ("ctr", "containerd"),
@@ -155,6 +164,17 @@ disabled_plugins = [
         );
         let mut cmd = Command::new("unshare");
         shim_on_path(flavor, &mut cmd);
+        if let Some(extra) = extra {
+            let path = cmd
+                .get_envs()
+                .find(|(k, _)| *k == "PATH")
+                .and_then(|(_, v)| v.map(|v| v.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| std::env::var("PATH").unwrap_or_default());
+            cmd.env("PATH", format!("{extra}:{path}"));
+            let xdg = dir.join("xdg");
+            fs::create_dir_all(&xdg).unwrap();
+            cmd.env("XDG_RUNTIME_DIR", xdg);
+        }
         let child = cmd
             .args(["-m", "--propagation", "private", "sh", "-c", &script])
             .stdin(Stdio::null())
@@ -451,11 +471,16 @@ disabled_plugins = [
         for (p, c) in procs_with_cmdline(&d) {
             problems.push(format!("process {p} left (shim?): {c}"));
         }
-        for (p, c) in procs_in_cgroup(&self.ns) {
+        let in_ns = procs_in_cgroup(&self.ns);
+        for (p, c) in &in_ns {
             problems.push(format!("process {p} left in cgroup /{}: {c}", self.ns));
         }
         for (id, pid) in self.seen.lock().unwrap().iter() {
-            if *pid > 0 && pid_alive(*pid) {
+            // Alive and still in this test's cgroups: a pid the kernel has
+            // given to an unrelated process since (many containers, inits
+            // SIGKILLed early) is not a leftover. A leaked init cannot have
+            // left its cgroup, which cannot be removed while it lives.
+            if *pid > 0 && pid_alive(*pid) && in_ns.iter().any(|(p, _)| p == pid) {
                 problems.push(format!("init {pid} of {id} still alive: {}", cmdline(*pid)));
             }
             for dir in cgroup_dirs(&self.cgroup(id)) {

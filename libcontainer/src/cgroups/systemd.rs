@@ -130,7 +130,7 @@ impl Unit {
             props.push(prop("OOMPolicy", Value::Str(policy.into())));
         }
         props.extend(resource_properties(r, version)?);
-        match sd.start_transient_unit(&self.name, &props) {
+        let r = match sd.start_transient_unit(&self.name, &props) {
             // A failed unit of the same name lingers until reset (runc
             // resets it and tries once more).
             Err(DbusError::UnitExists { .. }) => {
@@ -138,8 +138,18 @@ impl Unit {
                 sd.start_transient_unit(&self.name, &props)
             }
             r => r,
+        };
+        match r {
+            Ok(()) => Ok(()),
+            // Someone else's unit: not ours to touch.
+            Err(e @ DbusError::UnitExists { .. }) => Err(self.error("StartTransientUnit", e)),
+            // Ours, but its job failed or timed out: leave nothing.
+            Err(e) => {
+                let _ = sd.stop_unit(&self.name);
+                let _ = sd.reset_failed_unit(&self.name);
+                Err(self.error("StartTransientUnit", e))
+            }
         }
-        .map_err(|e| self.error("StartTransientUnit", e))
     }
 
     /// `update`: the properties systemd knows, at runtime.

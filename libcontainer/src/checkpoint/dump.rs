@@ -2,12 +2,13 @@
 //! asked to leave it running, the container is then gone (criu killed its
 //! processes) and is deleted as `delete --force` would.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::LinuxNamespaceType;
 
-use super::rpc::{self, opt, CgMode, Enc};
+use super::common::{check_answer, CommonOptions};
+use super::rpc::{self, opt, Enc};
 use super::swrk::{self, Spawn, Swrk};
 use super::{external, log_excerpt, CheckpointError, DESCRIPTORS_FILE};
 use crate::container::{ContainerError, Op};
@@ -17,23 +18,14 @@ pub struct CheckpointOptions {
     /// The criu binary (`criu` on PATH by default).
     pub criu: PathBuf,
     pub image_path: PathBuf,
-    /// criu's log and working files go here (default: the image directory).
-    pub work_path: Option<PathBuf>,
+    /// What restore takes too (work path, shared flags).
+    pub common: CommonOptions,
     /// A previous (pre-)dump this one is incremental to.
     pub parent_path: Option<PathBuf>,
     pub leave_running: bool,
-    pub tcp_established: bool,
     pub tcp_skip_in_flight: bool,
     pub link_remap: bool,
-    pub ext_unix_sk: bool,
-    pub shell_job: bool,
-    pub file_locks: bool,
     pub pre_dump: bool,
-    pub manage_cgroups_mode: CgMode,
-    /// CLONE_NEW* flags of namespaces criu should not dump (`--empty-ns`).
-    pub empty_ns: u32,
-    pub auto_dedup: bool,
-    pub lazy_pages: bool,
     /// `--page-server ADDRESS:PORT`.
     pub page_server: Option<(String, i32)>,
 }
@@ -44,20 +36,12 @@ impl CheckpointOptions {
         CheckpointOptions {
             criu: criu.into(),
             image_path: image_path.into(),
-            work_path: None,
+            common: CommonOptions::default(),
             parent_path: None,
             leave_running: false,
-            tcp_established: false,
             tcp_skip_in_flight: false,
             link_remap: false,
-            ext_unix_sk: false,
-            shell_job: false,
-            file_locks: false,
             pre_dump: false,
-            manage_cgroups_mode: CgMode::Default,
-            empty_ns: 0,
-            auto_dedup: false,
-            lazy_pages: false,
             page_server: None,
         }
     }
@@ -160,9 +144,12 @@ pub fn checkpoint(root: &Path, id: &str, o: &CheckpointOptions) -> Result<(), Co
 }
 
 fn dump(st: &State, o: &CheckpointOptions) -> Result<(), CheckpointError> {
-    if o.pre_dump || o.parent_path.is_some() || o.lazy_pages {
-        let (mem, lazy) =
-            swrk::features(&o.criu, o.pre_dump || o.parent_path.is_some(), o.lazy_pages)?;
+    if o.pre_dump || o.parent_path.is_some() || o.common.lazy_pages {
+        let (mem, lazy) = swrk::features(
+            &o.criu,
+            o.pre_dump || o.parent_path.is_some(),
+            o.common.lazy_pages,
+        )?;
         if (o.pre_dump || o.parent_path.is_some()) && !mem {
             return Err(CheckpointError::Unsupported {
                 field: if o.pre_dump {
@@ -175,48 +162,26 @@ fn dump(st: &State, o: &CheckpointOptions) -> Result<(), CheckpointError> {
                     .into(),
             });
         }
-        if o.lazy_pages && !lazy {
+        if o.common.lazy_pages && !lazy {
             return Err(CheckpointError::Unsupported {
                 field: "--lazy-pages".into(),
                 msg: "criu reports no lazy-pages support on this kernel (userfaultfd)".into(),
             });
         }
     }
-    let images = open_dir(&o.image_path, true)?;
-    let work = o
-        .work_path
-        .as_deref()
-        .map(|w| open_dir(w, true))
-        .transpose()?;
-    let log_dir = o.work_path.clone().unwrap_or_else(|| o.image_path.clone());
+    let dirs = o.common.open_dirs(&o.image_path, true)?;
     let mut opts = Enc::default();
-    opts.i32(opt::IMAGES_DIR_FD, images.as_raw_fd())
-        .i32(opt::LOG_LEVEL, 4)
-        .str(opt::LOG_FILE, "dump.log")
-        .str(opt::ROOT, &st.rootfs.to_string_lossy())
-        .bool(opt::MANAGE_CGROUPS, true)
-        .u64(opt::MANAGE_CGROUPS_MODE, o.manage_cgroups_mode as u64)
-        .bool(opt::NOTIFY_SCRIPTS, true)
-        .i32(opt::PID, st.pid)
-        .flag(opt::SHELL_JOB, o.shell_job)
+    o.common.encode(
+        &mut opts,
+        &dirs,
+        "dump.log",
+        &st.rootfs,
+        st.config.annotations().as_ref(),
+    );
+    opts.i32(opt::PID, st.pid)
         .flag(opt::LEAVE_RUNNING, o.leave_running)
-        .flag(opt::TCP_ESTABLISHED, o.tcp_established)
         .flag(opt::TCP_SKIP_IN_FLIGHT, o.tcp_skip_in_flight)
-        .flag(opt::LINK_REMAP, o.link_remap)
-        .flag(opt::EXT_UNIX_SK, o.ext_unix_sk)
-        .flag(opt::FILE_LOCKS, o.file_locks)
-        .bool(opt::ORPHAN_PTS_MASTER, true)
-        .flag(opt::AUTO_DEDUP, o.auto_dedup)
-        .flag(opt::LAZY_PAGES, o.lazy_pages);
-    if o.empty_ns != 0 {
-        opts.u64(opt::EMPTY_NS, u64::from(o.empty_ns));
-    }
-    if let Some(w) = &work {
-        opts.i32(opt::WORK_DIR_FD, w.as_raw_fd());
-    }
-    if let Some(c) = config_file(st.config.annotations().as_ref()) {
-        opts.str(opt::CONFIG_FILE, &c);
-    }
+        .flag(opt::LINK_REMAP, o.link_remap);
     for e in external_namespaces(st)? {
         opts.str(opt::EXTERNAL, &e);
     }
@@ -259,21 +224,15 @@ fn dump(st: &State, o: &CheckpointOptions) -> Result<(), CheckpointError> {
     })?;
     let resp = criu.call(&rpc::request(typ, Some(&opts)), |_, _, _| Ok(()))?;
     let status = criu.finish();
-    if !resp.success || resp.typ != typ {
-        return Err(CheckpointError::Failed {
-            op: if o.pre_dump { "pre-dump" } else { "dump" },
-            errno: resp.cr_errno,
-            msg: resp.cr_errmsg.filter(|m| !super::is_noise(m)),
-            log: log_excerpt(&log_dir, "dump.log"),
-        });
-    }
+    let op = if o.pre_dump { "pre-dump" } else { "dump" };
+    check_answer(&resp, typ, op, &dirs.log_dir, "dump.log")?;
     match status {
         Ok(s) if s.success() || o.pre_dump => Ok(()),
         Ok(s) => Err(CheckpointError::Failed {
             op: "dump",
             errno: None,
             msg: Some(format!("criu exited with {s}")),
-            log: log_excerpt(&log_dir, "dump.log"),
+            log: log_excerpt(&dirs.log_dir, "dump.log"),
         }),
         Err(e) => Err(e),
     }

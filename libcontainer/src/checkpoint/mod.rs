@@ -3,10 +3,12 @@
 //! process tree to an image directory, `restore.rs` brings it back as a
 //! new container with its own state directory and cgroups, `external.rs`
 //! tells criu which of the container's mounts and namespaces come from
-//! outside (bind mounts, cgroup binds, masked paths, device nodes), and
-//! `rpc.rs` / `swrk.rs` carry the messages. runc's
-//! `libcontainer/criu_linux.go` is the reference for what criu is told.
+//! outside (bind mounts, cgroup binds, masked paths, device nodes),
+//! `common.rs` holds what dump and restore share, and `rpc.rs` / `swrk.rs`
+//! carry the messages. runc's `libcontainer/criu_linux.go` is the
+//! reference for what criu is told.
 
+mod common;
 mod dump;
 mod external;
 mod restore;
@@ -15,6 +17,7 @@ pub mod swrk;
 
 use std::path::PathBuf;
 
+pub use common::{empty_ns_flags, CommonOptions};
 pub use dump::{checkpoint, CheckpointOptions};
 pub use restore::{restore, RestoreOptions, Restored};
 pub use rpc::CgMode;

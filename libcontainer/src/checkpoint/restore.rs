@@ -18,13 +18,14 @@ use std::path::{Path, PathBuf};
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use oci_spec::runtime::{LinuxNamespaceBuilder, LinuxNamespaceType, Spec};
 
-use super::dump::{config_file, open_dir};
-use super::rpc::{self, opt, CgMode, Enc};
+use super::common::{check_answer, CommonOptions};
+use super::dump::open_dir;
+use super::rpc::{self, opt, Enc};
 use super::swrk::{Spawn, Swrk};
-use super::{external, log_excerpt, CheckpointError, DESCRIPTORS_FILE};
+use super::{external, CheckpointError, DESCRIPTORS_FILE};
 use crate::cgroups::CgroupPaths;
-use crate::container::ContainerError;
-use crate::state::{self, State, StateDir};
+use crate::container::{self, ContainerError};
+use crate::state::{self, StateDir};
 
 pub struct RestoreOptions {
     pub criu: PathBuf,
@@ -32,18 +33,11 @@ pub struct RestoreOptions {
     pub bundle: PathBuf,
     pub root: PathBuf,
     pub image_path: PathBuf,
-    pub work_path: Option<PathBuf>,
+    /// What checkpoint takes too (work path, shared flags).
+    pub common: CommonOptions,
     /// Where the pty master of a terminal container goes.
     pub console_socket: Option<PathBuf>,
     pub pid_file: Option<PathBuf>,
-    pub tcp_established: bool,
-    pub ext_unix_sk: bool,
-    pub shell_job: bool,
-    pub file_locks: bool,
-    pub manage_cgroups_mode: CgMode,
-    pub empty_ns: u32,
-    pub auto_dedup: bool,
-    pub lazy_pages: bool,
     /// The stdin, stdout and stderr handed to the restored init where it
     /// had pipes at checkpoint time; `None`: ours.
     pub stdio: Option<[RawFd; 3]>,
@@ -64,17 +58,9 @@ impl RestoreOptions {
             bundle: bundle.into(),
             root: root.into(),
             image_path: image_path.into(),
-            work_path: None,
+            common: CommonOptions::default(),
             console_socket: None,
             pid_file: None,
-            tcp_established: false,
-            ext_unix_sk: false,
-            shell_job: false,
-            file_locks: false,
-            manage_cgroups_mode: CgMode::Default,
-            empty_ns: 0,
-            auto_dedup: false,
-            lazy_pages: false,
             stdio: None,
         }
     }
@@ -120,23 +106,22 @@ fn images_err(path: &Path, msg: impl Into<String>) -> CheckpointError {
     }
 }
 
-/// The image directory, checked to hold a checkpoint, and what the init's
-/// stdio was at checkpoint time.
-fn open_images(path: &Path) -> Result<(OwnedFd, Vec<String>), CheckpointError> {
-    let fd = open_dir(path, false)?;
+/// What the init's stdio was at checkpoint time, from an image directory
+/// checked to hold a checkpoint.
+fn read_descriptors(path: &Path) -> Result<Vec<String>, CheckpointError> {
+    open_dir(path, false)?;
     if !path.join("inventory.img").is_file() {
         return Err(images_err(
             path,
             "no inventory.img: not a checkpoint made by criu",
         ));
     }
-    let fds = match std::fs::read(path.join(DESCRIPTORS_FILE)) {
+    match std::fs::read(path.join(DESCRIPTORS_FILE)) {
         Ok(d) => serde_json::from_slice::<Vec<String>>(&d)
-            .map_err(|e| images_err(path, format!("{DESCRIPTORS_FILE}: {e}")))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(images_err(path, format!("{DESCRIPTORS_FILE}: {e}"))),
-    };
-    Ok((fd, fds))
+            .map_err(|e| images_err(path, format!("{DESCRIPTORS_FILE}: {e}"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(images_err(path, format!("{DESCRIPTORS_FILE}: {e}"))),
+    }
 }
 
 fn criu_ns_name(t: LinuxNamespaceType) -> &'static str {
@@ -240,6 +225,51 @@ fn send_master(sock: &OwnedFd, master: BorrowedFd<'_>) -> Result<(), CheckpointE
     Ok(())
 }
 
+/// Create the mount points of the spec's mounts that the rootfs lacks, as
+/// runc does before a restore: criu mounts onto them but creates none (a
+/// restore into a fresh snapshot of the image, e.g. containerd's `ctr c
+/// restore`, has no directory for a bind mount the original container's
+/// create made). Mounts under a tmpfs mount are left to criu, which
+/// restores the tmpfs with its contents.
+fn create_mount_points(rootfs: &Path, spec: &Spec) -> Result<(), CheckpointError> {
+    use crate::rootfs::resolve;
+    let mounts = spec.mounts().clone().unwrap_or_default();
+    let tmpfs: Vec<&Path> = mounts
+        .iter()
+        .filter(|m| m.typ().as_deref() == Some("tmpfs"))
+        .map(|m| m.destination().as_path())
+        .collect();
+    let root = std::fs::File::open(rootfs)
+        .map_err(|e| CheckpointError::Sys(crate::sys::SysError::io("open", rootfs, &e)))?;
+    for m in &mounts {
+        let dest = m.destination();
+        if tmpfs.iter().any(|t| dest != *t && dest.starts_with(t)) {
+            continue;
+        }
+        if resolve::open_path(root.as_fd(), dest).is_ok() {
+            continue;
+        }
+        let bind = m.typ().as_deref() == Some("bind")
+            || m.options()
+                .as_ref()
+                .is_some_and(|o| o.iter().any(|o| o == "bind" || o == "rbind"));
+        let file = bind
+            && m.source()
+                .as_ref()
+                .and_then(|s| std::fs::metadata(s).ok())
+                .is_some_and(|md| !md.is_dir());
+        let made = if file {
+            resolve::create_file(root.as_fd(), dest)
+        } else {
+            resolve::mkdir_all(root.as_fd(), dest, 0o755)
+        };
+        made.map_err(|e| {
+            CheckpointError::Sys(crate::sys::SysError::at("create mount point", dest, e))
+        })?;
+    }
+    Ok(())
+}
+
 fn ns_inode(pid: &str, kind: &str) -> Option<u64> {
     std::fs::metadata(format!("/proc/{pid}/ns/{kind}"))
         .ok()
@@ -247,28 +277,13 @@ fn ns_inode(pid: &str, kind: &str) -> Option<u64> {
 }
 
 pub fn restore(o: &RestoreOptions) -> Result<Restored, ContainerError> {
-    state::validate_id(&o.id)?;
-    let bundle = std::fs::canonicalize(&o.bundle).map_err(|source| ContainerError::Bundle {
-        path: o.bundle.clone(),
-        source,
-    })?;
-    let loaded = crate::spec::load(&bundle)?;
-    let spec = loaded.spec;
-    let mut warnings = loaded.warnings;
-    let root_path = spec
-        .root()
-        .as_ref()
-        .map(|r| r.path().clone())
-        .unwrap_or_default();
-    let rootfs_in = if root_path.is_absolute() {
-        root_path
-    } else {
-        bundle.join(root_path)
-    };
-    let rootfs = std::fs::canonicalize(&rootfs_in).map_err(|e| ContainerError::Rootfs {
-        path: rootfs_in.clone(),
-        msg: e.to_string(),
-    })?;
+    let container::Bundle {
+        path: bundle,
+        spec,
+        mut warnings,
+        rootfs,
+        ..
+    } = container::load_bundle(&o.id, &o.bundle)?;
     let linux = spec
         .linux()
         .as_ref()
@@ -293,32 +308,15 @@ pub fn restore(o: &RestoreOptions) -> Result<Restored, ContainerError> {
         }
         (false, None) => None,
     };
-    let (images, descriptors) = open_images(&o.image_path)?;
-    let work = o
-        .work_path
-        .as_deref()
-        .map(|w| open_dir(w, true))
-        .transpose()?;
-    let log_dir = o.work_path.clone().unwrap_or_else(|| o.image_path.clone());
+    let descriptors = read_descriptors(&o.image_path)?;
+    let dirs = o.common.open_dirs(&o.image_path, false)?;
     let cgroups = CgroupPaths::plan(linux.cgroups_path().as_deref(), &o.id)?;
     let own_pid_namespace = linux.namespaces().as_ref().is_some_and(|l| {
         l.iter()
             .any(|n| n.typ() == LinuxNamespaceType::Pid && n.path().is_none())
     });
 
-    let mut st = State {
-        id: o.id.clone(),
-        pid: 0,
-        init_start_time: 0,
-        bundle: bundle.clone(),
-        rootfs,
-        created: state::rfc3339_now(),
-        owner: String::new(),
-        annotations: spec.annotations().clone().unwrap_or_default(),
-        started: true,
-        cgroups: cgroups.clone(),
-        config: spec,
-    };
+    let mut st = container::planned_state(&o.id, &bundle, rootfs, spec, &cgroups, true);
     let sd = StateDir::create(&o.root, &o.id, &st)?;
     let mut undo = Undo {
         state_dir: Some(sd),
@@ -326,13 +324,7 @@ pub fn restore(o: &RestoreOptions) -> Result<Restored, ContainerError> {
         criu_root: None,
     };
     let spec = &st.config;
-    let busy = cgroups.all_pids().len();
-    if busy > 0 {
-        warnings.push(format!(
-            "container's cgroup is not empty: {busy} process(es) found"
-        ));
-    }
-    cgroups.check_not_frozen()?;
+    container::check_cgroups_free(&cgroups, &mut warnings)?;
     cgroups.create()?;
     undo.cgroups = Some(cgroups.clone());
     let no_resources = oci_spec::runtime::LinuxResources::default();
@@ -348,6 +340,7 @@ pub fn restore(o: &RestoreOptions) -> Result<Restored, ContainerError> {
         .as_ref()
         .map(|s| s.path.clone())
         .ok_or_else(|| ContainerError::Invalid("state dir vanished".into()))?;
+    create_mount_points(&st.rootfs, spec)?;
     let criu_root = sd_path.join(state::CRIU_ROOT);
     std::fs::create_dir(&criu_root)
         .map_err(|e| CheckpointError::Sys(crate::sys::SysError::io("mkdir", &criu_root, &e)))?;
@@ -362,31 +355,15 @@ pub fn restore(o: &RestoreOptions) -> Result<Restored, ContainerError> {
     .map_err(|e| CheckpointError::Sys(crate::sys::SysError::at("bind rootfs at", &criu_root, e)))?;
 
     let mut opts = Enc::default();
-    opts.i32(opt::IMAGES_DIR_FD, images.as_raw_fd())
-        .bool(opt::EVASIVE_DEVICES, true)
-        .i32(opt::LOG_LEVEL, 4)
-        .str(opt::LOG_FILE, "restore.log")
-        .bool(opt::RST_SIBLING, true)
-        .str(opt::ROOT, &criu_root.to_string_lossy())
-        .bool(opt::MANAGE_CGROUPS, true)
-        .u64(opt::MANAGE_CGROUPS_MODE, o.manage_cgroups_mode as u64)
-        .bool(opt::NOTIFY_SCRIPTS, true)
-        .flag(opt::SHELL_JOB, o.shell_job)
-        .flag(opt::EXT_UNIX_SK, o.ext_unix_sk)
-        .flag(opt::TCP_ESTABLISHED, o.tcp_established)
-        .flag(opt::FILE_LOCKS, o.file_locks)
-        .bool(opt::ORPHAN_PTS_MASTER, true)
-        .flag(opt::AUTO_DEDUP, o.auto_dedup)
-        .flag(opt::LAZY_PAGES, o.lazy_pages);
-    if o.empty_ns != 0 {
-        opts.u64(opt::EMPTY_NS, u64::from(o.empty_ns));
-    }
-    if let Some(w) = &work {
-        opts.i32(opt::WORK_DIR_FD, w.as_raw_fd());
-    }
-    if let Some(c) = config_file(spec.annotations().as_ref()) {
-        opts.str(opt::CONFIG_FILE, &c);
-    }
+    o.common.encode(
+        &mut opts,
+        &dirs,
+        "restore.log",
+        &criu_root,
+        spec.annotations().as_ref(),
+    );
+    opts.bool(opt::EVASIVE_DEVICES, true)
+        .bool(opt::RST_SIBLING, true);
     let ns_files = joined_namespaces(spec, &mut opts)?;
     for (k, v) in external::for_restore(spec, &bundle, &cgroups) {
         opts.msg(opt::EXT_MNT, &rpc::pair_str(&k, &v));
@@ -442,15 +419,13 @@ pub fn restore(o: &RestoreOptions) -> Result<Restored, ContainerError> {
     )?;
     let exit = criu.finish();
     drop(ns_files);
-    if !resp.success || resp.typ != rpc::REQ_RESTORE {
-        return Err(CheckpointError::Failed {
-            op: "restore",
-            errno: resp.cr_errno,
-            msg: resp.cr_errmsg.filter(|m| !super::is_noise(m)),
-            log: log_excerpt(&log_dir, "restore.log"),
-        }
-        .into());
-    }
+    check_answer(
+        &resp,
+        rpc::REQ_RESTORE,
+        "restore",
+        &dirs.log_dir,
+        "restore.log",
+    )?;
     if let Ok(s) = &exit {
         if !s.success() {
             warnings.push(format!("criu exited with {s} after a successful restore"));

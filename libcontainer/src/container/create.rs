@@ -120,7 +120,10 @@ impl Drop for Undo {
     fn drop(&mut self) {
         self.spawned.kill_all();
         if let Some(cg) = self.cgroups.take() {
-            let _ = cg.destroy();
+            // A systemd unit is ours to remove only once we made it.
+            if !cg.made_with_init() || self.spawned.unit_started {
+                let _ = cg.destroy();
+            }
         }
         if let Some(sd) = self.state_dir.take() {
             let _ = sd.remove();
@@ -128,31 +131,98 @@ impl Drop for Undo {
     }
 }
 
-pub fn create(opts: &CreateOptions) -> Result<Created> {
-    process::ensure_single_threaded()?;
-    state::validate_id(&opts.id)?;
-    let bundle = std::fs::canonicalize(&opts.bundle).map_err(|source| ContainerError::Bundle {
-        path: opts.bundle.clone(),
+/// A bundle as create and restore read it: its canonical path, the loaded
+/// spec (with its warnings and per-mount id maps) and the canonical rootfs.
+pub(crate) struct Bundle {
+    pub path: PathBuf,
+    pub spec: oci_spec::runtime::Spec,
+    pub mount_maps: std::collections::HashMap<usize, crate::rootfs::idmap::MountMaps>,
+    pub warnings: Vec<String>,
+    pub rootfs: PathBuf,
+}
+
+/// Check `id`, then load the bundle at `bundle` and resolve its rootfs
+/// (relative to the bundle unless absolute).
+pub(crate) fn load_bundle(id: &str, bundle: &Path) -> Result<Bundle> {
+    state::validate_id(id)?;
+    let path = std::fs::canonicalize(bundle).map_err(|source| ContainerError::Bundle {
+        path: bundle.to_path_buf(),
         source,
     })?;
-    let loaded = crate::spec::load(&bundle)?;
-    let spec = loaded.spec;
-    let loaded_maps = loaded.mount_maps;
-    let mut warnings = loaded.warnings;
-    let root_path = spec
+    let loaded = crate::spec::load(&path)?;
+    let root_path = loaded
+        .spec
         .root()
         .as_ref()
         .map(|r| r.path().clone())
         .unwrap_or_default();
     let rootfs_in = if root_path.is_absolute() {
-        root_path.clone()
+        root_path
     } else {
-        bundle.join(&root_path)
+        path.join(root_path)
     };
     let rootfs = std::fs::canonicalize(&rootfs_in).map_err(|e| ContainerError::Rootfs {
         path: rootfs_in.clone(),
         msg: e.to_string(),
     })?;
+    Ok(Bundle {
+        path,
+        spec: loaded.spec,
+        mount_maps: loaded.mount_maps,
+        warnings: loaded.warnings,
+        rootfs,
+    })
+}
+
+/// The state of a container that is only planned (pid 0, never alive): a
+/// create or restore killed from here on leaves a "stopped" container that
+/// `delete -f` can clean up (its cgroups are in the plan).
+pub(crate) fn planned_state(
+    id: &str,
+    bundle: &Path,
+    rootfs: PathBuf,
+    spec: oci_spec::runtime::Spec,
+    cgroups: &CgroupPaths,
+    started: bool,
+) -> State {
+    State {
+        id: id.to_string(),
+        pid: 0,
+        init_start_time: 0,
+        bundle: bundle.to_path_buf(),
+        rootfs,
+        created: state::rfc3339_now(),
+        owner: String::new(),
+        annotations: spec.annotations().clone().unwrap_or_default(),
+        started,
+        cgroups: cgroups.clone(),
+        config: spec,
+    }
+}
+
+/// As runc 1.1 (libcontainer's factory Create), before any cgroup is
+/// made or joined: processes already there get a warning (in runc's
+/// words), a frozen cgroup an error (the user's cgroup is left as it is).
+pub(crate) fn check_cgroups_free(cgroups: &CgroupPaths, warnings: &mut Vec<String>) -> Result<()> {
+    let busy = cgroups.all_pids().len();
+    if busy > 0 {
+        warnings.push(format!(
+            "container's cgroup is not empty: {busy} process(es) found"
+        ));
+    }
+    cgroups.check_not_frozen()?;
+    Ok(())
+}
+
+pub fn create(opts: &CreateOptions) -> Result<Created> {
+    process::ensure_single_threaded()?;
+    let Bundle {
+        path: bundle,
+        spec,
+        mount_maps: loaded_maps,
+        mut warnings,
+        rootfs,
+    } = load_bundle(&opts.id, &opts.bundle)?;
     if !rootfs.is_dir() {
         return Err(ContainerError::Rootfs {
             path: rootfs,
@@ -222,27 +292,28 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
             .is_some_and(crate::cgroups::systemd::is_systemd_path),
     };
     let cgroups = if systemd {
-        CgroupPaths::plan_systemd(cgroups_path, &opts.id)?
+        let cg = CgroupPaths::plan_systemd(cgroups_path, &opts.id)?;
+        // runc fails on the existing unit too, but later; refusing here
+        // makes nothing at all.
+        if let (Some(unit), Some(dir)) = (&cg.systemd, &cg.v2_dir) {
+            if dir.exists() {
+                return Err(ContainerError::Cgroup(CgroupError::Invalid {
+                    field: "linux.cgroupsPath".into(),
+                    msg: format!(
+                        "systemd unit {} already exists ({} is there): another container uses this cgroupsPath",
+                        unit.name,
+                        dir.display()
+                    ),
+                }));
+            }
+        }
+        cg
     } else {
         CgroupPaths::plan(cgroups_path, &opts.id)?
     };
 
-    // What is known before anything exists: a create killed from here on
-    // leaves a "stopped" container that `delete -f` can clean up (its
-    // cgroups are in the plan; pid 0 is never alive).
-    let mut st = State {
-        id: opts.id.clone(),
-        pid: 0,
-        init_start_time: 0,
-        bundle: bundle.clone(),
-        rootfs,
-        created: state::rfc3339_now(),
-        owner: String::new(),
-        annotations: spec.annotations().clone().unwrap_or_default(),
-        started: false,
-        cgroups: cgroups.clone(),
-        config: spec,
-    };
+    // What is known before anything exists.
+    let mut st = planned_state(&opts.id, &bundle, rootfs, spec, &cgroups, false);
     let state_dir = StateDir::create(&opts.root, &opts.id, &st)?;
     // The spec now lives in the state (moved, not copied).
     let spec = &st.config;
@@ -255,16 +326,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         cgroups: None,
         spawned: Spawned::default(),
     };
-    // As runc 1.1 (libcontainer's factory Create), before any cgroup is
-    // made or joined: processes already there get a warning (in runc's
-    // words), a frozen cgroup an error (the user's cgroup is left as it is).
-    let busy = cgroups.all_pids().len();
-    if busy > 0 {
-        warnings.push(format!(
-            "container's cgroup is not empty: {busy} process(es) found"
-        ));
-    }
-    cgroups.check_not_frozen()?;
+    check_cgroups_free(&cgroups, &mut warnings)?;
     undo.cgroups = Some(cgroups.clone());
     if !cgroups.made_with_init() {
         cgroups.create()?;

@@ -125,29 +125,6 @@ impl Poststop {
     pub fn run(self) -> Vec<String> {
         hooks::run_all(&self.config, "poststop", &self.state)
     }
-
-    /// Run them in a child process and return at once, so a long-lived
-    /// caller serving other containers (the shim) is not held up by one
-    /// container's slow hooks. The caller reaps the returned pid; the
-    /// child keeps none of the caller's fds but stdio, and its failures
-    /// go nowhere (the spec makes poststop failures warnings).
-    pub fn spawn(self) -> Result<i32> {
-        // SAFETY: the callers are single-threaded (create/exec check it for
-        // the shim); the child only runs the hooks and _exits.
-        match unsafe { nix::unistd::fork() }.map_err(|e| ContainerError::Io {
-            op: "fork for poststop hooks".into(),
-            source: e.into(),
-        })? {
-            nix::unistd::ForkResult::Child => {
-                let _ = sys::close_from(3);
-                let _ = self.run();
-                // SAFETY: _exit ends the child without running the parent's
-                // destructors or atexit handlers.
-                unsafe { libc::_exit(0) }
-            }
-            nix::unistd::ForkResult::Parent { child } => Ok(child.as_raw()),
-        }
-    }
 }
 
 /// `delete`, leaving the poststop hooks (if the container has any) to the

@@ -13,6 +13,7 @@ mod lifecycle;
 use std::path::PathBuf;
 
 pub use cgroup_ops::{events, pause, ps, resume, stats, update};
+pub(crate) use create::{check_cgroups_free, load_bundle, planned_state, Bundle};
 pub use create::{create, write_pid_file, CgroupDriver, CreateOptions, Created};
 pub use exec::{exec, ExecRequest, Execed};
 pub use lifecycle::{delete, delete_deferring_hooks, kill, list, start, state, Poststop, Started};

@@ -71,6 +71,9 @@ pub struct Spawned {
     pub warnings: Vec<String>,
     /// `linux.netDevices` moved into the container so far.
     pub net_devices: crate::netdev::Moved,
+    /// The systemd driver made the container's unit (so a failed create
+    /// stops it; a unit that was there before is someone else's).
+    pub unit_started: bool,
 }
 
 impl Spawned {
@@ -170,8 +173,16 @@ pub fn spawn_init(a: &SpawnArgs<'_>, spawned: &mut Spawned) -> Result<i32, Proce
         // the resources go on it), while init waits for us.
         let no_resources = oci_spec::runtime::LinuxResources::default();
         let r = a.spec.linux().as_ref().and_then(|l| l.resources().as_ref());
-        let w = a.cgroups.start_unit(pid, r.unwrap_or(&no_resources))?;
-        spawned.warnings.extend(w);
+        let w = a.cgroups.start_unit(pid, r.unwrap_or(&no_resources));
+        // (Started, even if writing the files then failed.)
+        spawned.unit_started = !matches!(
+            w,
+            Err(crate::cgroups::CgroupError::Systemd {
+                op: "StartTransientUnit" | "connect" | "Version",
+                ..
+            })
+        );
+        spawned.warnings.extend(w?);
     } else if into_cgroup {
         a.cgroups.add_except_v2(pid)?;
     } else {
