@@ -45,6 +45,9 @@ if ((built)); then
     step cri-images bash scripts/mkimages.sh || true
     step cri-tests cargo test -p integration --test cri -- cri_v || true
     step cgroup2-vm bash scripts/test-cgroup2.sh || true
+    # systemd as PID 1 on pure cgroup v2 (qemu guest): --systemd-cgroup and
+    # containerd 2.1.9 with SystemdCgroup = true (scripts/systemd-vm/).
+    step systemd-vm bash scripts/test-systemd.sh || true
 else
     summary+=("SKIPPED integration-tests (release build failed)")
     failed=1

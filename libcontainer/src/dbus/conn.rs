@@ -25,10 +25,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(25);
 const MAX_QUEUED_SIGNALS: usize = 256;
 
 const BUS: &str = "org.freedesktop.DBus";
-const PEER: &str = "org.freedesktop.DBus.Peer";
-/// How long a peer-to-peer call waits before it nudges systemd (see
-/// [`Connection::call_as`]).
-const KICK: Duration = Duration::from_millis(200);
+
 const BUS_PATH: &str = "/org/freedesktop/DBus";
 
 /// A point in time to give up at, and the bound it came from (for errors).
@@ -62,10 +59,8 @@ impl Connection {
     /// The system instance of systemd: the system bus
     /// (`DBUS_SYSTEM_BUS_ADDRESS`, default /run/dbus/system_bus_socket),
     /// or as root, failing that, systemd's private socket (runc's order,
-    /// through go-systemd). The bus comes first because systemd 252's
-    /// server side of the private socket can leave a call that arrived
-    /// together with `BEGIN` unread (measured in the systemd guest: 1 call
-    /// in 3 stalled); [`Connection::call_as`] works around that there.
+    /// through go-systemd; see `authenticate` for the private socket's
+    /// pitfall).
     pub fn system() -> Result<Self, DbusError> {
         let bus_address =
             std::env::var("DBUS_SYSTEM_BUS_ADDRESS").unwrap_or_else(|_| SYSTEM_BUS.into());
@@ -245,29 +240,7 @@ impl Connection {
         let serial = self.next_serial();
         let bytes = msg.encode(serial).map_err(|what| protocol(context, what))?;
         self.write_all(&bytes, deadline, context)?;
-        if self.is_bus() {
-            return self.wait_reply(serial, context, deadline);
-        }
-        // Peer-to-peer with systemd: a call that reached sd-bus in the same
-        // read as the auth's BEGIN waits there for more input. When no
-        // answer comes within KICK, a Peer.Ping (its reply is ignored)
-        // gives it that input.
-        loop {
-            let step = Deadline {
-                at: deadline.at.min(Instant::now() + KICK),
-                limit: deadline.limit,
-            };
-            match self.wait_reply(serial, context, step) {
-                Err(DbusError::Timeout { .. }) if Instant::now() < deadline.at => {
-                    let ping = Message::method_call(None, "/", PEER, "Ping");
-                    let ping = ping
-                        .encode(self.next_serial())
-                        .map_err(|what| protocol("Ping", what))?;
-                    self.write_all(&ping, deadline, context)?;
-                }
-                r => return r,
-            }
-        }
+        self.wait_reply(serial, context, deadline)
     }
 
     fn wait_reply(
