@@ -59,13 +59,21 @@ fn setup(as_runc: bool) -> Option<(Containerd, TempDir)> {
         skip_or_fail("no working criu (scripts/criu.sh installs 4.2.1 in /opt/oxrun-test)");
         return None;
     };
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/mkimages.sh");
-    let out = run_with_timeout(
-        Command::new("bash").arg(&script).arg(images_dir()),
-        Duration::from_secs(120),
-        None,
-    );
-    assert!(out.success(), "scripts/mkimages.sh: {}", out.describe());
+    // Once per test binary: the tests run in parallel and would build the
+    // same image files at once.
+    static IMAGES: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let mut built = IMAGES.lock().unwrap_or_else(|e| e.into_inner());
+    if !*built {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/mkimages.sh");
+        let out = run_with_timeout(
+            Command::new("bash").arg(&script).arg(images_dir()),
+            Duration::from_secs(120),
+            None,
+        );
+        assert!(out.success(), "scripts/mkimages.sh: {}", out.describe());
+        *built = true;
+    }
+    drop(built);
     let mut extra = criu.display().to_string();
     let links = TempDir::new("oxit-shimlink");
     if as_runc {

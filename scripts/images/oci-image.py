@@ -10,6 +10,7 @@ import argparse
 import hashlib
 import io
 import json
+import os
 import subprocess
 import tarfile
 
@@ -97,7 +98,8 @@ def main():
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         "history": [{"created_by": "oxrun scripts/mkimages.sh"}],
     }
-    tmp = a.out + ".tmp"
+    # Per process: two test binaries may build the same image at once.
+    tmp = "%s.tmp.%d" % (a.out, os.getpid())
     with tarfile.open(tmp, mode="w", format=tarfile.PAX_FORMAT) as out:
         add_bytes(out, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
         ldesc = blob(out, layer_tar, "application/vnd.oci.image.layer.v1.tar")
@@ -117,7 +119,6 @@ def main():
                  "mediaType": "application/vnd.oci.image.index.v1+json",
                  "manifests": [mdesc]}
         add_bytes(out, "index.json", json.dumps(index, sort_keys=True).encode())
-    import os
     os.replace(tmp, a.out)
 
 
