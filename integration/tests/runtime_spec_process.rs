@@ -114,3 +114,22 @@ fn exec_cpu_affinity_final_and_bad_lists() {
     rt.delete(&id, true).ok();
     rt.assert_no_leftovers(&b, &id);
 }
+
+/// `linux.personality` LINUX32 applies to the init and, as runc's setns
+/// init does, to an exec'd process (`uname -m` says i686 in both).
+#[test]
+fn personality_applies_to_init_and_exec() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.config["linux"]["personality"] = json!({"domain": "LINUX32"});
+    b.set_script("echo machine=$(uname -m); sleep 100");
+    let id = rt.id("pers32");
+    rt.create(&b, &id).ok();
+    rt.start(&id).ok();
+    let out = rt.wait_output(&id, "machine=", TIMEOUT);
+    assert!(out.contains("machine=i686"), "init: {out}");
+    let ex = rt.cmd(&["exec", &id, "uname", "-m"]).ok();
+    assert_eq!(ex.stdout.trim(), "i686", "exec: {}", ex.describe());
+    rt.delete(&id, true).ok();
+    rt.assert_no_leftovers(&b, &id);
+}

@@ -240,7 +240,13 @@ fn child_main(
     };
     let fin = Finalize {
         id: &st.id,
-        personality: None,
+        // As runc's setns init: an exec'd process gets the container's
+        // execution domain too.
+        personality: st
+            .config
+            .linux()
+            .as_ref()
+            .and_then(|l| l.personality().as_ref()),
         no_new_keyring: true,
         preserve_fds: opts.preserve_fds,
         seccomp: opts.seccomp,

@@ -127,10 +127,16 @@ pub(crate) fn finalize(
         .apparmor_profile()
         .as_ref()
         .is_some_and(|p| !p.is_empty())
-        && !Path::new("/sys/kernel/security/apparmor").exists()
     {
+        // Never silently unconfined: a host with AppArmor would otherwise
+        // run the process without the profile it asks for.
         return Err(InitError::Msg(
-            "process.apparmorProfile: AppArmor is not enabled on this host".into(),
+            if Path::new("/sys/kernel/security/apparmor").exists() {
+                "process.apparmorProfile: oxrun does not apply AppArmor profiles yet"
+            } else {
+                "process.apparmorProfile: AppArmor is not enabled on this host"
+            }
+            .into(),
         ));
     }
     if process
