@@ -404,17 +404,20 @@ impl CgroupPaths {
     /// The systemd driver: have systemd make the unit with `pid` in it,
     /// with the resource properties it manages, then write every resource
     /// to the unit's cgroup files (as runc's systemd driver does). Returns
-    /// the warnings of [`CgroupPaths::apply`].
+    /// the warnings of [`CgroupPaths::apply`]. `started` tells whether the
+    /// unit was made (then it is ours to stop, even if a later step failed).
     pub fn start_unit(
         &self,
         pid: i32,
         resources: &oci_spec::runtime::LinuxResources,
+        started: &mut bool,
     ) -> Result<Vec<String>, CgroupError> {
         let (Some(unit), Some(dir)) = (&self.systemd, &self.v2_dir) else {
             return Err(CgroupError::NoHierarchy);
         };
         let mut r = resources::Res::from_spec(resources, true)?;
         unit.start(Some(pid), &mut r)?;
+        *started = true;
         v2::create(dir)?;
         let mut warnings = Vec::new();
         v2::apply(dir, &r, &mut warnings)?;

@@ -359,6 +359,19 @@ fn ctx_warn(ch: &Channel, msg: String) -> Result<()> {
 /// outside the container stays open in it (criu could not checkpoint the
 /// container otherwise: the host's /dev is not among its mounts).
 fn reopen_dev_null() -> Result<()> {
+    // Container start is the hot path: look at our stdio first (three
+    // fstats), and open the container's /dev/null only when one of them
+    // is a null device (1:3); pipes and ptys need nothing.
+    let is_null = |st: &nix::sys::stat::FileStat| {
+        st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == libc::makedev(1, 3)
+    };
+    let nulls: Vec<(i32, nix::sys::stat::FileStat)> = (0..3)
+        .filter_map(|fd| nix::sys::stat::fstat(fd).ok().map(|st| (fd, st)))
+        .filter(|(_, st)| is_null(st))
+        .collect();
+    if nulls.is_empty() {
+        return Ok(());
+    }
     let Ok(null) = crate::sys::openat2(
         crate::sys::cwd(),
         c"/dev/null",
@@ -370,15 +383,11 @@ fn reopen_dev_null() -> Result<()> {
         return Ok(());
     };
     let ours = nix::sys::stat::fstat(null.as_raw_fd()).map_err(sys_err("stat /dev/null"))?;
-    if ours.st_mode & libc::S_IFMT != libc::S_IFCHR || ours.st_rdev != libc::makedev(1, 3) {
+    if !is_null(&ours) {
         return Ok(());
     }
-    for fd in 0..3 {
-        let Ok(st) = nix::sys::stat::fstat(fd) else {
-            continue;
-        };
-        let is_null = st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == ours.st_rdev;
-        if is_null && (st.st_dev, st.st_ino) != (ours.st_dev, ours.st_ino) {
+    for (fd, st) in nulls {
+        if (st.st_dev, st.st_ino) != (ours.st_dev, ours.st_ino) {
             nix::unistd::dup2(null.as_raw_fd(), fd).map_err(sys_err("reopen /dev/null"))?;
         }
     }

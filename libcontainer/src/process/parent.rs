@@ -173,16 +173,10 @@ pub fn spawn_init(a: &SpawnArgs<'_>, spawned: &mut Spawned) -> Result<i32, Proce
         // the resources go on it), while init waits for us.
         let no_resources = oci_spec::runtime::LinuxResources::default();
         let r = a.spec.linux().as_ref().and_then(|l| l.resources().as_ref());
-        let w = a.cgroups.start_unit(pid, r.unwrap_or(&no_resources));
-        // (Started, even if writing the files then failed.)
-        spawned.unit_started = !matches!(
-            w,
-            Err(crate::cgroups::CgroupError::Systemd {
-                op: "StartTransientUnit" | "connect" | "Version",
-                ..
-            })
-        );
-        spawned.warnings.extend(w?);
+        let w = a
+            .cgroups
+            .start_unit(pid, r.unwrap_or(&no_resources), &mut spawned.unit_started)?;
+        spawned.warnings.extend(w);
     } else if into_cgroup {
         a.cgroups.add_except_v2(pid)?;
     } else {
