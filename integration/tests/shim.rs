@@ -329,22 +329,6 @@ fn shim_count(c: &Containerd) -> usize {
         .count()
 }
 
-/// `ctr run -d` of a grouped spec; the task is RUNNING when it returns.
-fn run_grouped(c: &Containerd, id: &str, spec: &str) {
-    c.seen.lock().unwrap().push((id.to_string(), 0));
-    c.ctr(&[
-        "run",
-        "-d",
-        "--runtime",
-        "io.containerd.rust.v2",
-        "--config",
-        spec,
-        id,
-    ])
-    .ok();
-    c.wait_status(id, "RUNNING");
-}
-
 /// The same, in the background (for a container whose create or start
 /// is slow).
 fn spawn_run_grouped(c: &Containerd, id: &str, spec: &str) -> Child {
@@ -406,8 +390,8 @@ fn slow_poststop_hook_does_not_hold_up_a_sibling() {
     }]});
     let slow = c.grouped_spec("slowhook", &["/bin/sleep", "300"], "pod1", Some(hook));
     let sibling = c.grouped_spec("sibling", &["/bin/sleep", "300"], "pod1", None);
-    run_grouped(&c, "slowhook", &slow);
-    run_grouped(&c, "sibling", &sibling);
+    c.run_grouped("slowhook", &slow);
+    c.run_grouped("sibling", &sibling);
     assert_eq!(shim_count(&c), 1, "one shim for the group");
 
     c.ctr(&["task", "kill", "-s", "KILL", "slowhook"]).ok();
@@ -473,7 +457,7 @@ fn slow_create_and_start_hooks_do_not_hold_up_a_sibling() {
         "poststart": [{"path": "/bin/sh", "args": ["sh", "-c", step("poststart")]}],
     });
     let sibling = c.grouped_spec("hsibling", &["/bin/sleep", "300"], "pod2", None);
-    run_grouped(&c, "hsibling", &sibling);
+    c.run_grouped("hsibling", &sibling);
     let slow = c.grouped_spec("slowstart", &["/bin/sleep", "300"], "pod2", Some(hooks));
     let mut run = spawn_run_grouped(&c, "slowstart", &slow);
 
@@ -527,7 +511,7 @@ fn exits_while_containerd_is_stopped_arrive_in_order() {
     let mut pids = Vec::new();
     for id in ids {
         let spec = c.grouped_spec(id, &["/bin/sleep", "300"], "pod3", None);
-        run_grouped(&c, id, &spec);
+        c.run_grouped(id, &spec);
         pids.push(c.task(id).expect("task").0);
     }
     let before = c.container_pids("away1");

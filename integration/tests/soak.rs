@@ -127,18 +127,7 @@ fn pod_shim_fds_and_rss_stay_flat() {
     let spec = |id: &str, args: &[&str]| c.grouped_spec(id, args, "soakpod", None);
     // Outlives the longest soak (10,000 cycles take ~12 min on 2 cores).
     let anchor = spec("anchor", &["/bin/sleep", "100000"]);
-    c.seen.lock().unwrap().push(("anchor".into(), 0));
-    c.ctr(&[
-        "run",
-        "-d",
-        "--runtime",
-        "io.containerd.rust.v2",
-        "--config",
-        &anchor,
-        "anchor",
-    ])
-    .ok();
-    c.wait_status("anchor", "RUNNING");
+    c.run_grouped("anchor", &anchor);
     let shim = c.rust_shim_pid();
     let cycle = |i: usize| {
         let id = format!("cyc{i}");

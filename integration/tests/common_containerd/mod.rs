@@ -439,6 +439,23 @@ disabled_plugins = [
         path.display().to_string()
     }
 
+    /// `ctr run -d` (our shim) of a spec from [`Containerd::grouped_spec`];
+    /// the task is RUNNING when it returns.
+    pub fn run_grouped(&self, id: &str, spec: &str) {
+        self.seen.lock().unwrap().push((id.to_string(), 0));
+        self.ctr(&[
+            "run",
+            "-d",
+            "--runtime",
+            "io.containerd.rust.v2",
+            "--config",
+            spec,
+            id,
+        ])
+        .ok();
+        self.wait_status(id, "RUNNING");
+    }
+
     /// `ctr task delete` then `ctr container rm`; returns the task delete.
     pub fn delete(&self, id: &str) -> CmdOut {
         let out = self.ctr(&["task", "delete", id]).ok();
