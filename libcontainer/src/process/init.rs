@@ -51,6 +51,8 @@ pub struct InitArgs<'a> {
     pub spawn: &'a SpawnArgs<'a>,
     pub channel: &'a Channel,
     pub start_listener: &'a UnixListener,
+    /// The runtime is not root (rootless): see [`wait_for_maps`].
+    pub unprivileged: bool,
 }
 
 /// Entry point of the clone3 child on the single-clone path.
@@ -73,11 +75,7 @@ pub fn intermediate_main(args: &InitArgs<'_>) -> ! {
         args.spawn.plan.join_all()?;
         if args.spawn.plan.creates(LinuxNamespaceType::User) {
             namespaces::unshare(libc::CLONE_NEWUSER)?;
-            args.channel.send(&Msg::NeedMaps)?;
-            match args.channel.recv()? {
-                Some(Msg::MapsDone) => {}
-                other => return Err(InitError::Msg(format!("expected MapsDone, got {other:?}"))),
-            }
+            wait_for_maps(args)?;
             become_root()?;
         }
         namespaces::unshare(args.spawn.plan.new_flags & !libc::CLONE_NEWUSER)?;
@@ -105,6 +103,29 @@ pub fn intermediate_main(args: &InitArgs<'_>) -> ! {
     };
     // SAFETY: see child_main.
     unsafe { libc::_exit(code) }
+}
+
+/// Ask the runtime to write our uid and gid maps, and wait until it has.
+/// We are not dumpable (see spawn_init), so our /proc files belong to the
+/// root of our user namespace, or, while that is unmapped, the host's: an
+/// unprivileged runtime could not open them. So, as runc's nsexec does,
+/// we are dumpable just while it writes them (nothing else of the user's
+/// can see us yet).
+fn wait_for_maps(args: &InitArgs<'_>) -> Result<()> {
+    let dumpable =
+        |on| nix::sys::prctl::set_dumpable(on).map_err(sys_err("prctl(PR_SET_DUMPABLE)"));
+    if args.unprivileged {
+        dumpable(true)?;
+    }
+    args.channel.send(&Msg::NeedMaps)?;
+    match args.channel.recv()? {
+        Some(Msg::MapsDone) => {}
+        other => return Err(InitError::Msg(format!("expected MapsDone, got {other:?}"))),
+    }
+    if args.unprivileged {
+        dumpable(false)?;
+    }
+    Ok(())
 }
 
 fn expect_go(ch: &Channel) -> Result<i32> {
@@ -149,6 +170,9 @@ fn write_time_offsets(spec: &Spec) -> Result<()> {
 fn init(args: &InitArgs<'_>) -> Result<Never> {
     if let Some(fds) = args.spawn.stdio {
         finalize::install_stdio(fds).map_err(sys_err("set up stdio"))?;
+    }
+    if args.spawn.plan.single_clone() && args.spawn.plan.creates(LinuxNamespaceType::User) {
+        wait_for_maps(args)?;
     }
     let host_pid = expect_go(args.channel)?;
     if args.spawn.plan.single_clone() {

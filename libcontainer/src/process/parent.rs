@@ -38,6 +38,13 @@ pub enum ProcessError {
         file: &'static str,
         source: std::io::Error,
     },
+    #[error("linux.{field}: {helper} {args}: {msg}")]
+    IdMapHelper {
+        field: &'static str,
+        helper: &'static str,
+        args: String,
+        msg: String,
+    },
     #[error("linux.uidMappings: the spec has no linux section")]
     NoLinux,
     #[error("process.oomScoreAdj {score}: {source}")]
@@ -125,6 +132,7 @@ pub fn spawn_init(a: &SpawnArgs<'_>, spawned: &mut Spawned) -> Result<i32, Proce
         spawn: a,
         channel: &child,
         start_listener: &listener,
+        unprivileged: !nix::unistd::geteuid().is_root(),
     };
     // Non-dumpable before anything can see us from inside: until init
     // execve's the user's program its /proc/1/exe is this binary, and a
@@ -185,7 +193,9 @@ pub fn spawn_init(a: &SpawnArgs<'_>, spawned: &mut Spawned) -> Result<i32, Proce
     let oom = a.spec.process().as_ref().and_then(|p| p.oom_score_adj());
     let init_pid = if single {
         if a.plan.creates(LinuxNamespaceType::User) {
+            expect_need_maps(&parent)?;
             write_id_maps(pid, a.spec)?;
+            parent.send(&Msg::MapsDone)?;
         }
         pid
     } else {
@@ -234,28 +244,109 @@ pub fn spawn_init(a: &SpawnArgs<'_>, spawned: &mut Spawned) -> Result<i32, Proce
     }
 }
 
-/// Write uid_map and gid_map of `pid` (from the parent).
+/// Wait for init (or the intermediate) to ask for its id maps.
+fn expect_need_maps(ch: &channel::Channel) -> Result<(), ProcessError> {
+    match ch.recv()? {
+        Some(Msg::NeedMaps) => Ok(()),
+        Some(Msg::Error(e)) => Err(ProcessError::Init(e)),
+        Some(other) => Err(ProcessError::Protocol(format!("{other:?}"))),
+        None => Err(ProcessError::InitDied),
+    }
+}
+
+/// Write uid_map and gid_map of `pid` (from the parent). Root writes them
+/// itself. An unprivileged caller (rootless) may write only a map of its
+/// own id (one line of size 1; for gids, with setgroups denied first, as
+/// the kernel requires); any other map goes through the setuid helpers
+/// newuidmap/newgidmap, which check it against /etc/subuid and
+/// /etc/subgid (as runc and crun do).
 pub fn write_id_maps(pid: i32, spec: &Spec) -> Result<(), ProcessError> {
     let linux = spec.linux().as_ref().ok_or(ProcessError::NoLinux)?;
-    let fmt = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
-        m.iter()
-            .flatten()
-            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
-            .collect::<String>()
-    };
-    for (field, file, data) in [
-        ("uidMappings", "uid_map", fmt(linux.uid_mappings())),
-        ("gidMappings", "gid_map", fmt(linux.gid_mappings())),
+    let none = Vec::new();
+    let root = nix::unistd::geteuid().is_root();
+    for (field, file, maps, own) in [
+        (
+            "uidMappings",
+            "uid_map",
+            linux.uid_mappings().as_ref().unwrap_or(&none),
+            nix::unistd::geteuid().as_raw(),
+        ),
+        (
+            "gidMappings",
+            "gid_map",
+            linux.gid_mappings().as_ref().unwrap_or(&none),
+            nix::unistd::getegid().as_raw(),
+        ),
     ] {
-        std::fs::write(format!("/proc/{pid}/{file}"), &data).map_err(|source| {
-            ProcessError::IdMap {
-                field,
-                file,
-                source,
-            }
-        })?;
+        let own_only = matches!(maps.as_slice(), [m] if m.host_id() == own && m.size() == 1);
+        if !root && !own_only {
+            let helper = if file == "uid_map" {
+                "newuidmap"
+            } else {
+                "newgidmap"
+            };
+            map_with_helper(pid, field, helper, maps)?;
+            continue;
+        }
+        let io_err = |file, source| ProcessError::IdMap {
+            field,
+            file,
+            source,
+        };
+        if !root && file == "gid_map" {
+            std::fs::write(format!("/proc/{pid}/setgroups"), "deny")
+                .map_err(|e| io_err("setgroups", e))?;
+        }
+        let data: String = maps
+            .iter()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect();
+        std::fs::write(format!("/proc/{pid}/{file}"), &data).map_err(|e| io_err(file, e))?;
     }
     Ok(())
+}
+
+/// Run newuidmap/newgidmap for `pid` with `maps`.
+fn map_with_helper(
+    pid: i32,
+    field: &'static str,
+    helper: &'static str,
+    maps: &[oci_spec::runtime::LinuxIdMapping],
+) -> Result<(), ProcessError> {
+    let mut args = vec![pid.to_string()];
+    for m in maps {
+        args.extend([m.container_id(), m.host_id(), m.size()].map(|n| n.to_string()));
+    }
+    let fail = |msg: String| ProcessError::IdMapHelper {
+        field,
+        helper,
+        args: args.join(" "),
+        msg,
+    };
+    // The helpers are setuid root and finish at once; their stdio is ours
+    // but for stderr, which goes into the error.
+    let out = std::process::Command::new(helper)
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .output()
+        .map_err(|e| {
+            fail(if e.kind() == std::io::ErrorKind::NotFound {
+                "not found: an unprivileged user can map only its own id without it (install the uidmap package)".into()
+            } else {
+                e.to_string()
+            })
+        })?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    Err(fail(format!(
+        "{} ({}); the ranges must be the caller's in /etc/sub{}id",
+        stderr.trim(),
+        out.status,
+        &field[..1]
+    )))
 }
 
 /// Connect to a created container's start socket and release it. Returns the
