@@ -14,6 +14,7 @@ mod devices;
 mod freezer;
 pub mod oom;
 pub mod resources;
+mod rootless;
 pub mod stats;
 pub mod systemd;
 mod v1;
@@ -197,6 +198,12 @@ pub struct CgroupPaths {
     /// (its cgroup is `v2_dir`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub systemd: Option<systemd::Unit>,
+    /// Rootless: only the hierarchies delegated to the user are here (see
+    /// [`CgroupPaths::keep_delegated`]); a setting for a controller that
+    /// is not is refused as not delegated, and device rules are left to
+    /// the user namespace (device cgroups need host privilege).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rootless: bool,
 }
 
 struct Hierarchy {
@@ -392,6 +399,7 @@ impl CgroupPaths {
             v2_dir: Some(dir),
             v1: BTreeMap::new(),
             systemd: Some(unit),
+            rootless: false,
         })
     }
 
@@ -461,12 +469,23 @@ impl CgroupPaths {
         skip_devices: bool,
     ) -> Result<Vec<String>, CgroupError> {
         let mut r = resources::Res::from_spec(resources, self.unified)?;
-        if skip_devices {
+        if skip_devices || self.rootless {
             r.devices = None;
         }
         let mut warnings = Vec::new();
         if self.unified {
-            let dir = self.v2_dir.as_deref().ok_or(CgroupError::NoHierarchy)?;
+            let Some(dir) = self.v2_dir.as_deref() else {
+                let mut asked = resources.clone();
+                asked.set_devices(None);
+                if self.rootless && asked == oci_spec::runtime::LinuxResources::default() {
+                    return Ok(warnings);
+                }
+                return Err(if self.rootless {
+                    invalid("linux.resources", "rootless, and the container's cgroup v2 directory is not delegated to this user: its limits cannot be set")
+                } else {
+                    CgroupError::NoHierarchy
+                });
+            };
             if let Some(unit) = &self.systemd {
                 // systemd first (its values would otherwise undo ours on a
                 // daemon-reload); refuse a limit below the usage before
@@ -480,7 +499,7 @@ impl CgroupPaths {
             }
             v2::apply(dir, &r, &mut warnings)?;
         } else {
-            v1::apply(&self.v1_dirs()?, &r, &mut warnings)?;
+            v1::apply(&self.v1_dirs()?, self.rootless, &r, &mut warnings)?;
         }
         Ok(warnings)
     }

@@ -14,16 +14,23 @@ use super::{
 
 const F: &str = "linux.resources";
 
-struct Dirs<'a>(&'a BTreeMap<String, PathBuf>);
+/// The controllers' directories; `rootless` when hierarchies not
+/// delegated to the user were left out.
+struct Dirs<'a>(&'a BTreeMap<String, PathBuf>, bool);
 
 impl Dirs<'_> {
     /// The directory of `ctrl`, or an error naming `field` when the
     /// controller is not mounted.
     fn need(&self, ctrl: &str, field: &str) -> Result<&Path, CgroupError> {
         self.0.get(ctrl).map(PathBuf::as_path).ok_or_else(|| {
+            let why = if self.1 {
+                "is not delegated to this user (rootless)"
+            } else {
+                "is not mounted on this host"
+            };
             invalid(
                 format!("{F}.{field}"),
-                format!("cannot set this limit: the cgroup v1 {ctrl} controller is not mounted on this host"),
+                format!("cannot set this limit: the cgroup v1 {ctrl} controller {why}"),
             )
         })
     }
@@ -31,6 +38,7 @@ impl Dirs<'_> {
 
 pub(super) fn apply(
     dirs: &BTreeMap<String, PathBuf>,
+    rootless: bool,
     r: &Res,
     warnings: &mut Vec<String>,
 ) -> Result<(), CgroupError> {
@@ -40,7 +48,7 @@ pub(super) fn apply(
             "invalid configuration: cannot use unified on cgroup v1 (cgroup v2 settings; this host uses cgroup v1 for the controllers)",
         ));
     }
-    let d = Dirs(dirs);
+    let d = Dirs(dirs, rootless);
     cpuset(&d, r)?;
     if let Some(rules) = &r.devices {
         let dir = d.need("devices", "devices")?;
