@@ -37,6 +37,18 @@ pub fn switch(uid: u32, gid: u32, groups: &[u32]) -> Result<(), UserError> {
     keepcaps(false)
 }
 
+/// Is this process in a user namespace other than the host's (its uid map
+/// is not the identity over all ids)? Root there is not the host's root.
+pub fn in_user_namespace() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map")
+        .is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
+}
+
+/// runc's `--rootless=auto`: rootless unless run as the host's root.
+pub fn rootless_by_default() -> bool {
+    !nix::unistd::geteuid().is_root() || in_user_namespace()
+}
+
 /// The home directory of `uid` from the container's /etc/passwd, or "/".
 pub fn home_of(uid: u32) -> String {
     let data = std::fs::read_to_string("/etc/passwd").unwrap_or_default();

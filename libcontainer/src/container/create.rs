@@ -31,6 +31,9 @@ pub struct CreateOptions {
     pub debug: bool,
     /// Who makes the container's cgroup.
     pub cgroup_driver: CgroupDriver,
+    /// Rootless mode (runc's `--rootless`; by default, when the caller is
+    /// not root): only cgroups delegated to the caller are used.
+    pub rootless: bool,
 }
 
 /// Who makes the container's cgroup.
@@ -70,6 +73,7 @@ impl CreateOptions {
             stdio: None,
             debug: false,
             cgroup_driver: CgroupDriver::Cgroupfs,
+            rootless: crate::user::rootless_by_default(),
         }
     }
 }
@@ -291,7 +295,12 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
             .and_then(Path::to_str)
             .is_some_and(crate::cgroups::systemd::is_systemd_path),
     };
-    let cgroups = if systemd {
+    if systemd && opts.rootless {
+        return Err(ContainerError::Invalid(
+            "the systemd cgroup driver in rootless mode (the user's own systemd) is not supported; use the cgroupfs driver".into(),
+        ));
+    }
+    let mut cgroups = if systemd {
         let cg = CgroupPaths::plan_systemd(cgroups_path, &opts.id)?;
         // runc fails on the existing unit too, but later; refusing here
         // makes nothing at all.
@@ -311,9 +320,13 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     } else {
         CgroupPaths::plan(cgroups_path, &opts.id)?
     };
+    if opts.rootless {
+        rootless_cgroups(&mut cgroups, linux, &plan, &mut warnings, &mut debug);
+    }
 
     // What is known before anything exists.
     let mut st = planned_state(&opts.id, &bundle, rootfs, spec, &cgroups, false);
+    st.owner = owner_name();
     let state_dir = StateDir::create(&opts.root, &opts.id, &st)?;
     // The spec now lives in the state (moved, not copied).
     let spec = &st.config;
@@ -397,6 +410,57 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         cgroups,
         own_pid_namespace: plan.creates(oci_spec::runtime::LinuxNamespaceType::Pid),
     })
+}
+
+/// The `owner` in `state` and `list`: empty for root (as runc's state
+/// shows), else the caller's user name (or `#uid`).
+fn owner_name() -> String {
+    let uid = nix::unistd::geteuid();
+    if uid.is_root() {
+        return String::new();
+    }
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map_or_else(|| format!("#{uid}"), |u| u.name)
+}
+
+/// Rootless: keep the cgroups delegated to the caller, and say what that
+/// leaves without effect.
+fn rootless_cgroups(
+    cgroups: &mut CgroupPaths,
+    linux: &oci_spec::runtime::Linux,
+    plan: &Plan,
+    warnings: &mut Vec<String>,
+    debug: &mut Notes,
+) {
+    let dropped = cgroups.keep_delegated();
+    debug.push(|| {
+        format!(
+            "rootless: cgroups not delegated to uid {}, left out: {}",
+            nix::unistd::geteuid(),
+            if dropped.is_empty() {
+                "none".into()
+            } else {
+                dropped
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        )
+    });
+    let allows = linux
+        .resources()
+        .as_ref()
+        .and_then(|r| r.devices().as_ref())
+        .is_some_and(|d| d.iter().any(|r| r.allow()));
+    if allows {
+        warnings.push("linux.resources.devices: not applied in rootless mode (device cgroups need host privilege); the container can use only the device nodes bound from the host, with the user's access to them".into());
+    }
+    if cgroups.dirs.is_empty() && !plan.creates(oci_spec::runtime::LinuxNamespaceType::Pid) {
+        warnings.push("rootless without a delegated cgroup or a pid namespace: processes the container forks are not tracked, and kill --all or delete reach only its init".into());
+    }
 }
 
 /// `--debug`: which namespaces are new and which are joined.

@@ -88,6 +88,10 @@ pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
     let st = sd.load()?;
     if all {
         st.cgroups.signal_all(sig);
+        // Rootless without a delegated cgroup: init is all we know of.
+        if st.cgroups.dirs.is_empty() && st.status() != Status::Stopped {
+            signal_init(&st, sig)?;
+        }
         return Ok(());
     }
     if st.status() == Status::Stopped {

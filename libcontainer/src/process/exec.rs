@@ -71,12 +71,30 @@ pub fn spawn_exec(st: &State, opts: &ExecOptions<'_>) -> Result<i32, ExecError> 
         .init_pidfd()
         .ok_or_else(|| ExecError::NotRunning(st.id.clone()))?;
     let dirs = cgroup_dirs(st, opts.cgroup_subpath)?;
-    let flags = ns_flags(st);
+    let mut flags = ns_flags(st);
     // This process never becomes dumpable again.
     nix::sys::prctl::set_dumpable(false).map_err(sys_err("prctl(PR_SET_DUMPABLE)"))?;
+    // Rootless: joining a pid namespace takes CAP_SYS_ADMIN in our own user
+    // namespace too, which only the container's gives an unprivileged
+    // caller. So we join that first, for good (nothing the runtime does
+    // after this needs the host's; the shim, which comes back below, runs
+    // as the host's root and never takes this path).
+    let root = nix::unistd::geteuid().is_root();
+    if flags & libc::CLONE_NEWUSER != 0 && !root {
+        sys::setns(pidfd.as_fd(), libc::CLONE_NEWUSER).map_err(sys_err("join user namespace"))?;
+        flags &= !libc::CLONE_NEWUSER;
+    }
+    // Coming back to our own pid namespace takes CAP_SYS_ADMIN over it,
+    // which a caller that is not the host's root lacks (rootless podman
+    // runs us as root in its user namespace): such a caller stays.
+    let stay_in_pidns =
+        flags & libc::CLONE_NEWPID != 0 && (!root || crate::user::in_user_namespace());
     // Only our children are affected: the child is born in the container's
     // pid ns. A long-lived caller (the shim) gets its own back afterwards.
-    let own_pidns = if flags & libc::CLONE_NEWPID != 0 {
+    let own_pidns = if flags & libc::CLONE_NEWPID != 0 && stay_in_pidns {
+        sys::setns(pidfd.as_fd(), libc::CLONE_NEWPID).map_err(sys_err("join pid namespace"))?;
+        None
+    } else if flags & libc::CLONE_NEWPID != 0 {
         let own = sys::openat2(
             sys::cwd(),
             c"/proc/thread-self/ns/pid",

@@ -110,14 +110,17 @@ pub(super) fn make_device(
     let (parent, name) = resolve::split(&rel).map_err(sys::err_at("device path", path))?;
     let dir = resolve::mkdir_all(root, parent, 0o755).map_err(sys::err_at("mkdir", parent))?;
     let name_c = cpath(name)?;
-    if ctx.userns {
-        // mknod is not allowed in a user namespace: bind the host's node.
+    // mknod is not allowed in a user namespace: bind the host's node.
+    let bind = || -> Result<()> {
         let target = resolve::create_file(root, &rel).map_err(sys::err_at("create", path))?;
         let host = cpath(path)?;
         let tree = sys::open_tree(sys::cwd(), &host, sys::OPEN_TREE_CLONE)
             .map_err(sys::err_at("open host device", path))?;
-        return Ok(sys::move_mount_fd(tree.as_fd(), target.as_fd())
-            .map_err(sys::err_at("bind device", path))?);
+        Ok(sys::move_mount_fd(tree.as_fd(), target.as_fd())
+            .map_err(sys::err_at("bind device", path))?)
+    };
+    if ctx.userns {
+        return bind();
     }
     // `dir` is a directory fd and `name_c` a single component.
     let (dirfd, name_c) = (Some(dir.as_raw_fd()), name_c.as_c_str());
@@ -125,14 +128,20 @@ pub(super) fn make_device(
     let _ = nix::unistd::unlinkat(dirfd, name_c, nix::unistd::UnlinkatFlags::NoRemoveDir);
     let dev = libc::makedev(major as u32, minor as u32);
     // mknodat never follows symlinks.
-    nix::sys::stat::mknodat(
+    match nix::sys::stat::mknodat(
         dirfd,
         name_c,
         SFlag::from_bits_retain(kind),
         Mode::from_bits_retain(mode),
         dev,
-    )
-    .map_err(|e| RootfsError::Sys(crate::sys::SysError::at("mknod", path, e)))?;
+    ) {
+        Ok(()) => {}
+        // The runtime itself runs in a user namespace (rootless podman's):
+        // the container has none of its own, but mknod is refused all the
+        // same (runc binds there too).
+        Err(nix::errno::Errno::EPERM) => return bind(),
+        Err(e) => return Err(RootfsError::Sys(crate::sys::SysError::at("mknod", path, e))),
+    }
     // AT_SYMLINK_NOFOLLOW keeps us on the node we made.
     nix::unistd::fchownat(
         dirfd,

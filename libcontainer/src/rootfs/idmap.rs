@@ -78,13 +78,16 @@ fn userns_with(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<OwnedFd
 /// of the host's root (runc opens them before entering too); and every
 /// mount with `idmap`/`ridmap`, which is also idmapped here. Mappings come
 /// from the mount itself or else from the container's user namespace
-/// mappings.
+/// mappings. An unprivileged (rootless) runtime can do neither
+/// (`open_tree` and idmapping need CAP_SYS_ADMIN over the host's mounts):
+/// then init opens the sources itself, as the user, and idmap is refused.
 pub fn prepare(
     spec: &Spec,
     maps: &HashMap<usize, MountMaps>,
     bundle: &Path,
     userns: bool,
 ) -> Result<Prepared, RootfsError> {
+    let privileged = nix::unistd::geteuid().is_root();
     let mut out = Prepared::new();
     let linux = spec.linux().as_ref();
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
@@ -95,13 +98,18 @@ pub fn prepare(
             msg: msg.into(),
         };
         if !opts.idmap {
-            if userns && bind {
+            if userns && bind && privileged {
                 out.insert(i, open_source(m, bundle, opts.recursive, &field)?.1);
             }
             continue;
         }
         if !bind {
             return Err(field("idmap is supported on bind mounts only"));
+        }
+        if !privileged {
+            return Err(field(
+                "idmap needs CAP_SYS_ADMIN in the host's user namespace, which a rootless runtime does not have",
+            ));
         }
         let own = maps.get(&i).cloned().unwrap_or_default();
         let (uid, gid) = if !own.uid.is_empty() || !own.gid.is_empty() {
