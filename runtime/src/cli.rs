@@ -20,7 +20,8 @@ pub struct Cli {
     /// Print the version (runc's shape: name, commit, runtime-spec version).
     #[arg(short = 'v', long, action = clap::ArgAction::Version)]
     version: (),
-    /// Root directory for container state (put it on tmpfs).
+    /// Root directory for container state (put it on tmpfs); rootless,
+    /// $XDG_RUNTIME_DIR/oxrun by default.
     #[arg(long, default_value = "/run/oxrun")]
     pub root: PathBuf,
     /// Write log lines (and errors) to this file.
@@ -35,7 +36,8 @@ pub struct Cli {
     /// with cgroupsPath as `slice:prefix:name` (cgroup v2 hosts).
     #[arg(long)]
     pub systemd_cgroup: bool,
-    /// Rootless mode: true, false or auto (only root is supported so far).
+    /// Rootless mode: true, false or auto (the default: rootless unless run
+    /// as the host's root). Rootless uses only cgroups delegated to the user.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub rootless: Option<String>,
     /// The criu binary for checkpoint and restore.
@@ -143,8 +145,41 @@ pub fn version_text() -> String {
 /// Exit status of `exec` when exec itself fails (runc's).
 const EXEC_FAILED: u8 = 255;
 
-fn create_options(cli: &Cli, a: &CreateArgs, log: &Logger) -> CreateOptions {
+impl Cli {
+    fn is_rootless_flag_valid(&self) -> Result<(), String> {
+        match self.rootless.as_deref() {
+            Some("true" | "false" | "auto") | None => Ok(()),
+            Some(v) => Err(format!(
+                "--rootless {v:?}: the value must be true, false or auto"
+            )),
+        }
+    }
+
+    /// `--rootless` resolved (runc's rule: auto is rootless unless the
+    /// host's root).
+    pub fn is_rootless(&self) -> bool {
+        match self.rootless.as_deref() {
+            None | Some("auto") => libcontainer::user::rootless_by_default(),
+            Some(v) => v == "true",
+        }
+    }
+}
+
+/// The state root when `--root` is not given: /run/oxrun, or
+/// $XDG_RUNTIME_DIR/oxrun for a user other than the host's root (runc's
+/// rule: root in a user namespace, rootless podman's, counts as a user
+/// unless $USER says root), since /run is the host root's.
+pub fn default_root() -> Option<PathBuf> {
+    let xdg = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty())?;
+    let user = nix::unistd::geteuid().is_root()
+        && libcontainer::user::in_user_namespace()
+        && std::env::var_os("USER").is_none_or(|u| u != "root");
+    (!nix::unistd::geteuid().is_root() || user).then(|| PathBuf::from(xdg).join("oxrun"))
+}
+
+fn create_options(cli: &Cli, a: &CreateArgs, log: &Logger, rootless: bool) -> CreateOptions {
     CreateOptions {
+        rootless,
         cgroup_driver: if cli.systemd_cgroup {
             CgroupDriver::Systemd
         } else {
@@ -173,14 +208,14 @@ fn print_json(v: &impl serde::Serialize, pretty: bool) -> Result<(), String> {
 
 /// Run the command; `Ok(code)` is the process exit code.
 pub fn dispatch(cli: &Cli, log: &Logger) -> Result<u8, String> {
-    if cli.rootless.as_deref().is_some_and(|v| v == "true") && !nix::unistd::geteuid().is_root() {
-        return Err("rootless mode is not supported yet".into());
-    }
+    // Checked on every command; resolved (a file read) only where used.
+    cli.is_rootless_flag_valid()?;
+    let rootless = || cli.is_rootless();
     let root = &cli.root;
     let e = |e: container::ContainerError| e.to_string();
     match &cli.cmd {
         Cmd::Create(a) => {
-            let c = container::create(&create_options(cli, a, log)).map_err(e)?;
+            let c = container::create(&create_options(cli, a, log, rootless())).map_err(e)?;
             c.debug.iter().for_each(|d| log.debug(d));
             c.warnings.iter().for_each(|w| log.warn(w));
             log.debug(&format!("created {} with init pid {}", a.id, c.pid));
@@ -216,7 +251,7 @@ pub fn dispatch(cli: &Cli, log: &Logger) -> Result<u8, String> {
             create,
             detach,
             keep,
-        } => return crate::run::run(create_options(cli, create, log), *detach, *keep, log),
+        } => return crate::run::run(create_options(cli, create, log, rootless()), *detach, *keep, log),
         Cmd::Exec(a) => {
             // exec exits with the process's status; its own errors exit 255
             // (runc's EXEC_FAILED) so a client can tell them apart. Usage
@@ -227,6 +262,9 @@ pub fn dispatch(cli: &Cli, log: &Logger) -> Result<u8, String> {
             }));
         }
         Cmd::Cgroup(c) => return crate::cgroup_cmds::dispatch(c, root, log),
+        Cmd::Checkpoint(_) | Cmd::Restore(_) if rootless() => {
+            return Err("checkpoint and restore in rootless mode are not supported: criu needs root here".into());
+        }
         Cmd::Checkpoint(a) => return crate::checkpoint::checkpoint(root, &cli.criu, a),
         Cmd::Restore(_) if cli.systemd_cgroup => {
             return Err(

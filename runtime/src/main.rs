@@ -22,7 +22,16 @@ fn main() -> ExitCode {
     let mut cmd = cli::Cli::command().version(version);
     let parsed = cmd
         .try_get_matches_from_mut(std::env::args_os())
-        .and_then(|mut m| cli::Cli::from_arg_matches_mut(&mut m))
+        .and_then(|mut m| {
+            let default_root =
+                m.value_source("root") == Some(clap::parser::ValueSource::DefaultValue);
+            cli::Cli::from_arg_matches_mut(&mut m).map(|mut c| {
+                if let Some(r) = default_root.then(cli::default_root).flatten() {
+                    c.root = r;
+                }
+                c
+            })
+        })
         .map_err(|e| e.format(&mut cmd));
     // The command tree lives until exit: freeing it would cost as much as
     // building it (a fifth of a short command's run time).
