@@ -20,8 +20,11 @@ add_packages() { PACKAGES+=("$@"); }
 
 # Client compatibility tests (integration/tests/containerd.rs, podman.rs):
 # containerd 1.6 (ctr + the Go runc shim io.containerd.runc.v2) and
-# podman 4.3 with conmon (rootful, --network none: no slirp4netns/uidmap).
+# podman 4.3 with conmon (--network none: no slirp4netns).
 add_packages containerd podman conmon
+# Rootless tests (integration/tests/rootless.rs): newuidmap/newgidmap, and
+# the unprivileged user made below.
+add_packages uidmap
 # CRI suite (integration/tests/cri.rs): CNI plugins (bridge, host-local,
 # loopback in /usr/lib/cni); protoc for the k8s-cri client's build script.
 # containerd 1.7 and 2.1 come from scripts/containerd-matrix.sh (below).
@@ -85,8 +88,21 @@ ensure_rust() {
     log "rust: $(cargo --version)"
 }
 
+# The unprivileged user of the rootless tests, with subordinate id ranges
+# (useradd adds them to /etc/subuid and /etc/subgid once those files exist).
+ensure_rootless_user() {
+    local u=oxrun-rl
+    touch /etc/subuid /etc/subgid
+    id "$u" >/dev/null 2>&1 || useradd --create-home --shell /bin/sh "$u"
+    if ! grep -q "^$u:" /etc/subuid || ! grep -q "^$u:" /etc/subgid; then
+        usermod --add-subuids 100000-165535 --add-subgids 100000-165535 "$u"
+    fi
+    log "rootless test user: $u ($(grep "^$u:" /etc/subuid))"
+}
+
 install_packages
 ensure_rust
+ensure_rootless_user
 bash "$(dirname "${BASH_SOURCE[0]}")/containerd-matrix.sh"
 # criu 4.x for the checkpoint/restore tests (integration/tests/checkpoint.rs):
 # sid's criu with its own glibc under /opt/oxrun-test/criu-<version>.
