@@ -235,6 +235,10 @@ fn agent(l: UnixListener) -> String {
 
 /// Every supported seccomp flag loads (the ERRNO rule still acts), and
 /// every flag known but not supported is refused naming it.
+/// SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV only exists for a filter with a
+/// listener (the kernel refuses it otherwise), so it goes with a NOTIFY
+/// rule whose agent closes the listener unanswered (mkdir: ENOSYS);
+/// seccomp_notify.rs shows what it changes.
 #[test]
 fn seccomp_flags_supported_load_and_unsupported_are_refused() {
     let rt = Runtime::new();
@@ -242,19 +246,31 @@ fn seccomp_flags_supported_load_and_unsupported_are_refused() {
     let supported = strings(&f["linux"]["seccomp"]["supportedFlags"]);
     for flag in &supported {
         let mut b = Bundle::new();
-        b.config["linux"]["seccomp"] = mkdir_profile("SCMP_ACT_ERRNO", &[flag]);
-        b.set_script(&format!(
-            "{MKDIR_SCRIPT}; grep -E '^Seccomp:' /proc/self/status"
-        ));
         let id = rt.id("featflag");
+        let (want, agent): (&[&str], _) = if flag == "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV" {
+            b.config["linux"]["seccomp"] = mkdir_profile("SCMP_ACT_NOTIFY", &[flag]);
+            let path = rt.scratch().join(format!("agent-{id}.sock"));
+            let l = UnixListener::bind(&path).expect("bind agent socket");
+            b.config["linux"]["seccomp"]["listenerPath"] = json!(path);
+            (
+                &["rc=1", "not implemented"][..],
+                Some(std::thread::spawn(move || agent(l))),
+            )
+        } else {
+            b.config["linux"]["seccomp"] = mkdir_profile("SCMP_ACT_ERRNO", &[flag]);
+            (&["rc=1", "ermission denied"][..], None)
+        };
+        b.set_script(&format!(
+            "{MKDIR_SCRIPT}; grep -E '^Seccomp(_filters)?:' /proc/self/status"
+        ));
         let out = rt.run_with(&b, &id, &[]).ok();
-        assert!(
-            out.stdout.contains("rc=1")
-                && out.stdout.contains("ermission denied")
-                && out.stdout.contains("Seccomp:\t2"),
-            "{flag}: {}",
-            out.stdout
-        );
+        for w in want.iter().chain(&["Seccomp:\t2", "Seccomp_filters:\t1"]) {
+            assert!(out.stdout.contains(w), "{flag}: want {w:?}: {}", out.stdout);
+        }
+        if let Some(a) = agent {
+            let got = a.join().expect("agent thread");
+            assert!(got.contains("seccompFd"), "{flag}: agent got {got:?}");
+        }
         rt.assert_no_leftovers(&b, &id);
     }
     for flag in strings(&f["linux"]["seccomp"]["knownFlags"]) {
@@ -271,7 +287,8 @@ fn seccomp_flags_supported_load_and_unsupported_are_refused() {
     }
 }
 
-/// Claims of `false` are refused, naming the field: intelRdt, SELinux,
+/// Claims of `false` are refused, naming the field: intelRdt (and its
+/// schemata and monitoring), SELinux,
 /// AppArmor (where the host has none: with AppArmor present the profile
 /// is not applied, which this test cannot prove here).
 #[test]
@@ -282,8 +299,20 @@ fn unsupported_features_are_refused() {
     let mut cases: Vec<(&str, Setter)> = Vec::new();
     if f["linux"]["intelRdt"]["enabled"] == false {
         cases.push((
-            "linux.intelRdt",
+            "linux.intelRdt (closID)",
             Box::new(|b| b.config["linux"]["intelRdt"] = json!({"closID": "oxit"})),
+        ));
+    }
+    if f["linux"]["intelRdt"]["schemata"] == false {
+        cases.push((
+            "linux.intelRdt (schemata)",
+            Box::new(|b| b.config["linux"]["intelRdt"] = json!({"schemata": ["L3:0=f"]})),
+        ));
+    }
+    if f["linux"]["intelRdt"]["monitoring"] == false {
+        cases.push((
+            "linux.intelRdt (enableMonitoring)",
+            Box::new(|b| b.config["linux"]["intelRdt"] = json!({"enableMonitoring": true})),
         ));
     }
     if f["linux"]["selinux"]["enabled"] == false {

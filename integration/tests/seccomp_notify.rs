@@ -59,6 +59,10 @@ enum Reply {
     Errno(i32),
     /// The kernel runs the syscall.
     Continue,
+    /// SIGUSR1 to the caller once the notification is received, then
+    /// watch it (see [`signal_and_watch`]); if it still waits, fail the
+    /// syscall with this errno.
+    SignalThenErrno(i32),
 }
 
 /// What the agent got on one connection.
@@ -70,6 +74,8 @@ struct Session {
     fds: usize,
     /// (pid, syscall nr) of each notification answered.
     seen: Vec<(u32, i32)>,
+    /// What [`signal_and_watch`] saw, per SignalThenErrno reply.
+    signalled: Vec<Watch>,
 }
 
 struct Agent {
@@ -204,12 +210,14 @@ fn serve(listener: UnixListener, replies: Vec<Reply>, stop: Arc<AtomicBool>) -> 
                             msg,
                             fds: count,
                             seen: Vec::new(),
+                            signalled: Vec::new(),
                         });
                     }
                     Err(e) => sessions.push(Session {
                         msg: json!({ "error": e }),
                         fds: 0,
                         seen: Vec::new(),
+                        signalled: Vec::new(),
                     }),
                 }
             }
@@ -260,6 +268,16 @@ fn serve(listener: UnixListener, replies: Vec<Reply>, stop: Arc<AtomicBool>) -> 
                     Reply::Fake(v) => resp.val = v,
                     Reply::Errno(e) => resp.error = -e,
                     Reply::Continue => resp.flags = USER_NOTIF_FLAG_CONTINUE,
+                    Reply::SignalThenErrno(e) => {
+                        let w = signal_and_watch(fd.as_raw_fd(), n.id, n.pid);
+                        sessions[*sess].signalled.push(w);
+                        if w != Watch::Killable {
+                            // Withdrawn: nothing to answer (the kernel
+                            // would say ENOENT). Gone: nobody to answer.
+                            continue;
+                        }
+                        resp.error = -e;
+                    }
                 }
                 // SAFETY: NOTIF_SEND reads a seccomp_notif_resp.
                 unsafe { libc::ioctl(fd.as_raw_fd(), NOTIF_SEND, &resp) };
@@ -272,6 +290,68 @@ fn serve(listener: UnixListener, replies: Vec<Reply>, stop: Arc<AtomicBool>) -> 
         }
     }
     sessions
+}
+
+// _IOW('!', 2, __u64)
+const NOTIF_ID_VALID: libc::c_ulong = 0x4008_2102;
+
+/// What a task did with a SIGUSR1 that came while it waited for the agent's
+/// answer to a notification the agent had received.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Watch {
+    /// It went on waiting, uninterruptibly ("D", the kernel's killable
+    /// wait) with the signal pending, and the notification still valid.
+    Killable,
+    /// The notification is no longer valid: the signal interrupted it.
+    Withdrawn,
+    /// The process is gone (it returned from the syscall and exited).
+    Gone,
+    /// None of these within TIMEOUT.
+    Timeout,
+}
+
+/// Send SIGUSR1 to `pid` (which waits in a notified syscall whose
+/// notification `id` the agent has received) and watch, from the kernel's
+/// view in /proc, what its wait does. Only /proc is read until the task is
+/// seen in D state, so the agent never holds the filter's lock while the
+/// task could be taking it.
+fn signal_and_watch(fd: RawFd, id: u64, pid: u32) -> Watch {
+    let pid = pid as i32;
+    // SAFETY: plain kill(2).
+    if unsafe { libc::kill(pid, libc::SIGUSR1) } != 0 {
+        return Watch::Gone;
+    }
+    let usr1 = 1u64 << (libc::SIGUSR1 - 1);
+    let deadline = Instant::now() + TIMEOUT;
+    while Instant::now() < deadline {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return Watch::Gone;
+        };
+        // The state follows the ")" that ends the command name.
+        let state = stat.rsplit_once(") ").and_then(|(_, r)| r.chars().next());
+        if matches!(state, Some('Z' | 'X')) {
+            return Watch::Gone;
+        }
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let pending = status.lines().any(|l| {
+            (l.starts_with("SigPnd:") || l.starts_with("ShdPnd:"))
+                && l.split_whitespace()
+                    .nth(1)
+                    .and_then(|h| u64::from_str_radix(h, 16).ok())
+                    .is_some_and(|m| m & usr1 != 0)
+        });
+        if state == Some('D') && pending {
+            // SAFETY: NOTIF_ID_VALID reads a u64.
+            let valid = unsafe { libc::ioctl(fd, NOTIF_ID_VALID, &id) } == 0;
+            return if valid {
+                Watch::Killable
+            } else {
+                Watch::Withdrawn
+            };
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Watch::Timeout
 }
 
 fn notify_profile(agent: &Agent, names: &[&str]) -> Value {
@@ -425,5 +505,71 @@ fn unreachable_listener_is_an_error() {
     let id = rt.id("scnnobody");
     let out = rt.run_with(&b, &id, &[]).fails();
     out.assert_mentions(&["nobody.sock"]);
+    rt.assert_no_leftovers(&b, &id);
+}
+
+/// SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, seen from the kernel: once the
+/// agent has received the notification, a SIGUSR1 (handled, so not fatal)
+/// leaves the task waiting in the kernel's killable wait with the signal
+/// pending, and the agent's answer (EXDEV) is what mkdir returns; the
+/// handler runs after. `no_wait_killable_recv_a_signal_interrupts` is the
+/// same without the flag.
+#[test]
+fn wait_killable_recv_keeps_a_received_notification_from_signals() {
+    let rt = Runtime::new();
+    let agent = Agent::start(rt.scratch(), vec![Reply::SignalThenErrno(libc::EXDEV)]);
+    let mut b = Bundle::new();
+    install_probe(&rt, &b);
+    b.set_args(&["/bin/probe", "sigmkdir", "/tmp/k"]);
+    let mut p = notify_profile(&agent, &["mkdir", "mkdirat"]);
+    p["flags"] = json!(["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]);
+    b.config["linux"]["seccomp"] = p;
+    let id = rt.id("scnwkr");
+    let out = rt.run_ok(&b, &id);
+    let sessions = agent.finish();
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert_eq!(sessions[0].signalled, vec![Watch::Killable], "{sessions:?}");
+    assert_eq!(outcome(&out, "mkdir"), "err:18", "{out}");
+    assert_eq!(outcome(&out, "sigusr1"), "1", "{out}");
+    rt.assert_no_leftovers(&b, &id);
+}
+
+/// Without the flag the same signal interrupts the wait: the kernel
+/// withdraws the notification and mkdir fails with EINTR (the handler has
+/// no SA_RESTART). This is what makes the test above able to fail.
+#[test]
+fn no_wait_killable_recv_a_signal_interrupts() {
+    let rt = Runtime::new();
+    let agent = Agent::start(rt.scratch(), vec![Reply::SignalThenErrno(libc::EXDEV)]);
+    let mut b = Bundle::new();
+    install_probe(&rt, &b);
+    b.set_args(&["/bin/probe", "sigmkdir", "/tmp/k"]);
+    b.config["linux"]["seccomp"] = notify_profile(&agent, &["mkdir", "mkdirat"]);
+    let id = rt.id("scnnowkr");
+    let out = rt.run_ok(&b, &id);
+    let sessions = agent.finish();
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert_eq!(outcome(&out, "mkdir"), "err:4", "{out}");
+    assert_eq!(outcome(&out, "sigusr1"), "1", "{out}");
+    assert_ne!(sessions[0].signalled, vec![Watch::Killable], "{sessions:?}");
+    rt.assert_no_leftovers(&b, &id);
+}
+
+/// The kernel refuses WAIT_KILLABLE_RECV on a filter without a listener:
+/// oxrun says so before anything is made, naming the field.
+#[test]
+fn wait_killable_recv_without_notify_is_refused_naming_flags() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    let mut p = profile(
+        "SCMP_ACT_ALLOW",
+        json!([{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]),
+    );
+    p["flags"] = json!(["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]);
+    b.config["linux"]["seccomp"] = p;
+    b.set_args(&["true"]);
+    let id = rt.id("scnwkrno");
+    let out = rt.create(&b, &id).fails();
+    out.assert_mentions(&["linux.seccomp.flags", "SCMP_ACT_NOTIFY"]);
     rt.assert_no_leftovers(&b, &id);
 }

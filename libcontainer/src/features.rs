@@ -35,11 +35,15 @@ pub fn features() -> Value {
                 "operators": crate::seccomp::OPERATORS,
                 "archs": crate::seccomp::ARCHS,
                 "knownFlags": crate::seccomp::FLAGS,
-                "supportedFlags": crate::seccomp::SUPPORTED_FLAGS
+                "supportedFlags": crate::seccomp::FLAGS
             },
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false},
-            "intelRdt": {"enabled": false},
+            "intelRdt": {
+                "enabled": crate::intel_rdt::SUPPORTED,
+                "schemata": crate::intel_rdt::SUPPORTED,
+                "monitoring": crate::intel_rdt::SUPPORTED
+            },
             "memoryPolicy": {"modes": mpol_modes, "flags": mpol_flags},
             "mountExtensions": {"idmap": {"enabled": true}},
             "netDevices": {"enabled": true}

@@ -44,8 +44,6 @@ fn invalid(field: impl Into<String>, msg: impl Into<String>) -> SpecError {
 pub struct Loaded {
     pub spec: Spec,
     pub warnings: Vec<String>,
-    /// Per-mount id mappings (not in the typed spec), by mount index.
-    pub mount_maps: std::collections::HashMap<usize, crate::rootfs::idmap::MountMaps>,
 }
 
 /// Load `<bundle>/config.json` and validate it.
@@ -66,14 +64,9 @@ pub fn parse(data: &[u8], path: &Path) -> Result<Loaded, SpecError> {
     })?;
     let mut warnings = Vec::new();
     drop_unknown_capabilities(&mut value, &mut warnings);
-    let mount_maps = crate::rootfs::idmap::maps_from_json(&value);
     let spec: Spec = typed(&value, path)?;
     validate(&spec)?;
-    Ok(Loaded {
-        spec,
-        warnings,
-        mount_maps,
-    })
+    Ok(Loaded { spec, warnings })
 }
 
 /// Parse a `process.json` for `exec --process`, naming the bad field.

@@ -4,6 +4,8 @@
  *   probe sys NAME [ARG...]    raw syscall NAME with up to 6 numeric args
  *   probe each NAME IDX V...   NAME once per value V, V as argument IDX
  *   probe mkdir PATH...        mkdir(PATH, 0755), then whether PATH exists
+ *   probe sigmkdir PATH        mkdir(PATH, 0755) with a SIGUSR1 handler
+ *                              (no SA_RESTART), then "sigusr1=COUNT"
  *   probe trap NAME            NAME under a SIGSYS handler: prints siginfo
  *   probe thread NAME          NAME in a second thread, then "main alive"
  *   probe keys                 add_key, keyctl, request_key
@@ -67,6 +69,9 @@ static void on_sigsys(int sig, siginfo_t *si, void *uc) {
     got_arch = si->si_arch;
 }
 
+static volatile sig_atomic_t usr1_count;
+static void on_usr1(int sig) { (void)sig; usr1_count++; }
+
 static const char *thread_call;
 static void *thread_main(void *arg) {
     (void)arg;
@@ -98,6 +103,14 @@ int main(int argc, char **argv) {
             struct stat st;
             printf("exists=%d\n", stat(argv[i], &st) == 0);
         }
+    } else if (!strcmp(mode, "sigmkdir") && argc == 3) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_usr1;
+        sigaction(SIGUSR1, &sa, NULL);
+        errno = 0;
+        report("mkdir", mkdir(argv[2], 0755));
+        printf("sigusr1=%d\n", (int)usr1_count);
     } else if (!strcmp(mode, "trap") && argc == 3) {
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);

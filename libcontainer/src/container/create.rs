@@ -136,11 +136,10 @@ impl Drop for Undo {
 }
 
 /// A bundle as create and restore read it: its canonical path, the loaded
-/// spec (with its warnings and per-mount id maps) and the canonical rootfs.
+/// spec (with its warnings) and the canonical rootfs.
 pub(crate) struct Bundle {
     pub path: PathBuf,
     pub spec: oci_spec::runtime::Spec,
-    pub mount_maps: std::collections::HashMap<usize, crate::rootfs::idmap::MountMaps>,
     pub warnings: Vec<String>,
     pub rootfs: PathBuf,
 }
@@ -172,7 +171,6 @@ pub(crate) fn load_bundle(id: &str, bundle: &Path) -> Result<Bundle> {
     Ok(Bundle {
         path,
         spec: loaded.spec,
-        mount_maps: loaded.mount_maps,
         warnings: loaded.warnings,
         rootfs,
     })
@@ -223,7 +221,6 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     let Bundle {
         path: bundle,
         spec,
-        mount_maps: loaded_maps,
         mut warnings,
         rootfs,
     } = load_bundle(&opts.id, &opts.bundle)?;
@@ -283,7 +280,6 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     }
     let idmapped = crate::rootfs::idmap::prepare(
         &spec,
-        &loaded_maps,
         &bundle,
         plan.has(oci_spec::runtime::LinuxNamespaceType::User),
     )?;

@@ -20,13 +20,6 @@ use oci_spec::runtime::{LinuxIdMapping, Spec};
 use super::{options, RootfsError};
 use crate::sys::{self, MountAttr};
 
-/// Mapping given on one mount (runtime-spec 1.1 `uidMappings`/`gidMappings`).
-#[derive(Debug, Clone, Default)]
-pub struct MountMaps {
-    pub uid: Vec<LinuxIdMapping>,
-    pub gid: Vec<LinuxIdMapping>,
-}
-
 /// Bind source trees opened by the runtime (idmapped where asked), by
 /// mount index.
 pub type Prepared = HashMap<usize, OwnedFd>;
@@ -81,12 +74,7 @@ fn userns_with(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<OwnedFd
 /// mappings. An unprivileged (rootless) runtime can do neither
 /// (`open_tree` and idmapping need CAP_SYS_ADMIN over the host's mounts):
 /// then init opens the sources itself, as the user, and idmap is refused.
-pub fn prepare(
-    spec: &Spec,
-    maps: &HashMap<usize, MountMaps>,
-    bundle: &Path,
-    userns: bool,
-) -> Result<Prepared, RootfsError> {
+pub fn prepare(spec: &Spec, bundle: &Path, userns: bool) -> Result<Prepared, RootfsError> {
     let privileged = nix::unistd::geteuid().is_root();
     let mut out = Prepared::new();
     let linux = spec.linux().as_ref();
@@ -111,9 +99,10 @@ pub fn prepare(
                 "idmap needs CAP_SYS_ADMIN in the host's user namespace, which a rootless runtime does not have",
             ));
         }
-        let own = maps.get(&i).cloned().unwrap_or_default();
-        let (uid, gid) = if !own.uid.is_empty() || !own.gid.is_empty() {
-            (own.uid, own.gid)
+        let own_uid = m.uid_mappings().clone().unwrap_or_default();
+        let own_gid = m.gid_mappings().clone().unwrap_or_default();
+        let (uid, gid) = if !own_uid.is_empty() || !own_gid.is_empty() {
+            (own_uid, own_gid)
         } else {
             (
                 linux
@@ -171,31 +160,4 @@ fn open_source(
     let tree =
         sys::open_tree(sys::cwd(), &src_c, flags).map_err(sys::err_at("open bind source", &src))?;
     Ok((src, tree))
-}
-
-/// Pull `mounts[i].uidMappings/gidMappings` out of the raw config (the
-/// typed spec has no such fields).
-pub fn maps_from_json(v: &serde_json::Value) -> HashMap<usize, MountMaps> {
-    let mut out = HashMap::new();
-    for (i, m) in v
-        .get("mounts")
-        .and_then(|m| m.as_array())
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        let get = |k: &str| -> Vec<LinuxIdMapping> {
-            m.get(k)
-                .and_then(|x| serde_json::from_value(x.clone()).ok())
-                .unwrap_or_default()
-        };
-        let mm = MountMaps {
-            uid: get("uidMappings"),
-            gid: get("gidMappings"),
-        };
-        if !mm.uid.is_empty() || !mm.gid.is_empty() {
-            out.insert(i, mm);
-        }
-    }
-    out
 }

@@ -199,6 +199,40 @@ impl Emitter {
     }
 }
 
+/// The ABI an x86_64 kernel reports for `a`'s syscalls, if it can run
+/// them at all. Every other architecture's rules are rules no syscall on
+/// this host can ever reach (`seccomp_data.arch` is only ever x86_64 or
+/// i386 here): libseccomp adds branches for them that are never taken, so
+/// leaving them out is the same filter. The match is exhaustive so that an
+/// architecture oci-spec adds later needs a decision here.
+fn host_abi(a: Arch) -> Option<Which> {
+    match a {
+        Arch::ScmpArchNative | Arch::ScmpArchX86_64 => Some(Which::X86_64),
+        Arch::ScmpArchX32 => Some(Which::X32),
+        Arch::ScmpArchX86 => Some(Which::I386),
+        Arch::ScmpArchArm
+        | Arch::ScmpArchAarch64
+        | Arch::ScmpArchMips
+        | Arch::ScmpArchMips64
+        | Arch::ScmpArchMips64n32
+        | Arch::ScmpArchMipsel
+        | Arch::ScmpArchMipsel64
+        | Arch::ScmpArchMipsel64n32
+        | Arch::ScmpArchPpc
+        | Arch::ScmpArchPpc64
+        | Arch::ScmpArchPpc64le
+        | Arch::ScmpArchS390
+        | Arch::ScmpArchS390x
+        | Arch::ScmpArchParisc
+        | Arch::ScmpArchParisc64
+        | Arch::ScmpArchRiscv64
+        | Arch::ScmpArchLoongarch64
+        | Arch::ScmpArchM68k
+        | Arch::ScmpArchSh
+        | Arch::ScmpArchSheb => None,
+    }
+}
+
 /// Compile the spec's seccomp section (pure: no connection is made).
 pub fn build(s: &LinuxSeccomp) -> Result<Filter, SeccompError> {
     if s.default_action() == LinuxSeccompAction::ScmpActNotify {
@@ -212,7 +246,7 @@ pub fn build(s: &LinuxSeccomp) -> Result<Filter, SeccompError> {
     // The native ABI (x86_64) is always filtered, whatever the list says,
     // as libseccomp (so runc) does: a profile listing only 32-bit ABIs
     // must not leave every native syscall failing.
-    let has = |a: Arch| a == Arch::ScmpArchX86_64 || archs.contains(&a);
+    let has = |w: Which| w == Which::X86_64 || archs.iter().any(|a| host_abi(*a) == Some(w));
     let mut rules = Vec::new();
     let mut notify = false;
     for (i, sc) in s.syscalls().iter().flatten().enumerate() {
@@ -302,15 +336,15 @@ pub fn build(s: &LinuxSeccomp) -> Result<Filter, SeccompError> {
     }
 
     let abis = [
-        has(Arch::ScmpArchX86_64).then_some(Abi {
+        has(Which::X86_64).then_some(Abi {
             which: Which::X86_64,
             wide: true,
         }),
-        has(Arch::ScmpArchX32).then_some(Abi {
+        has(Which::X32).then_some(Abi {
             which: Which::X32,
             wide: true,
         }),
-        has(Arch::ScmpArchX86).then_some(Abi {
+        has(Which::I386).then_some(Abi {
             which: Which::I386,
             wide: false,
         }),
@@ -325,7 +359,16 @@ pub fn build(s: &LinuxSeccomp) -> Result<Filter, SeccompError> {
             LinuxSeccompFilterFlag::SeccompFilterFlagTsync => FLAG_TSYNC,
             LinuxSeccompFilterFlag::SeccompFilterFlagLog => FLAG_LOG,
             LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => FLAG_SPEC_ALLOW,
+            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => FLAG_WAIT_KILLABLE_RECV,
         };
+    }
+    // The kernel refuses WAIT_KILLABLE_RECV (EINVAL) without
+    // NEW_LISTENER, which only a filter with SCMP_ACT_NOTIFY rules has.
+    if flags & FLAG_WAIT_KILLABLE_RECV != 0 && notify.is_none() {
+        return Err(invalid(
+            "flags",
+            "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV applies to SCMP_ACT_NOTIFY rules only (the kernel refuses it on a filter without a listener): add a rule with SCMP_ACT_NOTIFY and a listenerPath, or drop the flag",
+        ));
     }
     let listed: Vec<Abi> = abis.iter().flatten().copied().collect();
     let mut unknown: Vec<String> = rules
@@ -868,6 +911,86 @@ mod tests {
         assert_eq!(n.metadata.as_deref(), Some("m"));
         // Not connected by build(): install refuses rather than hang.
         assert!(f.install(1, b"{}").is_err());
+    }
+
+    /// WAIT_KILLABLE_RECV is applied with a NOTIFY rule and refused,
+    /// naming `flags`, without one (the kernel would say EINVAL).
+    #[test]
+    fn wait_killable_recv_needs_a_notify_rule() {
+        let f = filter(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x",
+            "flags": ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV", "SECCOMP_FILTER_FLAG_LOG"],
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]
+        }));
+        assert_eq!(f.flags, FLAG_WAIT_KILLABLE_RECV | FLAG_LOG);
+        let msg = refused(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "flags": ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"],
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]
+        }));
+        assert!(msg.starts_with("linux.seccomp.flags: "), "{msg}");
+        assert!(msg.contains("SCMP_ACT_NOTIFY"), "{msg}");
+    }
+
+    /// `features` lists exactly the flags the spec types, and each one
+    /// compiles to its kernel bit.
+    #[test]
+    fn every_listed_flag_compiles() {
+        let mut bits = 0;
+        for name in FLAGS {
+            let f = filter(serde_json::json!({
+                "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x", "flags": [name],
+                "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]
+            }));
+            assert_eq!(f.flags.count_ones(), 1, "{name}");
+            bits |= f.flags;
+        }
+        assert_eq!(
+            bits,
+            FLAG_TSYNC | FLAG_LOG | FLAG_SPEC_ALLOW | FLAG_WAIT_KILLABLE_RECV
+        );
+    }
+
+    /// Architectures an x86_64 kernel never reports add nothing: the
+    /// program is the one for the x86 ABIs alone, as libseccomp's would
+    /// behave (its branches for them are never taken).
+    #[test]
+    fn foreign_architectures_change_nothing() {
+        let rules = serde_json::json!([{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]);
+        let x86 = ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"];
+        let foreign = [
+            "SCMP_ARCH_ARM",
+            "SCMP_ARCH_AARCH64",
+            "SCMP_ARCH_MIPS",
+            "SCMP_ARCH_MIPS64",
+            "SCMP_ARCH_MIPS64N32",
+            "SCMP_ARCH_MIPSEL",
+            "SCMP_ARCH_MIPSEL64",
+            "SCMP_ARCH_MIPSEL64N32",
+            "SCMP_ARCH_PPC",
+            "SCMP_ARCH_PPC64",
+            "SCMP_ARCH_PPC64LE",
+            "SCMP_ARCH_S390",
+            "SCMP_ARCH_S390X",
+            "SCMP_ARCH_PARISC",
+            "SCMP_ARCH_PARISC64",
+            "SCMP_ARCH_RISCV64",
+            "SCMP_ARCH_LOONGARCH64",
+            "SCMP_ARCH_M68K",
+            "SCMP_ARCH_SH",
+            "SCMP_ARCH_SHEB",
+        ];
+        let prog = |archs: Vec<&str>| {
+            let f = filter(serde_json::json!({
+                "defaultAction": "SCMP_ACT_ALLOW", "architectures": archs, "syscalls": rules
+            }));
+            format!("{:?}", f.prog)
+        };
+        let all: Vec<&str> = foreign.iter().chain(&x86).copied().collect();
+        assert_eq!(prog(all), prog(x86.to_vec()));
+        // Only foreign ones: the native ABI alone, as with none listed.
+        assert_eq!(prog(foreign.to_vec()), prog(vec!["SCMP_ARCH_NATIVE"]));
+        assert_eq!(prog(vec![]), prog(vec!["SCMP_ARCH_X86_64"]));
     }
 
     /// What the profile means, evaluated directly: the compiled program

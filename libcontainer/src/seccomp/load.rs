@@ -9,8 +9,17 @@ use super::*;
 
 impl Filter {
     fn seccomp(&self, flags: u32) -> Result<libc::c_long, SeccompError> {
-        crate::sys::seccomp_set_mode_filter(flags, &self.prog)
-            .map_err(|errno| SeccompError::Load { flags, errno })
+        crate::sys::seccomp_set_mode_filter(flags, &self.prog).map_err(|errno| {
+            // Kernels before 5.19 do not know the flag.
+            if errno == Errno::EINVAL && flags & FLAG_WAIT_KILLABLE_RECV != 0 {
+                invalid(
+                    "flags",
+                    "the kernel refused SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (EINVAL): it needs Linux 5.19 or later",
+                )
+            } else {
+                SeccompError::Load { flags, errno }
+            }
+        })
     }
 
     /// Whether the filter lets an x86_64 process make `nr` with `args`

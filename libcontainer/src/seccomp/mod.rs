@@ -112,19 +112,13 @@ pub const OPERATORS: &[&str] = &[
     "SCMP_CMP_NE",
 ];
 pub const ARCHS: &[&str] = &["SCMP_ARCH_X32", "SCMP_ARCH_X86", "SCMP_ARCH_X86_64"];
-/// Flags the spec defines.
+/// Flags the spec defines, all supported (WAIT_KILLABLE_RECV only on a
+/// filter with SCMP_ACT_NOTIFY rules, as the kernel requires).
 pub const FLAGS: &[&str] = &[
     "SECCOMP_FILTER_FLAG_LOG",
     "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
     "SECCOMP_FILTER_FLAG_TSYNC",
     "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
-];
-/// Flags config.json can use today: oci-spec 0.8 cannot parse
-/// WAIT_KILLABLE_RECV, so a config naming it is refused when it is loaded.
-pub const SUPPORTED_FLAGS: &[&str] = &[
-    "SECCOMP_FILTER_FLAG_LOG",
-    "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
-    "SECCOMP_FILTER_FLAG_TSYNC",
 ];
 
 /// A compiled filter, ready to load.
