@@ -712,6 +712,28 @@ fn cve_2022_29162_capabilities_exactly_as_the_spec_says() {
     .ok();
     let more = want | cap_mask(&["CAP_SYS_TIME"]);
     assert_eq!(caps_of(&out.stdout), [0, more, more, more, 0], "exec --cap");
+    // A name this kernel or build does not know: runc 1.1 warns (in these
+    // words) and runs the process with the caps it does know.
+    let out = exec(
+        &rt,
+        &[
+            "--cap",
+            "CAP_BOGUS",
+            "--cap",
+            "CAP_SYS_TIME",
+            &id,
+            "cat",
+            "/proc/self/status",
+        ],
+    )
+    .ok();
+    assert_eq!(caps_of(&out.stdout), [0, more, more, more, 0], "exec --cap");
+    assert!(
+        out.stderr
+            .contains("ignoring unknown or unavailable capabilities: [CAP_BOGUS]"),
+        "{}",
+        out.stderr
+    );
     // A non-root user gets nothing at all from the spec's sets on execve
     // unless ambient is asked for.
     let out = exec(

@@ -67,9 +67,13 @@ fn set_env(env: &mut Vec<String>, kv: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn add_caps(p: &mut Process, names: &[String]) -> Result<(), String> {
+/// `--cap`: add to the bounding, effective and permitted sets. Names this
+/// build does not know are returned (runc warns and goes on, as for unknown
+/// names in config.json).
+fn add_caps(p: &mut Process, names: &[String]) -> Vec<String> {
+    let mut unknown = Vec::new();
     if names.is_empty() {
-        return Ok(());
+        return unknown;
     }
     let mut caps = p.capabilities().clone().unwrap_or_default();
     for n in names {
@@ -78,8 +82,11 @@ fn add_caps(p: &mut Process, names: &[String]) -> Result<(), String> {
         } else {
             format!("CAP_{}", n.to_ascii_uppercase())
         };
-        let cap: Capability = serde_json::from_value(serde_json::Value::String(name.clone()))
-            .map_err(|_| format!("--cap {n:?}: unknown capability"))?;
+        let Ok(cap) = serde_json::from_value::<Capability>(serde_json::Value::String(name.clone()))
+        else {
+            unknown.push(name);
+            continue;
+        };
         for set in [
             caps.bounding().clone(),
             caps.effective().clone(),
@@ -98,7 +105,7 @@ fn add_caps(p: &mut Process, names: &[String]) -> Result<(), String> {
         }
     }
     p.set_capabilities(Some(caps));
-    Ok(())
+    unknown
 }
 
 /// The process to run, as runc's `exec` builds it.
@@ -150,7 +157,13 @@ fn build_process(root: &Path, a: &ExecArgs, log: &Logger) -> Result<Process, Str
         user.set_additional_gids(Some(a.additional_gids.clone()));
     }
     p.set_user(user);
-    add_caps(&mut p, &a.cap)?;
+    let unknown = add_caps(&mut p, &a.cap);
+    if !unknown.is_empty() {
+        log.warn(&format!(
+            "ignoring unknown or unavailable capabilities: [{}]",
+            unknown.join(" ")
+        ));
+    }
     if a.no_new_privs {
         p.set_no_new_privileges(Some(true));
     }
