@@ -94,9 +94,39 @@ pub fn stats(root: &Path, id: &str) -> Result<Event> {
 }
 
 /// Host pids of every process in the container's cgroup (and below).
+/// Rootless without a delegated cgroup: the processes in the container's
+/// pid namespace, or its init alone when it has none of its own.
 pub fn ps(root: &Path, id: &str) -> Result<Vec<i32>> {
-    let (_sd, st, _) = load(root, id)?;
-    Ok(st.cgroups.all_pids())
+    let (_sd, st, status) = load(root, id)?;
+    if !st.cgroups.dirs.is_empty() || status == Status::Stopped {
+        return Ok(st.cgroups.all_pids());
+    }
+    let own_pidns = st
+        .config
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|l| {
+            l.iter().any(|n| {
+                n.typ() == oci_spec::runtime::LinuxNamespaceType::Pid && n.path().is_none()
+            })
+        });
+    let ns_of = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+    let init_ns = ns_of(&st.pid.to_string());
+    if !own_pidns || init_ns.is_none() {
+        return Ok(vec![st.pid]);
+    }
+    let mut pids: Vec<i32> = std::fs::read_dir("/proc")
+        .map_err(|source| ContainerError::Io {
+            op: "read /proc".into(),
+            source,
+        })?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| ns_of(&p.to_string()) == init_ns)
+        .collect();
+    pids.sort_unstable();
+    Ok(pids)
 }
 
 /// Stream events until the container stops: a stats event every
