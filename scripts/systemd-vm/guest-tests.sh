@@ -1,7 +1,7 @@
 #!/bin/bash
 # guest-tests.sh - run INSIDE the systemd guest by scripts/test-systemd.sh
 # (cwd: the shared directory holding the binaries): check.sh for each
-# runtime in $RUNTIMES, then `cri-tool systemd` (containerd 2.1.9 with
+# runtime in $RUNTIMES, rootless-check.sh when that includes oxrun, then `cri-tool systemd` (containerd 2.1.9 with
 # SystemdCgroup = true, a kubelet-style pod) for each handler in $CRI.
 # Prints every part's lines, then the sum "N passed, N failed"; a part that
 # ends without its own summary line counts as one failure. Exit 1 on any
@@ -36,6 +36,12 @@ part() {
 for rt in ${RUNTIMES-oxrun}; do
     part "check.sh, RUNTIME=$rt --systemd-cgroup" env RUNTIME="$here/$rt" BUSYBOX="$here/busybox" bash ./check.sh
 done
+case " ${RUNTIMES-oxrun} " in
+*" oxrun "*)
+    part "rootless-check.sh, oxrun as an unprivileged user, cgroup v2 delegated" \
+        env RUNTIME="$here/oxrun" BUSYBOX="$here/busybox" bash ./rootless-check.sh
+    ;;
+esac
 for h in ${CRI-oxrun}; do
     part "containerd 2.1.9, SystemdCgroup = true, handler $h" \
         env PATH="${CONTAINERD_BIN:-/opt/oxrun-test/containerd-2.1.9/usr/bin}:$here:$PATH" \
