@@ -696,6 +696,29 @@ fn bad_memory_limit_is_refused() {
     );
 }
 
+/// `useHierarchy`: written to memory.use_hierarchy; this kernel keeps every
+/// cgroup hierarchical and refuses 0, which is the error.
+#[test]
+fn use_hierarchy_is_written_and_false_refused() {
+    need_v1!();
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    sleeper(&mut b, "");
+    set_resources(&mut b, json!({"memory": {"useHierarchy": true}}));
+    let id = rt.id("hier");
+    rt.create_start(&b, &id);
+    assert_eq!(cg(&b, &id, "memory", "memory.use_hierarchy"), "1");
+    rt.delete(&id, true).ok();
+    rt.assert_no_leftovers(&b, &id);
+    refused(
+        json!({"memory": {"useHierarchy": false}}),
+        &[
+            "linux.resources.memory.useHierarchy",
+            "memory.use_hierarchy",
+        ],
+    );
+}
+
 #[test]
 fn swap_below_memory_is_refused() {
     need_v1!();

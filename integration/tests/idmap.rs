@@ -47,6 +47,25 @@ fn idmap_mount_shows_and_writes_mapped_ids() {
     rt.assert_no_leftovers(&b, &id);
 }
 
+/// Mappings on a bind mount without `idmap` in its options: idmapped all
+/// the same, as runc 1.2+ does (not silently a plain bind).
+#[test]
+fn mount_mappings_without_the_option_are_idmapped() {
+    let rt = Runtime::new();
+    let data = data_dir(&rt);
+    let mut b = Bundle::new();
+    let map = json!([{"containerID": 0, "hostID": 1000, "size": 1}]);
+    b.add_mount(
+        json!({"destination": "/mnt/idm", "type": "bind", "source": data, "options": ["bind"],
+                       "uidMappings": map, "gidMappings": map}),
+    );
+    b.set_script("stat -c 'idm=%u:%g' /mnt/idm/f");
+    let id = rt.id("idmap-noopt");
+    let out = rt.run_ok(&b, &id);
+    assert!(out.contains("idm=1000:1000"), "{out}");
+    rt.assert_no_leftovers(&b, &id);
+}
+
 #[test]
 fn idmap_defaults_to_the_containers_user_namespace() {
     let rt = Runtime::new();

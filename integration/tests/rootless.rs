@@ -252,7 +252,8 @@ fn rootless_lifecycle_maps_the_caller_and_keeps_state_in_xdg_runtime_dir() {
     );
     // No cgroup is delegated: ps lists the container's pid namespace,
     // pause says why it cannot, and kill --all still reaches the container.
-    rl.oxrun(b.path(), &["exec", "-d", &id, "sleep", "100"]).ok();
+    rl.oxrun(b.path(), &["exec", "-d", &id, "sleep", "100"])
+        .ok();
     let ps = rl.oxrun(b.path(), &["ps", "-f", "json", &id]).ok();
     let pids: Vec<i64> = serde_json::from_str(&ps.stdout).unwrap();
     assert_eq!(pids.len(), 2, "init and the exec'd sleep: {}", ps.stdout);

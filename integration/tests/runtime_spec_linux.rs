@@ -327,6 +327,33 @@ fn intel_rdt_is_refused_naming_the_field() {
     rt.assert_no_leftovers(&b, &id);
 }
 
+/// mountLabel: refused like process.selinuxLabel (no SELinux here), never
+/// silently unlabelled; personality flags (the spec defines none) warned.
+#[test]
+fn mount_label_is_refused_and_personality_flags_warned() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.config["linux"]["mountLabel"] = json!("system_u:object_r:container_file_t:s0");
+    b.set_args(&["true"]);
+    let id = rt.id("mountlabel");
+    rt.create(&b, &id)
+        .fails()
+        .assert_mentions(&["linux.mountLabel"]);
+    rt.assert_no_leftovers(&b, &id);
+    let mut b = Bundle::new();
+    b.config["linux"]["personality"] = json!({"domain": "LINUX", "flags": ["SOME_FLAG"]});
+    b.set_args(&["true"]);
+    let id = rt.id("persflags");
+    let out = rt.run_with(&b, &id, &[]);
+    assert!(out.success(), "{}", out.describe());
+    assert!(
+        out.stderr.contains("linux.personality.flags"),
+        "{}",
+        out.stderr
+    );
+    rt.assert_no_leftovers(&b, &id);
+}
+
 /// tmpcopyup: the new tmpfs holds a copy of what its destination held
 /// (files, nested dirs, symlinks, modes and owners), is a tmpfs, and
 /// writes to it do not reach the image.

@@ -115,6 +115,30 @@ fn console_socket_detached_run_and_window_size() {
     rt.assert_no_leftovers(&b, &id);
 }
 
+/// `process.consoleSize` is the pty's size before the process starts.
+#[test]
+fn console_size_is_the_initial_window_size() {
+    let rt = Runtime::new();
+    let sock = ConsoleSocket::new(rt.scratch());
+    let mut b = terminal_bundle(Some("echo SIZE=$(stty size); sleep 2"));
+    b.config["process"]["consoleSize"] = json!({"height": 27, "width": 91});
+    let id = rt.id("ttysize");
+    rt.create_with(&b, &id, &["--console-socket", sock.path.to_str().unwrap()])
+        .ok();
+    let master = sock
+        .recv_fd(TIMEOUT)
+        .unwrap_or_else(|e| panic!("console fd: {e}"));
+    rt.start(&id).ok();
+    let out = read_until(master.as_raw_fd(), TIMEOUT, |s| {
+        s.contains("SIZE=") && s.contains('\n')
+    });
+    assert!(out.contains("SIZE=27 91"), "{out:?}");
+    rt.wait_for_status(&id, "stopped", TIMEOUT);
+    drop(master);
+    rt.delete(&id, false).ok();
+    rt.assert_no_leftovers(&b, &id);
+}
+
 #[test]
 fn terminal_without_console_socket_fails() {
     let rt = Runtime::new();

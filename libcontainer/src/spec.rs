@@ -66,6 +66,18 @@ pub fn parse(data: &[u8], path: &Path) -> Result<Loaded, SpecError> {
     drop_unknown_capabilities(&mut value, &mut warnings);
     let spec: Spec = typed(&value, path)?;
     validate(&spec)?;
+    let flags = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.personality().as_ref())
+        .and_then(|p| p.flags().as_ref())
+        .filter(|f| !f.is_empty());
+    if let Some(f) = flags {
+        // runc warns too: the runtime-spec defines no flag values yet.
+        warnings.push(format!(
+            "linux.personality.flags {f:?}: ignored (the runtime-spec defines no personality flags)"
+        ));
+    }
     Ok(Loaded { spec, warnings })
 }
 
@@ -237,6 +249,13 @@ fn validate(spec: &Spec) -> Result<(), SpecError> {
         .linux()
         .as_ref()
         .ok_or_else(|| invalid("linux", "missing (required on Linux)"))?;
+    // As process.selinuxLabel (finalize.rs): never silently unlabelled.
+    if linux.mount_label().as_ref().is_some_and(|l| !l.is_empty()) {
+        return Err(invalid(
+            "linux.mountLabel",
+            "SELinux is not supported by oxrun on this host",
+        ));
+    }
     let mut kinds = HashSet::new();
     for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
         if !kinds.insert(ns.typ()) {
@@ -640,6 +659,24 @@ mod tests {
             .expect_err("fail")
             .to_string()
             .contains("process.rlimits[0]"));
+    }
+
+    #[test]
+    fn mount_label_is_refused_and_personality_flags_warned() {
+        let mut v = base();
+        v["linux"]["mountLabel"] = serde_json::json!("system_u:object_r:container_file_t:s0");
+        let e = check(&v).unwrap_err().to_string();
+        assert!(e.contains("linux.mountLabel"), "{e}");
+        let mut v = base();
+        v["linux"]["personality"] = serde_json::json!({"domain": "LINUX", "flags": ["X"]});
+        let l = check(&v).unwrap();
+        assert!(
+            l.warnings
+                .iter()
+                .any(|w| w.contains("linux.personality.flags")),
+            "{:?}",
+            l.warnings
+        );
     }
 
     #[test]

@@ -131,7 +131,8 @@ pub fn setup(
             ws_xpixel: 0,
             ws_ypixel: 0,
         };
-        let _ = sys::set_winsize(slave.as_fd(), &ws);
+        sys::set_winsize(slave.as_fd(), &ws)
+            .map_err(sys::err("process.consoleSize: TIOCSWINSZ"))?;
     }
     if console {
         bind_console(&slave)?;

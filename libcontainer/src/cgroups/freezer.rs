@@ -21,7 +21,8 @@ pub(super) fn set(p: &CgroupPaths, frozen: bool) -> Result<(), CgroupError> {
     match (&p.v2_dir, p.unified) {
         (Some(dir), true) => set_v2(dir, frozen),
         _ if p.rootless => Err(err(
-            "cannot pause or resume: rootless, and no freezer cgroup is delegated to this user".into(),
+            "cannot pause or resume: rootless, and no freezer cgroup is delegated to this user"
+                .into(),
         )),
         _ => Err(err(
             "cannot pause or resume: no freezer cgroup (v1 freezer controller not mounted)".into(),

@@ -72,6 +72,7 @@ pub struct Res {
     pub swappiness: Option<u64>,
     pub oom_kill_disable: bool,
     pub check_before_update: bool,
+    pub use_hierarchy: Option<bool>,
 
     pub cpu_shares: Option<u64>,
     pub cpu_quota: Option<i64>,
@@ -228,6 +229,14 @@ impl Res {
             }
             out.oom_kill_disable = m.disable_oom_killer().unwrap_or(false);
             out.check_before_update = m.check_before_update().unwrap_or(false);
+            out.use_hierarchy = m.use_hierarchy();
+            // cgroup v2 is always hierarchical: true is what it does anyway.
+            if v2 && out.use_hierarchy == Some(false) {
+                return Err(invalid(
+                    format!("{F}.memory.useHierarchy"),
+                    "false: cgroup v2 is always hierarchical",
+                ));
+            }
             if let (Some(s), Some(l)) = (out.swap, out.memory) {
                 if s > 0 && l > 0 && s < l {
                     return Err(invalid(

@@ -183,6 +183,7 @@ fn memory(d: &Dirs<'_>, r: &Res, warnings: &mut Vec<String>) -> Result<(), Cgrou
         || r.kernel.is_some()
         || r.kernel_tcp.is_some()
         || r.swappiness.is_some()
+        || r.use_hierarchy.is_some()
         || r.oom_kill_disable;
     if !any {
         return Ok(());
@@ -233,6 +234,16 @@ fn memory(d: &Dirs<'_>, r: &Res, warnings: &mut Vec<String>) -> Result<(), Cgrou
             dir,
             "memory.swappiness",
             &s.to_string(),
+        )?;
+    }
+    if let Some(h) = r.use_hierarchy {
+        // Kernels since 5.x keep every cgroup hierarchical: writing 0 is
+        // refused (EINVAL), which is then the error.
+        write(
+            &format!("{F}.memory.useHierarchy"),
+            dir,
+            "memory.use_hierarchy",
+            if h { "1" } else { "0" },
         )?;
     }
     Ok(())

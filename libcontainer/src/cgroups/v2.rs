@@ -84,6 +84,7 @@ pub(super) fn apply(dir: &Path, r: &Res, warnings: &mut Vec<String>) -> Result<(
     if r.swappiness.is_some() {
         ignored("memory.swappiness");
     }
+
     if r.oom_kill_disable {
         ignored("memory.disableOOMKiller");
     }

@@ -69,7 +69,8 @@ fn userns_with(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<OwnedFd
 /// open itself: with `userns` (the container has a user namespace) all of
 /// them, since init's mapped root has no access to, say, a 0700 directory
 /// of the host's root (runc opens them before entering too); and every
-/// mount with `idmap`/`ridmap`, which is also idmapped here. Mappings come
+/// mount with `idmap`/`ridmap` or its own mappings, which is also idmapped
+/// here. Mappings come
 /// from the mount itself or else from the container's user namespace
 /// mappings. An unprivileged (rootless) runtime can do neither
 /// (`open_tree` and idmapping need CAP_SYS_ADMIN over the host's mounts):
@@ -85,7 +86,11 @@ pub fn prepare(spec: &Spec, bundle: &Path, userns: bool) -> Result<Prepared, Roo
             field: format!("mounts[{i}]"),
             msg: msg.into(),
         };
-        if !opts.idmap {
+        // Mappings on the mount without the option: idmapped all the same,
+        // as runc 1.2+ does (the spec says the options SHOULD name it).
+        let has_maps = m.uid_mappings().as_ref().is_some_and(|v| !v.is_empty())
+            || m.gid_mappings().as_ref().is_some_and(|v| !v.is_empty());
+        if !opts.idmap && !has_maps {
             if userns && bind && privileged {
                 out.insert(i, open_source(m, bundle, opts.recursive, &field)?.1);
             }

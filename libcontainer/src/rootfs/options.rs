@@ -102,6 +102,14 @@ const WORDS: &[(&str, Word)] = &[
     ("nolazytime", Word::NoOp),
     ("defaults", Word::NoOp),
     ("loud", Word::NoOp),
+    // MS_SILENT only quiets mount(2)'s printk on a failed mount; the new
+    // API reports through the fs context instead. The filesystems that
+    // keep i_version (ext4, xfs, btrfs) do so unconditionally since Linux
+    // 6.1, and no fsconfig key takes MS_I_VERSION: accepted, not passed on
+    // (the spec requires the words be understood).
+    ("silent", Word::NoOp),
+    ("iversion", Word::NoOp),
+    ("noiversion", Word::NoOp),
     ("remount", Word::Remount),
     ("idmap", Word::Idmap),
     ("ridmap", Word::Ridmap),
