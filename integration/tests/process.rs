@@ -406,3 +406,56 @@ fn preserve_fds() {
     assert_eq!(must_field(&out.stdout, "fd4"), "four", "{}", out.stdout);
     rt.assert_no_leftovers(&b, &id);
 }
+
+/// A container's processes do not keep the CPU affinity of whoever ran
+/// the runtime (runc resets it since 1.3.1): oxrun run, and exec, under a
+/// one-CPU affinity give the container every CPU its cpuset allows.
+#[test]
+fn cpu_affinity_of_the_caller_is_not_inherited() {
+    let online = fs::read_to_string("/sys/devices/system/cpu/online").unwrap();
+    let online = online.trim().to_string();
+    require!(online != "0", "one CPU online: nothing to reset");
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.set_script("grep Cpus_allowed_list /proc/self/status; sleep 100");
+    let id = rt.id("affreset");
+    b.write_config(&id);
+    let pinned = |args: &[&str]| {
+        let mut c = rt.command();
+        c.args(args);
+        // SAFETY: only sched_setaffinity, async-signal-safe, in the child
+        // between fork and exec.
+        unsafe {
+            c.pre_exec(|| {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(0, &mut set);
+                if libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        run_with_timeout(&mut c, TIMEOUT, Some(&rt.output_path(&id)))
+    };
+    pinned(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]).ok();
+    let out = rt.wait_output(&id, "Cpus_allowed_list", TIMEOUT);
+    assert!(
+        out.trim().ends_with(&online),
+        "init: {out} (online: {online})"
+    );
+    let ex = pinned(&[
+        "exec",
+        &id,
+        "grep",
+        "Cpus_allowed_list",
+        "/proc/self/status",
+    ])
+    .ok();
+    assert!(
+        ex.stdout.trim().ends_with(&online),
+        "exec: {} (online: {online})",
+        ex.stdout
+    );
+    rt.delete(&id, true).ok();
+    rt.assert_no_leftovers(&b, &id);
+}

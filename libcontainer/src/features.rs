@@ -48,6 +48,9 @@ pub fn features() -> Value {
             "mountExtensions": {"idmap": {"enabled": true}},
             "netDevices": {"enabled": true}
         },
+        // config.json annotations that change what the runtime does:
+        // checkpoint/restore read the criu configuration file this names.
+        "potentiallyUnsafeConfigAnnotations": [crate::checkpoint::CRIU_CONFIG_ANNOTATION],
         "annotations": {
             "org.opencontainers.runc.version": "compatible",
             "io.github.oxrun.version": env!("CARGO_PKG_VERSION"),

@@ -82,7 +82,7 @@ pub(super) fn open_dir(path: &Path, create: bool) -> Result<OwnedFd, CheckpointE
 pub(super) fn config_file(
     st_annotations: Option<&std::collections::HashMap<String, String>>,
 ) -> Option<String> {
-    match st_annotations.and_then(|a| a.get("org.criu.config")) {
+    match st_annotations.and_then(|a| a.get(super::CRIU_CONFIG_ANNOTATION)) {
         Some(f) if f.is_empty() => None,
         Some(f) => Some(f.clone()),
         None => Some("/etc/criu/runc.conf".into()),
@@ -235,5 +235,35 @@ fn dump(st: &State, o: &CheckpointOptions) -> Result<(), CheckpointError> {
             log: log_excerpt(&dirs.log_dir, "dump.log"),
         }),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    /// What `features` lists as potentially unsafe is what dump reads.
+    #[test]
+    fn criu_config_annotation_names_the_file() {
+        let listed = crate::features::features()["potentiallyUnsafeConfigAnnotations"].clone();
+        assert_eq!(
+            listed,
+            serde_json::json!([super::super::CRIU_CONFIG_ANNOTATION])
+        );
+        let with = |v: &str| {
+            HashMap::from([(
+                super::super::CRIU_CONFIG_ANNOTATION.to_string(),
+                v.to_string(),
+            )])
+        };
+        assert_eq!(
+            super::config_file(Some(&with("/etc/my.conf"))).as_deref(),
+            Some("/etc/my.conf")
+        );
+        assert_eq!(super::config_file(Some(&with(""))), None);
+        assert_eq!(
+            super::config_file(None).as_deref(),
+            Some("/etc/criu/runc.conf")
+        );
     }
 }

@@ -27,6 +27,8 @@ pub use rpc::CgMode;
 /// so restore can hand its own pipes in their place. runc's name and
 /// format (a JSON array of strings), so images move between the two.
 pub const DESCRIPTORS_FILE: &str = "descriptors.json";
+/// The annotation naming criu's configuration file (runc's).
+pub const CRIU_CONFIG_ANNOTATION: &str = "org.criu.config";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {

@@ -290,8 +290,10 @@ fn child_main(
                 "process.execCPUAffinity",
                 &super::sched::online_cpus(),
             )?,
-            (None, None) => {}
+            (None, None) => super::sched::reset_affinity()?,
         }
+    } else {
+        super::sched::reset_affinity()?;
     }
     finalize::finalize(&fin, process, process.cwd(), caps.as_ref())?;
     finalize::exec_program(&exe, process, &env, tramp.as_ref().map(|t| t.as_fd()))

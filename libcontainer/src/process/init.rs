@@ -175,6 +175,8 @@ fn init(args: &InitArgs<'_>) -> Result<Never> {
         wait_for_maps(args)?;
     }
     let host_pid = expect_go(args.channel)?;
+    // In its cgroup now (the runtime put it there before Go).
+    super::sched::reset_affinity()?;
     if args.spawn.plan.single_clone() {
         if args.spawn.plan.creates(LinuxNamespaceType::User) {
             become_root()?;

@@ -117,6 +117,20 @@ pub(crate) fn set_affinity(pid: i32, field: &str, list: &str) -> Result<(), Init
         .map_err(|e| invalid(field, format!("sched_setaffinity({list}): {e}")))
 }
 
+/// Every CPU the cgroup's cpuset allows: a container process must not keep
+/// the CPU affinity of whoever ran the runtime (a pinned shim or a
+/// `taskset`), as runc does since 1.3.1. The kernel narrows the full mask
+/// to the cpuset.
+pub(crate) fn reset_affinity() -> Result<(), InitError> {
+    let mut all = CpuSet::new();
+    for cpu in 0..CpuSet::count() {
+        // count() is CpuSet's own capacity: set() cannot fail below it.
+        let _ = all.set(cpu);
+    }
+    nix::sched::sched_setaffinity(Pid::from_raw(0), &all)
+        .map_err(|e| InitError::Msg(format!("reset CPU affinity (sched_setaffinity): {e}")))
+}
+
 /// The CPUs the system has online (what an exec'd process gets after its
 /// `initial` affinity when no `final` one is given; the cgroup's cpuset
 /// narrows it).
