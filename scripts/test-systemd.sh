@@ -89,7 +89,7 @@ mkdir -p "$share"
 cp "$bin" "$share/oxrun"
 cp "$runc" "$share/runc"
 cp /bin/busybox "$share/busybox"
-cp "$here/check.sh" "$here/guest-tests.sh" "$here/rootless-check.sh" "$share/"
+cp "$here/check.sh" "$here/checklib.sh" "$here/guest-tests.sh" "$here/rootless-check.sh" "$share/"
 ro=()
 runtimes=oxrun handlers=
 [ "${SDVM_REFERENCE:-0}" = 1 ] && runtimes="oxrun runc"

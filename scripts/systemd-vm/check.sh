@@ -25,20 +25,8 @@ BUSYBOX=${BUSYBOX:-$PWD/busybox}
 ROOT=/run/sdcheck-$NAME
 WORK=/tmp/sdcheck-$NAME
 CG=/sys/fs/cgroup
-pass=0
-fail=0
-
-ok() { pass=$((pass + 1)); echo "ok   $*"; }
-nok() { fail=$((fail + 1)); echo "FAIL $*"; }
-# check NAME EXPECTED ACTUAL
-check() { if [ "$2" = "$3" ]; then ok "$1 = $3"; else nok "$1: expected '$2', got '$3'"; fi; }
-# contains NAME NEEDLE TEXT
-contains() {
-    case "$3" in
-    *"$2"*) ok "$1" ;;
-    *) nok "$1: '$2' not in: $3" ;;
-    esac
-}
+# ok, nok, check, contains; $pass and $fail
+. "$(dirname "$0")/checklib.sh"
 # every runtime call is bounded (a hang fails its check, not the whole run)
 rt() { timeout -k 5 60 "$RT" --root "$ROOT" --systemd-cgroup "$@"; }
 # ref NAME OURS REFERENCE ACTUAL: where the reference runtime (runc 1.1.5)

@@ -1,8 +1,9 @@
 #!/bin/bash
 # guest-tests.sh - run INSIDE the systemd guest by scripts/test-systemd.sh
 # (cwd: the shared directory holding the binaries): check.sh for each
-# runtime in $RUNTIMES, rootless-check.sh when that includes oxrun, then `cri-tool systemd` (containerd 2.1.9 with
-# SystemdCgroup = true, a kubelet-style pod) for each handler in $CRI.
+# runtime in $RUNTIMES, rootless-check.sh when that includes oxrun, then
+# `cri-tool systemd` (containerd 2.1.9 with SystemdCgroup = true, a
+# kubelet-style pod) for each handler in $CRI.
 # Prints every part's lines, then the sum "N passed, N failed"; a part that
 # ends without its own summary line counts as one failure. Exit 1 on any
 # failure.

@@ -19,17 +19,8 @@ U=oxrl
 CG=/sys/fs/cgroup
 DELEG=$CG/oxrl-deleg
 WORK=/tmp/rlcheck
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $*"; }
-nok() { fail=$((fail + 1)); echo "FAIL $*"; }
-check() { if [ "$2" = "$3" ]; then ok "$1 = $3"; else nok "$1: expected '$2', got '$3'"; fi; }
-contains() {
-    case "$3" in
-    *"$2"*) ok "$1" ;;
-    *) nok "$1: '$2' not in: $3" ;;
-    esac
-}
+# ok, nok, check, contains; $pass and $fail
+. "$(dirname "$0")/checklib.sh"
 
 id "$U" > /dev/null 2>&1 || useradd --no-create-home --shell /bin/sh "$U"
 UID_=$(id -u "$U")
