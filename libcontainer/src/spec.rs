@@ -64,7 +64,9 @@ pub fn parse(data: &[u8], path: &Path) -> Result<Loaded, SpecError> {
     })?;
     let mut warnings = Vec::new();
     drop_unknown_capabilities(&mut value, &mut warnings);
-    scheduler_flag_names(&mut value);
+    if let Some(p) = value.get_mut("process") {
+        scheduler_flag_names(p);
+    }
     let spec: Spec = typed(&value, path)?;
     validate(&spec)?;
     let flags = spec
@@ -106,7 +108,7 @@ pub fn parse_process(
     }
     let mut wrapper = serde_json::json!({ "process": value.take() });
     drop_unknown_capabilities(&mut wrapper, &mut warnings);
-    scheduler_flag_names(&mut wrapper);
+    scheduler_flag_names(&mut wrapper["process"]);
     Ok((typed(&wrapper["process"], path)?, warnings))
 }
 
@@ -205,10 +207,10 @@ pub(crate) fn json_path_at(text: &[u8], offset: usize) -> String {
 /// oci-spec 0.10 spells two of the runtime-spec's `process.scheduler.flags`
 /// differently (`SCHED_RESET_ON_FORK`, `SCHED_FLAG_D_L_OVERRUN`) and refuses
 /// the spec's own `SCHED_FLAG_RESET_ON_FORK` and `SCHED_FLAG_DL_OVERRUN`:
-/// rename those to what it reads.
-fn scheduler_flag_names(value: &mut Value) {
-    let Some(flags) = value
-        .pointer_mut("/process/scheduler/flags")
+/// rename those, in a `process` object, to what it reads.
+pub fn scheduler_flag_names(process: &mut Value) {
+    let Some(flags) = process
+        .pointer_mut("/scheduler/flags")
         .and_then(Value::as_array_mut)
     else {
         return;
