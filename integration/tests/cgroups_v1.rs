@@ -395,7 +395,7 @@ fn blkio_weight_device_and_leaf_weight_applied_or_refused() {
     } else {
         rt.create(&b, &id)
             .fails()
-            .assert_mentions(&[&format!("linux.resources.blockIO.weightDevice[0]")]);
+            .assert_mentions(&["linux.resources.blockIO.weightDevice[0]"]);
     }
     rt.assert_no_leftovers(&b, &id);
 
