@@ -218,6 +218,34 @@ fn cpu_realtime_read_back() {
     rt.assert_no_leftovers(&b, &id);
 }
 
+/// `cpu.idle` (SCHED_IDLE for the whole cgroup): this kernel has it in
+/// the v1 cpu controller too; written at create, changed by `update
+/// --cpu-idle`, and a value other than 0 or 1 refused naming the field.
+#[test]
+fn cpu_idle_read_back_and_updated() {
+    need_v1!();
+    require!(
+        Path::new("/sys/fs/cgroup/cpu/cpu.idle").exists(),
+        "this kernel has no cpu.idle (Linux 5.15+)"
+    );
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    sleeper(&mut b, "");
+    set_resources(&mut b, json!({"cpu": {"idle": 1}}));
+    let id = rt.id("idle");
+    rt.create_start(&b, &id);
+    assert_eq!(cg(&b, &id, "cpu", "cpu.idle"), "1");
+    rt.cmd(&["update", "--cpu-idle", "0", &id]).ok();
+    assert_eq!(cg(&b, &id, "cpu", "cpu.idle"), "0");
+    rt.cmd(&["update", "--cpu-idle", "2", &id])
+        .fails()
+        .assert_mentions(&["linux.resources.cpu.idle"]);
+    assert_eq!(cg(&b, &id, "cpu", "cpu.idle"), "0", "unchanged");
+    rt.delete(&id, true).ok();
+    rt.assert_no_leftovers(&b, &id);
+    refused(json!({"cpu": {"idle": 2}}), &["linux.resources.cpu.idle"]);
+}
+
 #[test]
 fn pids_limit_is_enforced() {
     need_v1!();
@@ -271,18 +299,24 @@ fn blkio_throttle_read_back() {
         &mut b,
         json!({"blockIO": {
             "throttleReadBpsDevice": [{"major": major, "minor": minor, "rate": 1048576}],
+            "throttleWriteBpsDevice": [{"major": major, "minor": minor, "rate": 2097152}],
+            "throttleReadIOPSDevice": [{"major": major, "minor": minor, "rate": 400}],
             "throttleWriteIOPSDevice": [{"major": major, "minor": minor, "rate": 300}]}}),
     );
     let id = rt.id("blkio");
     rt.create(&b, &id).ok();
-    assert_eq!(
-        cg(&b, &id, "blkio", "blkio.throttle.read_bps_device"),
-        format!("{major}:{minor} 1048576")
-    );
-    assert_eq!(
-        cg(&b, &id, "blkio", "blkio.throttle.write_iops_device"),
-        format!("{major}:{minor} 300")
-    );
+    for (file, value) in [
+        ("blkio.throttle.read_bps_device", 1048576),
+        ("blkio.throttle.write_bps_device", 2097152),
+        ("blkio.throttle.read_iops_device", 400),
+        ("blkio.throttle.write_iops_device", 300),
+    ] {
+        assert_eq!(
+            cg(&b, &id, "blkio", file),
+            format!("{major}:{minor} {value}"),
+            "{file}"
+        );
+    }
     rt.delete(&id, true).ok();
     rt.assert_no_leftovers(&b, &id);
 }
@@ -309,6 +343,83 @@ fn blkio_weight_applied_or_refused() {
         rt.delete(&id, true).ok();
     } else {
         out.assert_mentions(&["blockIO.weight", "weight"]);
+    }
+    rt.assert_no_leftovers(&b, &id);
+}
+
+/// The I/O scheduler the kernel runs for block device `major:minor` (the
+/// bracketed word of its queue/scheduler).
+fn io_scheduler(major: u32, minor: u32) -> String {
+    let p = format!("/sys/dev/block/{major}:{minor}/queue/scheduler");
+    let s = fs::read_to_string(&p).unwrap_or_else(|e| panic!("read {p}: {e}"));
+    s.split_whitespace()
+        .find_map(|w| w.strip_prefix('[').and_then(|w| w.strip_suffix(']')))
+        .unwrap_or("none")
+        .to_string()
+}
+
+/// `weightDevice[]`: written to blkio.bfq.weight_device (or CFQ's
+/// blkio.weight_device) when the device runs BFQ (or CFQ); otherwise the
+/// kernel refuses the write (EOPNOTSUPP) and create fails naming the
+/// entry. `leafWeight` is CFQ's (gone since Linux 5.0): applied where the
+/// kernel offers CFQ, else create fails naming the field.
+#[test]
+fn blkio_weight_device_and_leaf_weight_applied_or_refused() {
+    need_v1!();
+    let Some((major, minor)) = block_device() else {
+        skip_or_fail("no block device in /sys/block (loop, ram and zram do not count)");
+        return;
+    };
+    let rt = Runtime::new();
+    let sched = io_scheduler(major, minor);
+    let mut b = Bundle::new();
+    sleeper(&mut b, "");
+    set_resources(
+        &mut b,
+        json!({"blockIO": {"weightDevice": [{"major": major, "minor": minor, "weight": 500}]}}),
+    );
+    let id = rt.id("wdev");
+    if sched == "bfq" || sched == "cfq" {
+        rt.create(&b, &id).ok();
+        let file = ["blkio.weight_device", "blkio.bfq.weight_device"]
+            .into_iter()
+            .find(|f| cg_dir(&b, &id, "blkio").join(f).exists())
+            .expect("a weight_device file");
+        let v = cg(&b, &id, "blkio", file);
+        assert!(
+            v.lines()
+                .any(|l| l.trim() == format!("{major}:{minor} 500")),
+            "{file}: {v}"
+        );
+        rt.delete(&id, true).ok();
+    } else {
+        rt.create(&b, &id)
+            .fails()
+            .assert_mentions(&["linux.resources.blockIO.weightDevice[0]"]);
+    }
+    rt.assert_no_leftovers(&b, &id);
+
+    let cfq = fs::read_dir("/sys/block")
+        .expect("/sys/block")
+        .flatten()
+        .any(|e| {
+            fs::read_to_string(e.path().join("queue/scheduler")).is_ok_and(|s| {
+                s.split_whitespace()
+                    .any(|w| w.trim_matches(['[', ']']) == "cfq")
+            })
+        });
+    let mut b = Bundle::new();
+    sleeper(&mut b, "");
+    set_resources(&mut b, json!({"blockIO": {"leafWeight": 300}}));
+    let id = rt.id("leafw");
+    if cfq {
+        rt.create(&b, &id).ok();
+        assert_eq!(cg(&b, &id, "blkio", "blkio.leaf_weight"), "300");
+        rt.delete(&id, true).ok();
+    } else {
+        let out = rt.create(&b, &id).fails();
+        out.assert_mentions(&["linux.resources.blockIO.leafWeight"]);
+        out.assert_mentions(&["blkio.leaf_weight"]);
     }
     rt.assert_no_leftovers(&b, &id);
 }
@@ -464,6 +575,41 @@ fn update_changes_the_files() {
     rt.assert_no_leftovers(&b, &id);
     // Updating a container that no longer exists fails.
     rt.cmd(&["update", "--memory", "10M", &id]).fails();
+}
+
+/// `memory.checkBeforeUpdate`: `update` refuses a limit at or below what
+/// the cgroup uses (16 MiB of tmpfs here, which cannot be reclaimed
+/// without swap) and leaves the limit as it was; a limit above the usage
+/// applies.
+#[test]
+fn check_before_update_refuses_a_limit_below_the_usage() {
+    need_v1!();
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    sleeper(
+        &mut b,
+        "dd if=/dev/zero of=/dev/shm/fill bs=1M count=16 2>/dev/null",
+    );
+    set_resources(
+        &mut b,
+        json!({"memory": {"limit": 209715200, "checkBeforeUpdate": true}}),
+    );
+    let id = rt.id("cbu");
+    rt.create_start(&b, &id);
+    rt.wait_output(&id, "ready", TIMEOUT);
+    let usage: u64 = cg(&b, &id, "memory", "memory.usage_in_bytes")
+        .parse()
+        .expect("number");
+    assert!(usage > 16 << 20, "usage {usage}");
+    rt.cmd(&["update", "--memory", "8M", &id])
+        .fails()
+        .assert_mentions(&["checkBeforeUpdate"])
+        .assert_mentions(&["linux.resources.memory.limit"]);
+    assert_eq!(cg(&b, &id, "memory", "memory.limit_in_bytes"), "209715200");
+    rt.cmd(&["update", "--memory", "100M", &id]).ok();
+    assert_eq!(cg(&b, &id, "memory", "memory.limit_in_bytes"), "104857600");
+    rt.delete(&id, true).ok();
+    rt.assert_no_leftovers(&b, &id);
 }
 
 #[test]
@@ -773,6 +919,65 @@ fn unmounted_controllers_are_refused() {
             json!({"network": {"classID": 1048577}}),
             &["network.classID", "net_cls"],
         );
+    }
+}
+
+/// The v1 hierarchy holding `ctrl`, if mounted (alone or co-mounted).
+fn v1_hierarchy(ctrl: &str) -> Option<PathBuf> {
+    fs::read_dir("/sys/fs/cgroup")
+        .ok()?
+        .flatten()
+        .find_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            (name.split(',').any(|c| c == ctrl) && !e.path().is_symlink()).then(|| e.path())
+        })
+}
+
+/// `network.classID` and `network.priorities[]`: written to net_cls.classid
+/// and net_prio.ifpriomap where those controllers are mounted; otherwise
+/// create fails naming the field and the controller.
+#[test]
+fn network_class_id_and_priorities_applied_or_refused() {
+    need_v1!();
+    let rt = Runtime::new();
+    for (ctrl, res, field, file, want) in [
+        (
+            "net_cls",
+            json!({"network": {"classID": 1048577}}),
+            "linux.resources.network.classID",
+            "net_cls.classid",
+            "1048577",
+        ),
+        (
+            "net_prio",
+            json!({"network": {"priorities": [{"name": "lo", "priority": 5}]}}),
+            "linux.resources.network.priorities",
+            "net_prio.ifpriomap",
+            "lo 5",
+        ),
+    ] {
+        let mut b = Bundle::new();
+        sleeper(&mut b, "");
+        set_resources(&mut b, res);
+        let id = rt.id(ctrl);
+        match v1_hierarchy(ctrl) {
+            Some(h) => {
+                rt.create(&b, &id).ok();
+                let p = h
+                    .join(b.cgroups_path(&id).trim_start_matches('/'))
+                    .join(file);
+                let v =
+                    fs::read_to_string(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
+                assert!(v.lines().any(|l| l.trim() == want), "{file}: {v}");
+                rt.delete(&id, true).ok();
+            }
+            None => {
+                let out = rt.create(&b, &id).fails();
+                out.assert_mentions(&[field]);
+                out.assert_mentions(&[&format!("{ctrl} controller is not mounted")]);
+            }
+        }
+        rt.assert_no_leftovers(&b, &id);
     }
 }
 

@@ -63,6 +63,20 @@ fn missing_config() {
     rt.assert_no_leftovers(&b, &id);
 }
 
+/// Only runtime-spec 1.x is read: another major version fails create
+/// naming `ociVersion` and the version, and leaves nothing behind.
+#[test]
+fn unsupported_oci_version_is_refused() {
+    let rt = Runtime::new();
+    for version in ["2.0.0", "0.6.0"] {
+        let mut b = Bundle::new();
+        sleeper(&mut b);
+        b.config["ociVersion"] = json!(version);
+        let id = rt.id("ociver");
+        create_fails(&rt, &b, &id, &["ociVersion"]).assert_mentions(&[version]);
+    }
+}
+
 #[test]
 fn missing_rootfs() {
     let rt = Runtime::new();

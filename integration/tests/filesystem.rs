@@ -423,6 +423,40 @@ fn spec_device_node() {
     rt.assert_no_leftovers(&b, &id);
 }
 
+/// `linux.devices` of the other types: `b` (a block node, here a loop
+/// minor no host has), `u` (unbuffered: a character node) and `p` (a
+/// FIFO), each with its major, minor, mode and owner; the FIFO passes
+/// data (the container's root has no CAP_DAC_OVERRIDE: "other" may use it).
+#[test]
+fn spec_device_nodes_block_unbuffered_fifo() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.config["linux"]["devices"] = json!([
+        {"path": "/dev/oxblk", "type": "b", "major": 7, "minor": 200, "fileMode": 0o660, "uid": 11, "gid": 12},
+        {"path": "/dev/oxunbuf", "type": "u", "major": 1, "minor": 7, "fileMode": 0o604, "uid": 13, "gid": 14},
+        {"path": "/dev/oxfifo", "type": "p", "fileMode": 0o646, "uid": 15, "gid": 16}
+    ]);
+    b.set_script(
+        "for d in oxblk oxunbuf oxfifo; do echo $d=$(stat -c '%F %t %T %a %u %g' /dev/$d); done; \
+         (echo through > /dev/oxfifo &); read line < /dev/oxfifo; echo fifo_read=$line",
+    );
+    let id = rt.id("specdev-bup");
+    let out = rt.run_ok(&b, &id);
+    assert_eq!(
+        must_field(&out, "oxblk"),
+        "block special file 7 c8 660 11 12",
+        "{out}"
+    );
+    assert_eq!(
+        must_field(&out, "oxunbuf"),
+        "character special file 1 7 604 13 14",
+        "{out}"
+    );
+    assert_eq!(must_field(&out, "oxfifo"), "fifo 0 0 646 15 16", "{out}");
+    assert_eq!(must_field(&out, "fifo_read"), "through", "{out}");
+    rt.assert_no_leftovers(&b, &id);
+}
+
 #[test]
 fn device_cgroup_denies_unlisted_device() {
     // /dev/oxkmsg (1:11) exists but is not allowed by linux.resources.devices.

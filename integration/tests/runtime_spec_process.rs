@@ -133,3 +133,91 @@ fn personality_applies_to_init_and_exec() {
     rt.delete(&id, true).ok();
     rt.assert_no_leftovers(&b, &id);
 }
+
+/// `chrt -p <pid>` on the host: the policy line (with its flags) and the
+/// SCHED_DEADLINE `runtime/deadline/period` line.
+fn chrt(pid: i64) -> String {
+    let out = host("chrt", &["-p", &pid.to_string()]);
+    out.stdout
+}
+
+/// SCHED_DEADLINE with its runtime, deadline and period, and the
+/// reset-on-fork flag: read back from the host (sched_getattr through
+/// `chrt -p`) on the container's init; a process it forks is SCHED_OTHER
+/// (policy 0). Without the flag the init has none.
+#[test]
+fn scheduler_deadline_and_flags_apply() {
+    require!(
+        host("sh", &["-c", "command -v chrt || true"])
+            .stdout
+            .contains("chrt"),
+        "no chrt (util-linux) on the host"
+    );
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.config["process"]["scheduler"] = json!({
+        "policy": "SCHED_DEADLINE",
+        "runtime": 1_000_000u64, "deadline": 10_000_000u64, "period": 20_000_000u64,
+        "flags": ["SCHED_FLAG_RESET_ON_FORK"]
+    });
+    b.set_script("echo child=$(grep -E '^policy' /proc/self/sched); echo ready; exec sleep 1000");
+    let id = rt.id("deadline");
+    rt.create_start(&b, &id);
+    let out = rt.wait_output(&id, "ready", TIMEOUT);
+    let child = must_field(&out, "child");
+    assert_eq!(
+        child.split_whitespace().last(),
+        Some("0"),
+        "a forked process is SCHED_OTHER: {out}"
+    );
+    let pid = rt.state_ok(&id)["pid"].as_i64().expect("pid");
+    let init = chrt(pid);
+    assert!(
+        init.contains("policy: SCHED_DEADLINE|SCHED_RESET_ON_FORK\n"),
+        "init: {init}"
+    );
+    assert!(
+        init.contains("parameters: 1000000/10000000/20000000"),
+        "init: {init}"
+    );
+    rt.delete(&id, true).ok();
+    rt.assert_no_leftovers(&b, &id);
+
+    // Without flags: no reset-on-fork (the init cannot fork then, so it
+    // is sleep itself).
+    let mut b = Bundle::new();
+    b.config["process"]["scheduler"] = json!({
+        "policy": "SCHED_DEADLINE",
+        "runtime": 2_000_000u64, "deadline": 5_000_000u64, "period": 5_000_000u64
+    });
+    b.set_args(&["sleep", "1000"]);
+    let id = rt.id("deadline-noflags");
+    rt.create_start(&b, &id);
+    let pid = rt.state_ok(&id)["pid"].as_i64().expect("pid");
+    let init = chrt(pid);
+    assert!(init.contains("policy: SCHED_DEADLINE\n"), "init: {init}");
+    assert!(
+        init.contains("parameters: 2000000/5000000/5000000"),
+        "init: {init}"
+    );
+    rt.delete(&id, true).ok();
+    rt.assert_no_leftovers(&b, &id);
+}
+
+/// SCHED_DEADLINE needs runtime <= deadline <= period: the kernel's
+/// refusal fails create naming the field, and nothing is left.
+#[test]
+fn impossible_deadline_fails_create() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.config["process"]["scheduler"] = json!({
+        "policy": "SCHED_DEADLINE",
+        "runtime": 20_000_000u64, "deadline": 10_000_000u64, "period": 5_000_000u64
+    });
+    b.set_args(&["true"]);
+    let id = rt.id("baddeadline");
+    let out = rt.create(&b, &id).fails();
+    out.assert_mentions(&["process.scheduler"]);
+    out.assert_mentions(&["SchedDeadline", "SCHED_DEADLINE"]);
+    rt.assert_no_leftovers(&b, &id);
+}

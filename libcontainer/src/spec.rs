@@ -64,6 +64,9 @@ pub fn parse(data: &[u8], path: &Path) -> Result<Loaded, SpecError> {
     })?;
     let mut warnings = Vec::new();
     drop_unknown_capabilities(&mut value, &mut warnings);
+    if let Some(p) = value.get_mut("process") {
+        scheduler_flag_names(p);
+    }
     let spec: Spec = typed(&value, path)?;
     validate(&spec)?;
     let flags = spec
@@ -105,6 +108,7 @@ pub fn parse_process(
     }
     let mut wrapper = serde_json::json!({ "process": value.take() });
     drop_unknown_capabilities(&mut wrapper, &mut warnings);
+    scheduler_flag_names(&mut wrapper["process"]);
     Ok((typed(&wrapper["process"], path)?, warnings))
 }
 
@@ -198,6 +202,27 @@ pub(crate) fn json_path_at(text: &[u8], offset: usize) -> String {
         }
     }
     out
+}
+
+/// oci-spec 0.10 spells two of the runtime-spec's `process.scheduler.flags`
+/// differently (`SCHED_RESET_ON_FORK`, `SCHED_FLAG_D_L_OVERRUN`) and refuses
+/// the spec's own `SCHED_FLAG_RESET_ON_FORK` and `SCHED_FLAG_DL_OVERRUN`:
+/// rename those, in a `process` object, to what it reads.
+pub fn scheduler_flag_names(process: &mut Value) {
+    let Some(flags) = process
+        .pointer_mut("/scheduler/flags")
+        .and_then(Value::as_array_mut)
+    else {
+        return;
+    };
+    for f in flags {
+        let oci_spec_name = match f.as_str() {
+            Some("SCHED_FLAG_RESET_ON_FORK") => "SCHED_RESET_ON_FORK",
+            Some("SCHED_FLAG_DL_OVERRUN") => "SCHED_FLAG_D_L_OVERRUN",
+            _ => continue,
+        };
+        *f = Value::from(oci_spec_name);
+    }
 }
 
 /// The runtime-spec says capabilities that cannot be mapped to the kernel are
@@ -642,6 +667,48 @@ mod tests {
         let (p, warnings) = parse_process(pj, Path::new("p.json")).expect("accepted");
         assert_eq!((p.user().uid(), p.user().gid()), (5, 6));
         assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    /// Every scheduler flag the runtime-spec names is read, in config.json
+    /// and in an exec process.json.
+    #[test]
+    fn spec_scheduler_flag_names_are_read() {
+        use oci_spec::runtime::LinuxSchedulerFlag as F;
+        let names = serde_json::json!([
+            "SCHED_FLAG_RESET_ON_FORK",
+            "SCHED_FLAG_RECLAIM",
+            "SCHED_FLAG_DL_OVERRUN",
+            "SCHED_FLAG_KEEP_POLICY",
+            "SCHED_FLAG_KEEP_PARAMS",
+            "SCHED_FLAG_UTIL_CLAMP_MIN",
+            "SCHED_FLAG_UTIL_CLAMP_MAX"
+        ]);
+        let want = vec![
+            F::SchedResetOnFork,
+            F::SchedFlagReclaim,
+            F::SchedFlagDLOverrun,
+            F::SchedFlagKeepPolicy,
+            F::SchedFlagKeepParams,
+            F::SchedFlagUtilClampMin,
+            F::SchedFlagUtilClampMax,
+        ];
+        let mut v = base();
+        v["process"]["scheduler"] =
+            serde_json::json!({"policy": "SCHED_OTHER", "flags": names.clone()});
+        let l = check(&v).expect("spec flag names");
+        let s = l
+            .spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.scheduler().clone());
+        assert_eq!(s.and_then(|s| s.flags().clone()), Some(want.clone()));
+        let pj = serde_json::json!({"args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+            "scheduler": {"policy": "SCHED_OTHER", "flags": names}});
+        let (p, _) = parse_process(pj.to_string().as_bytes(), Path::new("p.json")).expect("ok");
+        assert_eq!(
+            p.scheduler().as_ref().and_then(|s| s.flags().clone()),
+            Some(want)
+        );
     }
 
     #[test]

@@ -730,8 +730,11 @@ impl Shim {
             .as_ref()
             .map(|a| a.value.as_slice())
             .unwrap_or_default();
-        let spec: oci_spec::runtime::Process = serde_json::from_slice(value)
-            .map_err(|e| err(Code::INVALID_ARGUMENT, format!("exec process spec: {e}")))?;
+        let bad =
+            |e: serde_json::Error| err(Code::INVALID_ARGUMENT, format!("exec process spec: {e}"));
+        let mut value: serde_json::Value = serde_json::from_slice(value).map_err(bad)?;
+        libcontainer::spec::scheduler_flag_names(&mut value);
+        let spec: oci_spec::runtime::Process = serde_json::from_value(value).map_err(bad)?;
         let mut p = Process::new(
             &r.exec_id,
             Paths {
