@@ -123,6 +123,9 @@ pub(crate) fn write_error(
     source: std::io::Error,
 ) -> CgroupError {
     let hint = match source.raw_os_error() {
+        Some(libc::ENOENT) if file.contains("leaf_weight") => {
+            " (leaf weights were CFQ's, which Linux 5.0 removed)".to_string()
+        }
         Some(libc::ENOENT) if file.contains("weight") => {
             " (this kernel has no blkio/io weight support)".to_string()
         }
