@@ -457,6 +457,21 @@ fn podman_rootless_runs_oxrun() {
     );
     assert!(out.stdout.contains("null-ok"), "{}", out.stdout);
 
+    // A terminal: podman's conmon takes the pty master over the console
+    // socket.
+    let tty = podman(&[
+        "run",
+        "--rm",
+        "-t",
+        "--network",
+        "none",
+        "--rootfs",
+        &rootfs,
+        "tty",
+    ])
+    .ok();
+    assert!(tty.stdout.starts_with("/dev/pts/"), "{}", tty.stdout);
+
     podman(&[
         "run",
         "-d",
