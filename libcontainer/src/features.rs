@@ -27,8 +27,9 @@ pub fn features() -> Value {
             "namespaces": crate::namespaces::KINDS.iter().map(spec_name).collect::<Vec<_>>(),
             "capabilities": caps::all().iter().map(|c| c.to_string()).collect::<std::collections::BTreeSet<_>>(),
             // rdma: linux.resources.rdma is applied (cgroups/resources.rs, v1
-            // and v2); systemd: the driver in cgroups/systemd.rs (v2 hosts).
-            "cgroup": {"v1": true, "v2": true, "systemd": true, "systemdUser": false, "rdma": true},
+            // and v2); systemd: the driver in cgroups/systemd.rs (v2 hosts),
+            // with the user's own systemd when rootless (systemdUser).
+            "cgroup": {"v1": true, "v2": true, "systemd": true, "systemdUser": true, "rdma": true},
             "seccomp": {
                 "enabled": true,
                 "actions": crate::seccomp::ACTIONS,

@@ -44,6 +44,34 @@ pub fn in_user_namespace() -> bool {
         .is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
 }
 
+/// `uid` of this process's user namespace as the host's (the initial
+/// namespace's) id: what a peer reading SO_PEERCRED sees. Translated
+/// through each line of /proc/self/uid_map (one level of nesting, which is
+/// rootless podman's); unmapped or unreadable, `uid` itself.
+pub fn host_uid(uid: u32) -> u32 {
+    match std::fs::read_to_string("/proc/self/uid_map") {
+        Ok(map) => through_map(&map, uid),
+        Err(_) => uid,
+    }
+}
+
+/// `uid` through a uid_map's text (`inside outside count` lines).
+fn through_map(map: &str, uid: u32) -> u32 {
+    for line in map.lines() {
+        let f: Vec<u64> = line
+            .split_whitespace()
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        if let [inside, outside, count] = f[..] {
+            let u = u64::from(uid);
+            if u >= inside && u - inside < count {
+                return u32::try_from(outside + (u - inside)).unwrap_or(uid);
+            }
+        }
+    }
+    uid
+}
+
 /// runc's `--rootless=auto`: rootless unless run as the host's root.
 pub fn rootless_by_default() -> bool {
     !nix::unistd::geteuid().is_root() || in_user_namespace()
@@ -59,4 +87,17 @@ pub fn home_of(uid: u32) -> String {
         })
         .next()
         .unwrap_or_else(|| "/".into())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ids_go_through_the_map() {
+        let podman = "         0       1000          1\n         1     100000      65536\n";
+        assert_eq!(super::through_map(podman, 0), 1000);
+        assert_eq!(super::through_map(podman, 1), 100000);
+        assert_eq!(super::through_map(podman, 65536), 165535);
+        assert_eq!(super::through_map(podman, 70000), 70000, "unmapped");
+        assert_eq!(super::through_map("0 0 4294967295\n", 1001), 1001);
+    }
 }

@@ -196,6 +196,7 @@ pub fn exec(root: &Path, a: &ExecArgs, log: &Logger) -> Result<u8, String> {
     let execed = container::exec(&req).map_err(|e| e.to_string())?;
     let pid = execed.pid;
     execed.debug.iter().for_each(|d| log.debug(d));
+    execed.warnings.iter().for_each(|w| log.warn(w));
     if a.detach {
         return Ok(0);
     }

@@ -9,7 +9,9 @@
 # user's process inside it. Checks: limits applied there (read from the
 # host side and from inside the container), the container's cgroup removed
 # on delete, state under $XDG_RUNTIME_DIR; and without delegation a limit
-# is refused naming the field, nothing left. One line per check, then
+# is refused naming the field, nothing left. Then the systemd driver with
+# the user's own systemd instance: a scope made by it, limits set as its
+# properties. One line per check, then
 # "N passed, N failed"; exit 1 on any failure.
 #
 # Env: RUNTIME (default ./oxrun), BUSYBOX (default ./busybox).
@@ -75,7 +77,7 @@ check "memory.max (host side)" "67108864" "$(cat "$DELEG/c/memory.max" 2>&1)"
 check "pids.max (host side)" "32" "$(cat "$DELEG/c/pids.max" 2>&1)"
 out=$(as_user exec rl-deleg cat /sys/fs/cgroup/memory.max /proc/self/cgroup)
 contains "memory.max (inside)" "67108864" "$out"
-contains "in its cgroup (namespace root)" "0::/" "$out"
+contains "exec'd process in the container's cgroup" "0::/${DELEG#$CG/}/c" "$out"
 check "state under XDG_RUNTIME_DIR" "rl-deleg" "$(ls "$WORK/xdg/oxrun" 2> /dev/null)"
 out=$(as_user delete -f rl-deleg)
 check "delete -f" "" "$out"
@@ -85,6 +87,47 @@ check "no process of the user left" "" "$(pgrep -u "$UID_" | tr '\n' ' ')"
 
 unset SHELL_CG
 rmdir "$DELEG/shell" "$DELEG" 2> /dev/null
+
+# 3. The systemd driver with the user's own systemd (runc's rootless
+#    --systemd-cgroup): a user manager run as user@.service runs it, as a
+#    service of the user's with Delegate=yes.
+RUNDIR=/run/user/$UID_
+MGR=oxrl-user-manager
+mkdir -p "$RUNDIR"
+chown "$UID_:$GID_" "$RUNDIR"
+chmod 700 "$RUNDIR"
+systemd-run --quiet --unit=$MGR --uid="$UID_" --gid="$GID_" -p Delegate=yes -p Type=notify \
+    -E XDG_RUNTIME_DIR="$RUNDIR" /lib/systemd/systemd --user > /dev/null 2>&1
+check "user manager up" "active" "$(systemctl is-active $MGR 2>&1)"
+MGR_CG=$CG$(systemctl show -p ControlGroup --value $MGR)
+usd() { # as the user, against its manager
+    setpriv --reuid "$UID_" --regid "$GID_" --clear-groups env XDG_RUNTIME_DIR="$RUNDIR" "$@" 2>&1
+}
+config '"sleep", "100"' "user.slice:oxit:rl"
+(cd "$WORK/b" && usd timeout -k 5 60 "$WORK/oxrun" --root "$WORK/xdg/oxrun" --systemd-cgroup run -d rl-sd) \
+    > "$WORK/run.log" 2>&1
+check "rootless --systemd-cgroup run -d" "" "$(cat "$WORK/run.log")"
+check "scope active in the user's systemd" "active" \
+    "$(usd systemctl --user is-active oxit-rl.scope)"
+check "memory.max (scope, host side)" "67108864" \
+    "$(cat "$MGR_CG/user.slice/oxit-rl.scope/memory.max" 2>&1)"
+check "MemoryMax (the user's systemd)" "67108864" \
+    "$(usd systemctl --user show -p MemoryMax --value oxit-rl.scope)"
+out=$(cd "$WORK/b" && usd timeout -k 5 60 "$WORK/oxrun" --root "$WORK/xdg/oxrun" exec rl-sd cat /sys/fs/cgroup/pids.max)
+contains "pids.max (inside, through exec)" "32" "$out"
+# This caller runs in a system service, outside the user's tree: the
+# exec'd process cannot join the scope, and is told so (as runc skips it).
+contains "exec outside the user's tree: warned" "stays out of" "$out"
+# From a scope of the user's own systemd (as a user's session runs) the
+# exec'd process joins the container's scope.
+out=$(cd "$WORK/b" && usd systemd-run --user --scope --quiet timeout -k 5 60 "$WORK/oxrun" \
+    --root "$WORK/xdg/oxrun" exec rl-sd cat /proc/self/cgroup)
+check "exec from the user's tree joins the scope" "0::/${MGR_CG#$CG/}/user.slice/oxit-rl.scope" "$out"
+out=$(cd "$WORK/b" && usd timeout -k 5 60 "$WORK/oxrun" --root "$WORK/xdg/oxrun" --systemd-cgroup delete -f rl-sd)
+check "delete -f" "" "$out"
+check "scope gone" "inactive" "$(usd systemctl --user is-active oxit-rl.scope)"
+check "scope cgroup gone" "no" "$([ -e "$MGR_CG/user.slice/oxit-rl.scope" ] && echo yes || echo no)"
+systemctl stop $MGR > /dev/null 2>&1
 rm -rf "$WORK"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

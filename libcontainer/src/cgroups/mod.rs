@@ -372,20 +372,39 @@ impl CgroupPaths {
     /// (`slice:prefix:name`, see [`systemd`]) and its directory on the
     /// cgroup2 mount. Needs systemd as the host's init and a pure cgroup v2
     /// host.
-    pub fn plan_systemd(cgroups_path: Option<&Path>, id: &str) -> Result<Self, CgroupError> {
+    /// With `user` (rootless), the unit is the calling user's systemd's
+    /// (runc's rootless systemd driver): its cgroup is below that manager's
+    /// own, which systemd delegates to the user.
+    pub fn plan_systemd(
+        cgroups_path: Option<&Path>,
+        id: &str,
+        user: bool,
+    ) -> Result<Self, CgroupError> {
         let path = cgroups_path
             .map(|p| {
                 p.to_str()
                     .ok_or_else(|| invalid("linux.cgroupsPath", "not valid UTF-8"))
             })
             .transpose()?;
-        let (unit, rel) = systemd::Unit::plan(path, id)?;
+        let (unit, rel) = systemd::Unit::plan(path, id, user)?;
         if !systemd::running() {
             return Err(CgroupError::SystemdUnavailable(
                 "systemd is not this host's init (no /run/systemd/system); use the cgroupfs driver"
                     .into(),
             ));
         }
+        // The user manager's cgroup, from the manager itself.
+        let base = if user {
+            let mut sd = unit.connect()?;
+            let cg = sd.control_group().map_err(|e| CgroupError::Systemd {
+                unit: unit.name.clone(),
+                op: "ControlGroup",
+                source: Box::new(e),
+            })?;
+            Path::new("/sys/fs/cgroup").join(relative(Path::new(&cg))?)
+        } else {
+            PathBuf::from("/sys/fs/cgroup")
+        };
         let unified = hierarchies()?
             .iter()
             .any(|h| h.controllers.is_empty() && h.mount == Path::new("/sys/fs/cgroup"));
@@ -394,7 +413,7 @@ impl CgroupPaths {
                 "the systemd driver needs a pure cgroup v2 host (/sys/fs/cgroup is not cgroup2); use the cgroupfs driver".into(),
             ));
         }
-        let dir = Path::new("/sys/fs/cgroup").join(rel);
+        let dir = base.join(rel);
         Ok(CgroupPaths {
             dirs: vec![dir.clone()],
             freezer: None,
@@ -402,7 +421,9 @@ impl CgroupPaths {
             v2_dir: Some(dir),
             v1: BTreeMap::new(),
             systemd: Some(unit),
-            rootless: false,
+            // Device rules need host privilege (BPF): left to the user
+            // namespace, as with delegated cgroupfs.
+            rootless: user,
         })
     }
 
@@ -427,6 +448,9 @@ impl CgroupPaths {
             return Err(CgroupError::NoHierarchy);
         };
         let mut r = resources::Res::from_spec(resources, true)?;
+        if self.rootless {
+            r.devices = None;
+        }
         unit.start(Some(pid), &mut r)?;
         *started = true;
         v2::create(dir)?;

@@ -58,6 +58,21 @@ fn v2_movable(dir: &Path) -> bool {
 }
 
 impl CgroupPaths {
+    /// Rootless `exec`: leave out the directories the caller cannot move
+    /// a process into (on v2, the common ancestor of its own cgroup and
+    /// the container's is not the user's: the caller runs outside the
+    /// delegated tree, as a login shell's session scope does). runc's
+    /// rootless exec does the same; returns the directories left out.
+    pub fn keep_joinable(&mut self) -> Vec<PathBuf> {
+        let v2 = self.v2_dir.clone();
+        let ok = |d: &PathBuf| {
+            writable(&d.join("cgroup.procs")) && (Some(d) != v2.as_ref() || v2_movable(d))
+        };
+        let (kept, dropped): (Vec<PathBuf>, Vec<PathBuf>) = self.dirs.drain(..).partition(ok);
+        self.dirs = kept;
+        dropped
+    }
+
     /// Keep only the hierarchies the calling user can use (rootless);
     /// returns the directories left out.
     pub fn keep_delegated(&mut self) -> Vec<PathBuf> {

@@ -35,8 +35,13 @@ const SD_OOM_POLICY: u32 = 253;
 pub struct Unit {
     /// `<prefix>-<name>.scope`, or a `.slice`.
     pub name: String,
-    /// The slice the unit goes in (`system.slice` by default).
+    /// The slice the unit goes in (`system.slice` by default,
+    /// `user.slice` for a user's systemd).
     pub slice: String,
+    /// Made by the calling user's own systemd instance (rootless), not
+    /// the system's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub user: bool,
 }
 
 /// Does `path` have the systemd driver's `slice:prefix:name` form (with a
@@ -53,8 +58,14 @@ pub fn is_systemd_path(path: &str) -> bool {
 
 impl Unit {
     /// The unit for `cgroups_path` (`slice:prefix:name`) of container
-    /// `id`, and its cgroup directory relative to the cgroup2 mount.
-    pub fn plan(cgroups_path: Option<&str>, id: &str) -> Result<(Unit, PathBuf), CgroupError> {
+    /// `id`, and its cgroup directory relative to its manager's cgroup
+    /// (the cgroup2 mount's root for the system instance). `user`: the
+    /// calling user's systemd (rootless).
+    pub fn plan(
+        cgroups_path: Option<&str>,
+        id: &str,
+        user: bool,
+    ) -> Result<(Unit, PathBuf), CgroupError> {
         let (slice, prefix, name) = match cgroups_path.filter(|p| !p.is_empty()) {
             None => ("", "runc", id),
             Some(p) => {
@@ -74,10 +85,10 @@ impl Unit {
                 format!("{cgroups_path:?}: the name (third part) is empty"),
             ));
         }
-        let slice = if slice.is_empty() {
-            "system.slice"
-        } else {
-            slice
+        let slice = match (slice.is_empty(), user) {
+            (false, _) => slice,
+            (true, false) => "system.slice",
+            (true, true) => "user.slice",
         };
         let unit = if name.ends_with(".slice") {
             name.to_string()
@@ -90,6 +101,7 @@ impl Unit {
             Unit {
                 name: unit,
                 slice: slice.to_string(),
+                user,
             },
             dir,
         ))
@@ -176,8 +188,13 @@ impl Unit {
         r
     }
 
-    fn connect(&self) -> Result<Systemd, CgroupError> {
-        Systemd::connect().map_err(|e| self.error("connect", e))
+    pub(super) fn connect(&self) -> Result<Systemd, CgroupError> {
+        if self.user {
+            Systemd::connect_user()
+        } else {
+            Systemd::connect()
+        }
+        .map_err(|e| self.error("connect", e))
     }
 
     fn error(&self, op: &'static str, source: DbusError) -> CgroupError {
@@ -423,7 +440,7 @@ mod tests {
     use super::*;
 
     fn plan(p: Option<&str>) -> Result<(Unit, PathBuf), CgroupError> {
-        Unit::plan(p, "c1")
+        Unit::plan(p, "c1", false)
     }
 
     #[test]

@@ -291,13 +291,8 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
             .and_then(Path::to_str)
             .is_some_and(crate::cgroups::systemd::is_systemd_path),
     };
-    if systemd && opts.rootless {
-        return Err(ContainerError::Invalid(
-            "the systemd cgroup driver in rootless mode (the user's own systemd) is not supported; use the cgroupfs driver".into(),
-        ));
-    }
     let mut cgroups = if systemd {
-        let cg = CgroupPaths::plan_systemd(cgroups_path, &opts.id)?;
+        let cg = CgroupPaths::plan_systemd(cgroups_path, &opts.id, opts.rootless)?;
         // runc fails on the existing unit too, but later; refusing here
         // makes nothing at all.
         if let (Some(unit), Some(dir)) = (&cg.systemd, &cg.v2_dir) {
@@ -316,7 +311,8 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     } else {
         CgroupPaths::plan(cgroups_path, &opts.id)?
     };
-    if opts.rootless {
+    // (The systemd driver's unit is the user's systemd's: delegated.)
+    if opts.rootless && !systemd {
         rootless_cgroups(&mut cgroups, linux, &plan, &mut warnings, &mut debug);
     }
 

@@ -59,6 +59,8 @@ pub struct Execed {
     pub console: Option<OwnedFd>,
     /// Notes for `--debug` logging only.
     pub debug: Vec<String>,
+    /// What the process did not get (rootless: a cgroup it could not join).
+    pub warnings: Vec<String>,
 }
 
 /// Start `req.process` in a running container. Returns once it has
@@ -81,6 +83,19 @@ pub fn exec(req: &ExecRequest) -> Result<Execed> {
     // The process joins exactly these directories: the spawner puts it in
     // every one of `st.cgroups.dirs` (this copy of the state is not saved).
     st.cgroups.dirs = st.cgroups.exec_dirs(&req.cgroup)?;
+    let mut warnings = Vec::new();
+    if st.cgroups.rootless {
+        let left = st.cgroups.keep_joinable();
+        if !left.is_empty() {
+            warnings.push(format!(
+                "rootless: the exec'd process stays out of {} (the caller's cgroup and the container's meet in a cgroup the user cannot write)",
+                left.iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
     let (console, caller_console) = tty::console_for(
         p.terminal().unwrap_or(false),
         req.console_socket.as_deref(),
@@ -134,5 +149,6 @@ pub fn exec(req: &ExecRequest) -> Result<Execed> {
         pid,
         console: caller_console,
         debug,
+        warnings,
     })
 }

@@ -77,6 +77,37 @@ impl Connection {
         })
     }
 
+    /// The calling user's own systemd instance (rootless): its bus
+    /// (`DBUS_SESSION_BUS_ADDRESS`, else $XDG_RUNTIME_DIR/bus) or, failing
+    /// that, its private socket ($XDG_RUNTIME_DIR/systemd/private), as
+    /// runc's rootless systemd driver finds it.
+    pub fn user() -> Result<Self, DbusError> {
+        let xdg = std::env::var("XDG_RUNTIME_DIR").unwrap_or_default();
+        let bus_address = std::env::var("DBUS_SESSION_BUS_ADDRESS")
+            .ok()
+            .filter(|a| !a.is_empty())
+            .or_else(|| (!xdg.is_empty()).then(|| format!("unix:path={xdg}/bus")));
+        let Some(bus_address) = bus_address else {
+            return Err(DbusError::Address {
+                address: String::new(),
+                reason: "neither DBUS_SESSION_BUS_ADDRESS nor XDG_RUNTIME_DIR is set: the user's systemd cannot be found".into(),
+            });
+        };
+        let bus = match Connection::open(&bus_address, true) {
+            Ok(c) => return Ok(c),
+            Err(e) => e,
+        };
+        if xdg.is_empty() {
+            return Err(bus);
+        }
+        Connection::open(&format!("unix:path={xdg}/systemd/private"), false).map_err(|private| {
+            DbusError::NoUserSystemd {
+                private: Box::new(private),
+                bus: Box::new(bus),
+            }
+        })
+    }
+
     /// Connect to `address` (D-Bus address syntax; `unix:path=` and
     /// `unix:abstract=` entries, tried in order) and authenticate; `hello`
     /// for a bus daemon, not for a peer such as systemd's private socket.
@@ -146,7 +177,9 @@ impl Connection {
     /// systemd's debug logging) stalled for 25 s; with this, 0 of 60.
     fn authenticate(&mut self, hello: bool) -> Result<(), DbusError> {
         let deadline = Deadline::after(self.timeout);
-        let uid = nix::unistd::getuid().as_raw().to_string();
+        // The id the server sees for us (SO_PEERCRED): the host's, also
+        // from inside rootless podman's user namespace.
+        let uid = crate::user::host_uid(nix::unistd::getuid().as_raw()).to_string();
         let hex: String = uid.bytes().map(|b| format!("{b:02x}")).collect();
         let begin = if hello { "" } else { "BEGIN\r\n" };
         self.write_all(

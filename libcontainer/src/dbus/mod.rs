@@ -38,6 +38,12 @@ pub enum DbusError {
         private: Box<DbusError>,
         bus: Box<DbusError>,
     },
+    /// Neither the user's bus nor its systemd's private socket answered.
+    #[error("the user's systemd is not reachable (is systemd --user running for this user?): {private}; {bus}")]
+    NoUserSystemd {
+        private: Box<DbusError>,
+        bus: Box<DbusError>,
+    },
     #[error("D-Bus authentication at {address}: {reason}")]
     Auth { address: String, reason: String },
     #[error("D-Bus {op} on {address} during {method}: {source}")]

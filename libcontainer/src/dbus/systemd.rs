@@ -111,6 +111,18 @@ impl Systemd {
         Ok(Systemd::with_connection(Connection::system()?))
     }
 
+    /// [`Connection::user`]: the calling user's systemd instance.
+    pub fn connect_user() -> Result<Self, DbusError> {
+        Ok(Systemd::with_connection(Connection::user()?))
+    }
+
+    /// The manager's own cgroup (`ControlGroup`): "/" for the system
+    /// instance, the user manager's service cgroup for a user's.
+    pub fn control_group(&mut self) -> Result<String, DbusError> {
+        let v = self.get_property(PATH, MANAGER, "ControlGroup", "")?;
+        Ok(v.as_str().unwrap_or_default().to_string())
+    }
+
     /// Use an open connection (a bus, or a peer-to-peer one to systemd).
     pub fn with_connection(conn: Connection) -> Self {
         Systemd {
