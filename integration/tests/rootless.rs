@@ -487,6 +487,29 @@ fn podman_rootless_runs_oxrun() {
         "100",
     ])
     .ok();
+    // A user namespace of the container's own, nested in podman's
+    // (--uidmap): the maps are written from inside podman's.
+    let nested = podman(&[
+        "run",
+        "--rm",
+        "--uidmap",
+        "0:1:1000",
+        "--gidmap",
+        "0:1:1000",
+        "--network",
+        "none",
+        "--rootfs",
+        &rootfs,
+        "cat",
+        "/proc/self/uid_map",
+    ])
+    .ok();
+    assert_eq!(
+        nested.stdout.split_whitespace().collect::<Vec<_>>(),
+        ["0", "1", "1000"],
+        "{}",
+        nested.stdout
+    );
     let ex = podman(&["exec", "rl", "cat", "/proc/1/cmdline"]).ok();
     assert!(ex.stdout.starts_with("sleep"), "{}", ex.stdout);
     // The runtime's state is the user's.
