@@ -208,7 +208,7 @@ pub(crate) fn json_path_at(text: &[u8], offset: usize) -> String {
 /// differently (`SCHED_RESET_ON_FORK`, `SCHED_FLAG_D_L_OVERRUN`) and refuses
 /// the spec's own `SCHED_FLAG_RESET_ON_FORK` and `SCHED_FLAG_DL_OVERRUN`:
 /// rename those, in a `process` object, to what it reads.
-pub fn scheduler_flag_names(process: &mut Value) {
+fn scheduler_flag_names(process: &mut Value) {
     let Some(flags) = process
         .pointer_mut("/scheduler/flags")
         .and_then(Value::as_array_mut)

@@ -730,11 +730,15 @@ impl Shim {
             .as_ref()
             .map(|a| a.value.as_slice())
             .unwrap_or_default();
-        let bad =
-            |e: serde_json::Error| err(Code::INVALID_ARGUMENT, format!("exec process spec: {e}"));
-        let mut value: serde_json::Value = serde_json::from_slice(value).map_err(bad)?;
-        libcontainer::spec::scheduler_flag_names(&mut value);
-        let spec: oci_spec::runtime::Process = serde_json::from_value(value).map_err(bad)?;
+        // As `oxrun exec -p` reads one: the spec's scheduler flag names,
+        // unknown capabilities dropped, a missing user as uid 0; what that
+        // changed goes to the shim's stderr (containerd's log).
+        let (spec, warnings) =
+            libcontainer::spec::parse_process(value, std::path::Path::new("exec process spec"))
+                .map_err(|e| err(Code::INVALID_ARGUMENT, e.to_string()))?;
+        warnings
+            .iter()
+            .for_each(|w| eprintln!("containerd-shim-rust-v2: exec {}: {w}", r.exec_id));
         let mut p = Process::new(
             &r.exec_id,
             Paths {
