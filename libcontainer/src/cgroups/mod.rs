@@ -198,7 +198,7 @@ pub struct CgroupPaths {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub v1: BTreeMap<String, PathBuf>,
     /// With the systemd driver: the unit systemd made for the container
-    /// (its cgroup is `v2_dir`).
+    /// (its cgroup is `v2_dir`; on v1, `dirs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub systemd: Option<systemd::Unit>,
     /// Rootless: only the hierarchies delegated to the user are here (see
@@ -393,18 +393,6 @@ impl CgroupPaths {
                     .into(),
             ));
         }
-        // The user manager's cgroup, from the manager itself.
-        let base = if user {
-            let mut sd = unit.connect()?;
-            let cg = sd.control_group().map_err(|e| CgroupError::Systemd {
-                unit: unit.name.clone(),
-                op: "ControlGroup",
-                source: Box::new(e),
-            })?;
-            Path::new("/sys/fs/cgroup").join(relative(Path::new(&cg))?)
-        } else {
-            PathBuf::from("/sys/fs/cgroup")
-        };
         let unified = hierarchies()?
             .iter()
             .any(|h| h.controllers.is_empty() && h.mount == Path::new("/sys/fs/cgroup"));
@@ -421,6 +409,18 @@ impl CgroupPaths {
             paths.systemd = Some(unit);
             return Ok(paths);
         }
+        // The user manager's cgroup, from the manager itself.
+        let base = if user {
+            let mut sd = unit.connect()?;
+            let cg = sd.control_group().map_err(|e| CgroupError::Systemd {
+                unit: unit.name.clone(),
+                op: "ControlGroup",
+                source: Box::new(e),
+            })?;
+            Path::new("/sys/fs/cgroup").join(relative(Path::new(&cg))?)
+        } else {
+            PathBuf::from("/sys/fs/cgroup")
+        };
         let dir = base.join(rel);
         Ok(CgroupPaths {
             dirs: vec![dir.clone()],

@@ -1,7 +1,9 @@
 //! The systemd cgroup driver (runc's `--systemd-cgroup`, containerd's
-//! `SystemdCgroup = true`) on a cgroup v2 host: the container's cgroup is a
-//! transient scope that systemd creates for the init's PID over D-Bus, with
-//! `Delegate=yes` so everything below it is ours.
+//! `SystemdCgroup = true`): the container's cgroup is a transient scope
+//! that systemd creates for the init's PID over D-Bus, with `Delegate=yes`
+//! so everything below it is ours. On cgroup v1 (runc's legacy driver) the
+//! scope's directory is the same path in every hierarchy: systemd makes it
+//! in those it manages, the runtime in the others (cpuset, freezer, ...).
 //!
 //! runc's rules: `linux.cgroupsPath` is `slice:prefix:name` (empty parts
 //! take runc's defaults: slice `system.slice`, and no cgroupsPath at all is
