@@ -5,9 +5,11 @@
 # --systemd-cgroup (scopes, limits via the files and `systemctl show`,
 # update, pause/resume, OOM event, exec, ps, delete leaving no unit, bad
 # input) and `cri-tool systemd` (containerd 2.1.9 with SystemdCgroup = true
-# on our shim: a kubelet-style pod's cri-containerd-<id>.scope units). The
-# guest is built once and cached in target/systemd-vm. Exits non-zero on
-# failure; the last line is "N passed, N failed".
+# on our shim: a kubelet-style pod's cri-containerd-<id>.scope units); then
+# boots it again with systemd's legacy cgroup v1 layout (SDVM_CGROUP=v1) and
+# runs scripts/systemd-vm/check-v1.sh (the driver on cgroup v1). The guest
+# is built once and cached in target/systemd-vm. Exits non-zero on
+# failure; the last line is "N passed, N failed" (both boots).
 #
 #   scripts/test-systemd.sh        (any cwd; as root; Debian bookworm)
 # Env: OXRUN_BIN (use this oxrun and the containerd-shim-rust-v2 next to
@@ -89,7 +91,7 @@ mkdir -p "$share"
 cp "$bin" "$share/oxrun"
 cp "$runc" "$share/runc"
 cp /bin/busybox "$share/busybox"
-cp "$here/check.sh" "$here/checklib.sh" "$here/guest-tests.sh" "$here/rootless-check.sh" "$share/"
+cp "$here/check.sh" "$here/check-v1.sh" "$here/checklib.sh" "$here/guest-tests.sh" "$here/rootless-check.sh" "$share/"
 ro=()
 runtimes=oxrun handlers=
 [ "${SDVM_REFERENCE:-0}" = 1 ] && runtimes="oxrun runc"
@@ -107,12 +109,25 @@ SDVM_DIR=$vm SDVM_TIMING=1 bash "$here/run.sh" -t "${SDVM_TIMEOUT:-900}" "${ro[@
     "RUNTIMES='$runtimes' CRI='$handlers' OXRUN_CRI_IMAGES='${OXRUN_CRI_IMAGES:-}' bash ./guest-tests.sh" \
     > "$vm/last.log" 2> "$vm/last.err"
 rc=$?
+t_v2=$SECONDS
+# The second boot: systemd's legacy cgroup v1 layout, check-v1.sh.
+SDVM_CGROUP=v1 SDVM_DIR=$vm SDVM_TIMING=1 bash "$here/run.sh" -t "${SDVM_TIMEOUT:-900}" "$share" \
+    "CGROUP=v1 RUNTIMES='$runtimes' bash ./guest-tests.sh" \
+    > "$vm/last-v1.log" 2> "$vm/last-v1.err"
+rc1=$?
 set -e
 cat "$vm/last.log"
-grep -v '^sdvm timing' "$vm/last.err" | sed 's/^/guest stderr: /' >&2 || true
-grep '^sdvm timing' "$vm/last.err" >&2 || true
-echo "test-systemd: build $((t_build - t0)) s, guest setup $((t_guest - t_build)) s, VM run $((SECONDS - t_guest)) s, total $((SECONDS - t0)) s" >&2
-if ! tail -n 1 "$vm/last.log" | grep -Eq '^[0-9]+ passed, [0-9]+ failed$'; then
-    finish 0 1 "the guest did not finish (run.sh exit $rc)"
-fi
-exit "$rc"
+echo "== second boot: cgroup v1 (SDVM_CGROUP=v1)"
+cat "$vm/last-v1.log"
+grep -hv '^sdvm timing' "$vm/last.err" "$vm/last-v1.err" | sed 's/^/guest stderr: /' >&2 || true
+grep -h '^sdvm timing' "$vm/last.err" "$vm/last-v1.err" >&2 || true
+echo "test-systemd: build $((t_build - t0)) s, guest setup $((t_guest - t_build)) s, VM run v2 $((t_v2 - t_guest)) s, v1 $((SECONDS - t_v2)) s, total $((SECONDS - t0)) s" >&2
+sums=()
+for log in "$vm/last.log" "$vm/last-v1.log"; do
+    sum=$(tail -n 1 "$log" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p')
+    [ -n "$sum" ] || finish 0 1 "the guest did not finish ($(basename "$log"); run.sh exit $rc/$rc1)"
+    sums+=("$sum")
+done
+p=$((${sums[0]% *} + ${sums[1]% *})) f=$((${sums[0]#* } + ${sums[1]#* }))
+echo "$p passed, $f failed"
+[ "$rc" -eq 0 ] && [ "$rc1" -eq 0 ] && [ "$f" -eq 0 ]

@@ -18,6 +18,9 @@
 # Output: the command's stdout, then its stderr (not interleaved). Exit
 # status: the command's, or 124 = timeout, 125 = the guest never reported.
 # Env: SDVM_DIR (the guest built by setup.sh; default <repo>/target/systemd-vm),
+#      SDVM_CGROUP (v2, the default: pure cgroup v2; v1: systemd's legacy
+#      layout, the v1 controllers at /sys/fs/cgroup/<ctrl> and its own
+#      hierarchy at /sys/fs/cgroup/systemd, plus cgroup2 at .../unified),
 #      SDVM_APPEND (extra kernel arguments: sdvm.blame, sdvm.fastoff,
 #      systemd.log_level=debug ...), SDVM_DEBUG=1 (print the console),
 #      SDVM_TIMING=1 (boot timings on stderr), QEMU.
@@ -63,8 +66,13 @@ for i in "${!RO[@]}"; do
     echo "ro$i ${RO[$i]}" >> "$CTL/roshares"
 done
 
+case ${SDVM_CGROUP:-v2} in
+v2) CGROUP="cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1" ;;
+v1) CGROUP="systemd.unified_cgroup_hierarchy=0" ;;
+*) echo "run.sh: SDVM_CGROUP must be v2 or v1" >&2; exit 2 ;;
+esac
 APPEND="console=ttyS0 quiet loglevel=1 panic=-1 no_timer_check tsc=reliable \
-cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1 \
+$CGROUP \
 systemd.unit=sdvm.target systemd.show_status=0 ${SDVM_APPEND:-}"
 
 t0=$(date +%s.%N)

@@ -198,7 +198,7 @@ pub struct CgroupPaths {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub v1: BTreeMap<String, PathBuf>,
     /// With the systemd driver: the unit systemd made for the container
-    /// (its cgroup is `v2_dir`).
+    /// (its cgroup is `v2_dir`; on v1, `dirs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub systemd: Option<systemd::Unit>,
     /// Rootless: only the hierarchies delegated to the user are here (see
@@ -370,8 +370,8 @@ impl CgroupPaths {
 
     /// The systemd driver's plan: the unit for `cgroups_path`
     /// (`slice:prefix:name`, see [`systemd`]) and its directory on the
-    /// cgroup2 mount. Needs systemd as the host's init and a pure cgroup v2
-    /// host.
+    /// cgroup2 mount (on cgroup v1: in every hierarchy). Needs systemd as
+    /// the host's init.
     /// With `user` (rootless), the unit is the calling user's systemd's
     /// (runc's rootless systemd driver): its cgroup is below that manager's
     /// own, which systemd delegates to the user.
@@ -393,6 +393,22 @@ impl CgroupPaths {
                     .into(),
             ));
         }
+        let unified = hierarchies()?
+            .iter()
+            .any(|h| h.controllers.is_empty() && h.mount == Path::new("/sys/fs/cgroup"));
+        if !unified {
+            if user {
+                return Err(CgroupError::SystemdUnavailable(
+                    "rootless: the user's systemd needs a pure cgroup v2 host (on cgroup v1 nothing is delegated to the user); use the cgroupfs driver".into(),
+                ));
+            }
+            // v1 (runc's legacy driver): the unit's directory in every
+            // hierarchy. systemd makes it in those it manages; the others
+            // (cpuset, freezer, ...) are made when the unit is started.
+            let mut paths = Self::plan(Some(&Path::new("/").join(&rel)), id)?;
+            paths.systemd = Some(unit);
+            return Ok(paths);
+        }
         // The user manager's cgroup, from the manager itself.
         let base = if user {
             let mut sd = unit.connect()?;
@@ -405,14 +421,6 @@ impl CgroupPaths {
         } else {
             PathBuf::from("/sys/fs/cgroup")
         };
-        let unified = hierarchies()?
-            .iter()
-            .any(|h| h.controllers.is_empty() && h.mount == Path::new("/sys/fs/cgroup"));
-        if !unified {
-            return Err(CgroupError::SystemdUnavailable(
-                "the systemd driver needs a pure cgroup v2 host (/sys/fs/cgroup is not cgroup2); use the cgroupfs driver".into(),
-            ));
-        }
         let dir = base.join(rel);
         Ok(CgroupPaths {
             dirs: vec![dir.clone()],
@@ -444,17 +452,28 @@ impl CgroupPaths {
         resources: &oci_spec::runtime::LinuxResources,
         started: &mut bool,
     ) -> Result<Vec<String>, CgroupError> {
-        let (Some(unit), Some(dir)) = (&self.systemd, &self.v2_dir) else {
+        let Some(unit) = &self.systemd else {
             return Err(CgroupError::NoHierarchy);
         };
-        let mut r = resources::Res::from_spec(resources, true)?;
+        let mut r = resources::Res::from_spec(resources, self.unified)?;
         if self.rootless {
             r.devices = None;
         }
-        unit.start(Some(pid), &mut r)?;
+        let mut warnings = unit.start(Some(pid), &mut r, self.unified)?;
         *started = true;
+        if !self.unified {
+            // v1: the hierarchies systemd does not manage get the
+            // directory and the pid from us (runc's join), then every
+            // resource goes to the files.
+            self.create()?;
+            self.add(pid)?;
+            v1::apply(&self.v1_dirs()?, false, &r, &mut warnings)?;
+            return Ok(warnings);
+        }
+        let Some(dir) = &self.v2_dir else {
+            return Err(CgroupError::NoHierarchy);
+        };
         v2::create(dir)?;
-        let mut warnings = Vec::new();
         v2::apply(dir, &r, &mut warnings)?;
         Ok(warnings)
     }
@@ -500,6 +519,29 @@ impl CgroupPaths {
             r.devices = None;
         }
         let mut warnings = Vec::new();
+        if let Some(unit) = &self.systemd {
+            // systemd first (its values would otherwise undo ours on a
+            // daemon-reload); refuse a limit below the usage before
+            // systemd applies it, as the file write would.
+            if r.check_before_update {
+                let usage = match (self.dir_for("memory"), self.unified) {
+                    (Some(d), true) => read_u64(&d, "memory.current").ok(),
+                    (Some(d), false) => read_u64(&d, "memory.usage_in_bytes").ok(),
+                    (None, _) => None,
+                };
+                if let Some(usage) = usage {
+                    v1::check_usage_against(usage, &r)?;
+                }
+            }
+            // v1: systemd rewrites the device list as it applies them,
+            // denying everything for a moment: frozen meanwhile (runc too).
+            let thaw = !self.unified && !self.is_frozen() && self.freeze().is_ok();
+            let set = unit.set_properties(&mut r, self.unified);
+            if thaw {
+                self.thaw()?;
+            }
+            set?;
+        }
         if self.unified {
             let Some(dir) = self.v2_dir.as_deref() else {
                 let mut asked = resources.clone();
@@ -513,17 +555,6 @@ impl CgroupPaths {
                     CgroupError::NoHierarchy
                 });
             };
-            if let Some(unit) = &self.systemd {
-                // systemd first (its values would otherwise undo ours on a
-                // daemon-reload); refuse a limit below the usage before
-                // systemd applies it, as the file write would.
-                if r.check_before_update {
-                    if let Ok(usage) = read_u64(dir, "memory.current") {
-                        v1::check_usage_against(usage, &r)?;
-                    }
-                }
-                unit.set_properties(&mut r)?;
-            }
             v2::apply(dir, &r, &mut warnings)?;
         } else {
             v1::apply(&self.v1_dirs()?, self.rootless, &r, &mut warnings)?;

@@ -1,7 +1,9 @@
 //! The systemd cgroup driver (runc's `--systemd-cgroup`, containerd's
-//! `SystemdCgroup = true`) on a cgroup v2 host: the container's cgroup is a
-//! transient scope that systemd creates for the init's PID over D-Bus, with
-//! `Delegate=yes` so everything below it is ours.
+//! `SystemdCgroup = true`): the container's cgroup is a transient scope
+//! that systemd creates for the init's PID over D-Bus, with `Delegate=yes`
+//! so everything below it is ours. On cgroup v1 (runc's legacy driver) the
+//! scope's directory is the same path in every hierarchy: systemd makes it
+//! in those it manages, the runtime in the others (cpuset, freezer, ...).
 //!
 //! runc's rules: `linux.cgroupsPath` is `slice:prefix:name` (empty parts
 //! take runc's defaults: slice `system.slice`, and no cgroupsPath at all is
@@ -16,6 +18,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::devices::{access_string, DevType, Rule};
 use super::resources::{blkio_to_io_weight, shares_to_weight, swap_to_v2, Res};
 use super::{invalid, CgroupError};
 use crate::dbus::{cpuset_to_bitmask, DbusError, Property, Systemd, Value};
@@ -115,7 +118,15 @@ impl Unit {
     /// processes), with the resource properties systemd knows, and wait
     /// for systemd's job. `r`'s CPU quota may be rounded up as systemd
     /// rounds it, so that the file gets the same value.
-    pub(super) fn start(&self, pid: Option<i32>, r: &mut Res) -> Result<(), CgroupError> {
+    /// `unified`: a cgroup v2 host (else v1's property names, and the
+    /// device rules as systemd's, see [`device_properties`], whose
+    /// warnings are returned).
+    pub(super) fn start(
+        &self,
+        pid: Option<i32>,
+        r: &mut Res,
+        unified: bool,
+    ) -> Result<Vec<String>, CgroupError> {
         let mut sd = self.connect()?;
         let version = sd.version().map_err(|e| self.error("Version", e))?;
         let mut props: Vec<Property> = vec![
@@ -141,7 +152,11 @@ impl Unit {
         if let Some(policy) = oom_policy(r, version)? {
             props.push(prop("OOMPolicy", Value::Str(policy.into())));
         }
-        props.extend(resource_properties(r, version)?);
+        props.extend(resource_properties(r, version, unified)?);
+        let mut warnings = Vec::new();
+        if let (false, Some(rules)) = (unified, &r.devices) {
+            props.extend(device_properties(rules, &mut warnings));
+        }
         let r = match sd.start_transient_unit(&self.name, &props) {
             // A failed unit of the same name lingers until reset (runc
             // resets it and tries once more).
@@ -152,7 +167,7 @@ impl Unit {
             r => r,
         };
         match r {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(warnings),
             // Someone else's unit: not ours to touch.
             Err(e @ DbusError::UnitExists { .. }) => Err(self.error("StartTransientUnit", e)),
             // Ours, but its job failed or timed out: leave nothing.
@@ -165,10 +180,10 @@ impl Unit {
     }
 
     /// `update`: the properties systemd knows, at runtime.
-    pub(super) fn set_properties(&self, r: &mut Res) -> Result<(), CgroupError> {
+    pub(super) fn set_properties(&self, r: &mut Res, unified: bool) -> Result<(), CgroupError> {
         let mut sd = self.connect()?;
         let version = sd.version().map_err(|e| self.error("Version", e))?;
-        let props = resource_properties(r, version)?;
+        let props = resource_properties(r, version, unified)?;
         if props.is_empty() {
             return Ok(());
         }
@@ -230,6 +245,92 @@ fn check_unit_name(unit: &str) -> Result<(), CgroupError> {
     }
 }
 
+/// cgroup v1: systemd writes its own device list to the unit's
+/// `devices.allow` whenever it applies the unit (a daemon-reload, any
+/// SetUnitProperties), so it must get ours: DevicePolicy=strict and a
+/// DeviceAllow entry per allowed device, computed as the kernel applies
+/// the rules in order (runc's way). What systemd cannot say (deny rules on
+/// an allow-all base, `*:n`, a major without a /proc/devices name) is left
+/// out with a warning; the cgroup files still get every rule.
+fn device_properties(rules: &[Rule], warnings: &mut Vec<String>) -> Vec<Property> {
+    let field = "linux.resources.devices";
+    // The kernel's v1 semantics: type `a` resets to deny-all or allow-all;
+    // others add to or take access from the exact (type, major, minor).
+    let mut allow_all = true;
+    let mut list: Vec<Rule> = Vec::new();
+    for rule in rules {
+        if rule.typ == DevType::All {
+            allow_all = rule.allow;
+            list.clear();
+            continue;
+        }
+        let same = |e: &&mut Rule| (e.typ, e.major, e.minor) == (rule.typ, rule.major, rule.minor);
+        // An exception adds access when it goes against the default.
+        let add = rule.allow != allow_all;
+        match list.iter_mut().find(same) {
+            Some(e) if add => e.access |= rule.access,
+            Some(e) => e.access &= !rule.access,
+            None if add => list.push(*rule),
+            None => {}
+        }
+    }
+    list.retain(|e| e.access != 0);
+    if allow_all {
+        // systemd has no deny list: it is told to deny all (as runc does).
+        if !list.is_empty() {
+            warnings.push(format!("{field}: systemd has no deny list: it denies every device, only the cgroup files have the rules (a daemon-reload leaves the container no devices)"));
+        }
+        let policy = if list.is_empty() { "auto" } else { "strict" };
+        return vec![
+            prop("DevicePolicy", Value::Str(policy.into())),
+            prop("DeviceAllow", Value::StrPairs(Vec::new())),
+        ];
+    }
+    let mut allow = Vec::new();
+    for e in &list {
+        let kind = if e.typ == DevType::Block {
+            "block"
+        } else {
+            "char"
+        };
+        let path = match (e.major, e.minor) {
+            (Some(ma), Some(mi)) => Some(format!("/dev/{kind}/{ma}:{mi}")),
+            (None, None) => Some(format!("{kind}-*")),
+            // A major by its /proc/devices name; `*:n` systemd cannot say.
+            (Some(ma), None) => device_group(kind, ma).map(|n| format!("{kind}-{n}")),
+            (None, Some(_)) => None,
+        };
+        match path {
+            Some(path) => allow.push((path, access_string(e.access))),
+            None => warnings.push(format!(
+                "{field}: {}: systemd cannot hold this rule: only the cgroup file has it (a daemon-reload drops it)",
+                e.v1_string()
+            )),
+        }
+    }
+    vec![
+        prop("DevicePolicy", Value::Str("strict".into())),
+        prop("DeviceAllow", Value::StrPairs(allow)),
+    ]
+}
+
+/// The /proc/devices name of `kind` ("char" or "block") device `major`.
+fn device_group(kind: &str, major: u32) -> Option<String> {
+    let data = std::fs::read_to_string("/proc/devices").ok()?;
+    let header = if kind == "char" {
+        "Character devices:"
+    } else {
+        "Block devices:"
+    };
+    data.split("\n\n")
+        .find(|sec| sec.starts_with(header))?
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.trim().split_once(' '))
+        .find(|(n, _)| n.parse() == Ok(major))
+        .map(|(_, name)| name.trim().to_string())
+}
+
 /// `a-b-c.slice` -> `a.slice/a-b.slice/a-b-c.slice`; `-.slice` is the root.
 pub fn expand_slice(slice: &str) -> Result<PathBuf, CgroupError> {
     let bad = || {
@@ -288,10 +389,31 @@ fn oom_policy(r: &Res, version: u32) -> Result<Option<&'static str>, CgroupError
 }
 
 /// The unit properties for the resources systemd manages on cgroup v2
-/// (runc's table, plus IOWeight from blockIO.weight). What systemd is too
-/// old for is left to the files alone, as runc does.
-pub(super) fn resource_properties(r: &mut Res, version: u32) -> Result<Vec<Property>, CgroupError> {
+/// (runc's table, plus IOWeight from blockIO.weight), or with `!unified`
+/// its v1 names (runc's legacy table; systemd has no cpuset on v1). What
+/// systemd is too old for is left to the files alone, as runc does.
+pub(super) fn resource_properties(
+    r: &mut Res,
+    version: u32,
+    unified: bool,
+) -> Result<Vec<Property>, CgroupError> {
     let mut p = Vec::new();
+    if !unified {
+        if let Some(m) = r.memory.filter(|m| *m != 0) {
+            p.push(prop("MemoryLimit", Value::U64(limit(m))));
+        }
+        if let Some(s) = r.cpu_shares.filter(|s| *s != 0) {
+            p.push(prop("CPUShares", Value::U64(s)));
+        }
+        cpu_quota(&mut p, &mut r.cpu_quota, r.cpu_period, version);
+        if let Some(w) = r.blkio_weight.filter(|w| *w != 0) {
+            p.push(prop("BlockIOWeight", Value::U64(u64::from(w))));
+        }
+        if let Some(n) = r.pids.filter(|n| *n > 0 || *n == -1) {
+            p.push(prop("TasksMax", Value::U64(limit(n))));
+        }
+        return Ok(p);
+    }
     if let Some(m) = r.memory {
         p.push(prop("MemoryMax", Value::U64(limit(m))));
     }
@@ -535,7 +657,7 @@ mod tests {
             blkio_weight: Some(500),
             ..Default::default()
         };
-        let p = resource_properties(&mut r, 252).unwrap();
+        let p = resource_properties(&mut r, 252, true).unwrap();
         assert_eq!(find(&p, "MemoryMax"), Some(&Value::U64(64 << 20)));
         assert_eq!(find(&p, "MemoryLow"), Some(&Value::U64(32 << 20)));
         assert_eq!(find(&p, "MemorySwapMax"), Some(&Value::U64(64 << 20)));
@@ -554,7 +676,7 @@ mod tests {
             Some(&Value::U64(blkio_to_io_weight(500)))
         );
         // An old systemd gets neither the period nor the cpusets.
-        let p = resource_properties(&mut r, 239).unwrap();
+        let p = resource_properties(&mut r, 239, true).unwrap();
         assert!(find(&p, "CPUQuotaPeriodUSec").is_none() && find(&p, "AllowedCPUs").is_none());
         // -1 is infinity.
         let mut r = Res {
@@ -563,10 +685,88 @@ mod tests {
             cpu_quota: Some(-1),
             ..Default::default()
         };
-        let p = resource_properties(&mut r, 252).unwrap();
+        let p = resource_properties(&mut r, 252, true).unwrap();
         assert_eq!(find(&p, "MemoryMax"), Some(&Value::U64(u64::MAX)));
         assert_eq!(find(&p, "TasksMax"), Some(&Value::U64(u64::MAX)));
         assert_eq!(find(&p, "CPUQuotaPerSecUSec"), Some(&Value::U64(u64::MAX)));
+    }
+
+    #[test]
+    fn v1_properties() {
+        let mut r = Res {
+            memory: Some(64 << 20),
+            cpu_shares: Some(512),
+            cpu_quota: Some(50_000),
+            cpu_period: Some(100_000),
+            pids: Some(0),
+            cpus: Some("0".into()),
+            blkio_weight: Some(500),
+            ..Default::default()
+        };
+        let p = resource_properties(&mut r, 252, false).unwrap();
+        assert_eq!(find(&p, "MemoryLimit"), Some(&Value::U64(64 << 20)));
+        assert_eq!(find(&p, "CPUShares"), Some(&Value::U64(512)));
+        assert_eq!(find(&p, "CPUQuotaPerSecUSec"), Some(&Value::U64(500_000)));
+        assert_eq!(find(&p, "BlockIOWeight"), Some(&Value::U64(500)));
+        // No v2 names, no cpuset (systemd has none on v1), no TasksMax=0.
+        assert!(["MemoryMax", "CPUWeight", "AllowedCPUs", "TasksMax"]
+            .iter()
+            .all(|n| find(&p, n).is_none()));
+    }
+
+    fn devs(rules: &[Rule]) -> (Vec<Property>, Vec<String>) {
+        let mut w = Vec::new();
+        (device_properties(rules, &mut w), w)
+    }
+
+    #[test]
+    fn device_rules_for_systemd() {
+        use super::super::devices::{ACC_ALL, ACC_WRITE, DEFAULT_ALLOWED};
+        let rule = |allow, typ, major, minor, access| Rule {
+            allow,
+            typ,
+            major,
+            minor,
+            access,
+        };
+        let deny_all = rule(false, DevType::All, None, None, ACC_ALL);
+        let mut rules = vec![deny_all];
+        rules.extend_from_slice(DEFAULT_ALLOWED);
+        let (p, w) = devs(&rules);
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(find(&p, "DevicePolicy"), Some(&Value::Str("strict".into())));
+        let Some(Value::StrPairs(allow)) = find(&p, "DeviceAllow") else {
+            panic!("{p:?}")
+        };
+        let has = |path: &str, acc: &str| allow.contains(&(path.into(), acc.into()));
+        assert!(has("char-*", "m") && has("block-*", "m"), "{allow:?}");
+        assert!(
+            has("/dev/char/1:3", "rwm") && has("char-pts", "rwm"),
+            "{allow:?}"
+        );
+        // A later deny takes access from the same device.
+        rules.push(rule(false, DevType::Char, Some(1), Some(3), ACC_WRITE));
+        let (p, _) = devs(&rules);
+        let Some(Value::StrPairs(allow)) = find(&p, "DeviceAllow") else {
+            panic!("{p:?}")
+        };
+        assert!(
+            allow.contains(&("/dev/char/1:3".into(), "rm".into())),
+            "{allow:?}"
+        );
+        // Allow-all is systemd's default; a deny list it cannot hold.
+        let allow_all = rule(true, DevType::All, None, None, ACC_ALL);
+        let (p, w) = devs(&[deny_all, allow_all]);
+        assert_eq!(find(&p, "DevicePolicy"), Some(&Value::Str("auto".into())));
+        assert!(w.is_empty());
+        let (p, w) = devs(&[
+            allow_all,
+            rule(false, DevType::Char, Some(1), Some(3), ACC_ALL),
+        ]);
+        assert_eq!(find(&p, "DeviceAllow"), Some(&Value::StrPairs(Vec::new())));
+        assert_eq!(w.len(), 1);
+        let (_, w) = devs(&[deny_all, rule(true, DevType::Char, None, Some(3), ACC_ALL)]);
+        assert!(w[0].contains("c *:3 rwm"), "{w:?}");
     }
 
     #[test]
@@ -580,7 +780,7 @@ mod tests {
         ] {
             r.unified.insert(k.into(), v.into());
         }
-        let p = resource_properties(&mut r, 252).unwrap();
+        let p = resource_properties(&mut r, 252, true).unwrap();
         assert_eq!(find(&p, "MemoryHigh"), Some(&Value::U64(1_048_576)));
         assert_eq!(find(&p, "TasksMax"), Some(&Value::U64(u64::MAX)));
         assert_eq!(find(&p, "CPUQuotaPerSecUSec"), Some(&Value::U64(500_000)));

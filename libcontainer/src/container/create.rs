@@ -295,7 +295,9 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         let cg = CgroupPaths::plan_systemd(cgroups_path, &opts.id, opts.rootless)?;
         // runc fails on the existing unit too, but later; refusing here
         // makes nothing at all.
-        if let (Some(unit), Some(dir)) = (&cg.systemd, &cg.v2_dir) {
+        // (v1 without a unified hierarchy: systemd's own one.)
+        let dir = cg.v2_dir.as_ref().or_else(|| cg.v1.get("name=systemd"));
+        if let (Some(unit), Some(dir)) = (&cg.systemd, dir) {
             if dir.exists() {
                 return Err(ContainerError::Cgroup(CgroupError::Invalid {
                     field: "linux.cgroupsPath".into(),
