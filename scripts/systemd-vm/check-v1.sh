@@ -25,29 +25,8 @@ BUSYBOX=${BUSYBOX:-$PWD/busybox}
 ROOT=/run/sdcheck1-$NAME
 WORK=/tmp/sdcheck1-$NAME
 CG=/sys/fs/cgroup
-# ok, nok, check, contains; $pass and $fail
+# ok, nok, check, contains, rt, ref, one, show, wait_for, status
 . "$(dirname "$0")/checklib.sh"
-rt() { timeout -k 5 60 "$RT" --root "$ROOT" --systemd-cgroup "$@"; }
-# ref NAME OURS REFERENCE ACTUAL: where runc 1.1.5 is known to differ
-ref() {
-    if [ "$NAME" = oxrun ]; then
-        check "$1" "$2" "$4"
-    else
-        check "$1 (reference $NAME; oxrun: $2)" "$3" "$4"
-    fi
-}
-one() { tr '\n' ' ' < "$1" 2>&1 | sed 's/ *$//'; }
-show() { systemctl show -p "$2" --value -- "$1" 2>&1; }
-wait_for() {
-    local i=0
-    while [ $i -lt 200 ]; do
-        grep -q "$2" "$1" 2> /dev/null && return 0
-        sleep 0.1
-        i=$((i + 1))
-    done
-    return 1
-}
-status() { rt state "$1" 2> /dev/null | sed -n 's/.*"status": *"\([a-z]*\)".*/\1/p'; }
 pid_of() { rt state "$1" 2> /dev/null | sed -n 's/.*"pid": *\([0-9]*\).*/\1/p'; }
 units_of() { systemctl list-units --all --plain --no-legend --no-pager 2> /dev/null | grep -F -- "-$1.scope"; }
 cgroups_of() { find $CG -name "*$1*" -type d 2> /dev/null; }

@@ -25,34 +25,8 @@ BUSYBOX=${BUSYBOX:-$PWD/busybox}
 ROOT=/run/sdcheck-$NAME
 WORK=/tmp/sdcheck-$NAME
 CG=/sys/fs/cgroup
-# ok, nok, check, contains; $pass and $fail
+# ok, nok, check, contains, rt, ref, one, show, wait_for, status
 . "$(dirname "$0")/checklib.sh"
-# every runtime call is bounded (a hang fails its check, not the whole run)
-rt() { timeout -k 5 60 "$RT" --root "$ROOT" --systemd-cgroup "$@"; }
-# ref NAME OURS REFERENCE ACTUAL: where the reference runtime (runc 1.1.5)
-# is known to differ from what oxrun must do, each is held to its own value
-ref() {
-    if [ "$NAME" = oxrun ]; then
-        check "$1" "$2" "$4"
-    else
-        check "$1 (reference $NAME; oxrun: $2)" "$3" "$4"
-    fi
-}
-# one-line contents of a file
-one() { tr '\n' ' ' < "$1" 2>&1 | sed 's/ *$//'; }
-# show UNIT PROPERTY: systemctl show's value
-show() { systemctl show -p "$2" --value -- "$1" 2>&1; }
-# wait_for FILE NEEDLE: up to 20 s
-wait_for() {
-    local i=0
-    while [ $i -lt 200 ]; do
-        grep -q "$2" "$1" 2> /dev/null && return 0
-        sleep 0.1
-        i=$((i + 1))
-    done
-    return 1
-}
-status() { rt state "$1" 2> /dev/null | sed -n 's/.*"status": *"\([a-z]*\)".*/\1/p'; }
 # wait_status ID STATUS: up to 10 s
 wait_status() {
     local i=0
