@@ -39,9 +39,15 @@ pub fn switch(uid: u32, gid: u32, groups: &[u32]) -> Result<(), UserError> {
 
 /// Is this process in a user namespace other than the host's (its uid map
 /// is not the identity over all ids)? Root there is not the host's root.
+/// Read once per process: the shim asks on every create and exec, and the
+/// runtime's own namespace does not change under it (a rootless exec that
+/// joins the container's has asked before it does).
 pub fn in_user_namespace() -> bool {
-    std::fs::read_to_string("/proc/self/uid_map")
-        .is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
+    static IN_USERNS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *IN_USERNS.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/uid_map")
+            .is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
+    })
 }
 
 /// `uid` of this process's user namespace as the host's (the initial

@@ -58,29 +58,32 @@ fn v2_movable(dir: &Path) -> bool {
 }
 
 impl CgroupPaths {
+    /// Split `dirs` into those the caller can use (`ok`, and on v2 the
+    /// common-ancestor rule) and those left out, which are returned.
+    fn keep_dirs(&mut self, ok: fn(&Path) -> bool) -> Vec<PathBuf> {
+        let v2 = self.v2_dir.clone();
+        let (kept, dropped) = self
+            .dirs
+            .drain(..)
+            .partition(|d| ok(d) && (Some(d) != v2.as_ref() || v2_movable(d)));
+        self.dirs = kept;
+        dropped
+    }
+
     /// Rootless `exec`: leave out the directories the caller cannot move
     /// a process into (on v2, the common ancestor of its own cgroup and
     /// the container's is not the user's: the caller runs outside the
     /// delegated tree, as a login shell's session scope does). runc's
     /// rootless exec does the same; returns the directories left out.
     pub fn keep_joinable(&mut self) -> Vec<PathBuf> {
-        let v2 = self.v2_dir.clone();
-        let ok = |d: &PathBuf| {
-            writable(&d.join("cgroup.procs")) && (Some(d) != v2.as_ref() || v2_movable(d))
-        };
-        let (kept, dropped): (Vec<PathBuf>, Vec<PathBuf>) = self.dirs.drain(..).partition(ok);
-        self.dirs = kept;
-        dropped
+        self.keep_dirs(|d| writable(&d.join("cgroup.procs")))
     }
 
     /// Keep only the hierarchies the calling user can use (rootless);
     /// returns the directories left out.
     pub fn keep_delegated(&mut self) -> Vec<PathBuf> {
         self.rootless = true;
-        let v2 = self.v2_dir.clone();
-        let ok = |d: &PathBuf| usable(d) && (Some(d) != v2.as_ref() || v2_movable(d));
-        let (kept, dropped): (Vec<PathBuf>, Vec<PathBuf>) = self.dirs.drain(..).partition(ok);
-        self.dirs = kept;
+        let dropped = self.keep_dirs(usable);
         let kept = |d: &PathBuf| !dropped.contains(d);
         self.v1.retain(|_, d| kept(d));
         self.freezer = self.freezer.take().filter(kept);

@@ -87,24 +87,26 @@ pub fn spawn_exec(st: &State, opts: &ExecOptions<'_>) -> Result<i32, ExecError> 
     // Coming back to our own pid namespace takes CAP_SYS_ADMIN over it,
     // which a caller that is not the host's root lacks (rootless podman
     // runs us as root in its user namespace): such a caller stays.
-    let stay_in_pidns =
-        flags & libc::CLONE_NEWPID != 0 && (!root || crate::user::in_user_namespace());
+    let stay_in_pidns = !root || crate::user::in_user_namespace();
     // Only our children are affected: the child is born in the container's
     // pid ns. A long-lived caller (the shim) gets its own back afterwards.
-    let own_pidns = if flags & libc::CLONE_NEWPID != 0 && stay_in_pidns {
+    let own_pidns = if flags & libc::CLONE_NEWPID != 0 {
+        let own = if stay_in_pidns {
+            None
+        } else {
+            Some(
+                sys::openat2(
+                    sys::cwd(),
+                    c"/proc/thread-self/ns/pid",
+                    libc::O_RDONLY | libc::O_CLOEXEC,
+                    0,
+                    0,
+                )
+                .map_err(sys_err("open own pid namespace"))?,
+            )
+        };
         sys::setns(pidfd.as_fd(), libc::CLONE_NEWPID).map_err(sys_err("join pid namespace"))?;
-        None
-    } else if flags & libc::CLONE_NEWPID != 0 {
-        let own = sys::openat2(
-            sys::cwd(),
-            c"/proc/thread-self/ns/pid",
-            libc::O_RDONLY | libc::O_CLOEXEC,
-            0,
-            0,
-        )
-        .map_err(sys_err("open own pid namespace"))?;
-        sys::setns(pidfd.as_fd(), libc::CLONE_NEWPID).map_err(sys_err("join pid namespace"))?;
-        Some(own)
+        own
     } else {
         None
     };
