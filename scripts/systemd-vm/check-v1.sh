@@ -25,7 +25,7 @@ BUSYBOX=${BUSYBOX:-$PWD/busybox}
 ROOT=/run/sdcheck1-$NAME
 WORK=/tmp/sdcheck1-$NAME
 CG=/sys/fs/cgroup
-# ok, nok, check, contains, rt, ref, one, show, wait_for, status
+# ok, nok, check, contains, rt, ref, one, show, wait_for, status, bundle, run
 . "$(dirname "$0")/checklib.sh"
 pid_of() { rt state "$1" 2> /dev/null | sed -n 's/.*"pid": *\([0-9]*\).*/\1/p'; }
 units_of() { systemctl list-units --all --plain --no-legend --no-pager 2> /dev/null | grep -F -- "-$1.scope"; }
@@ -51,34 +51,6 @@ devs_of() {
     contains "$1: devices.list allows /dev/null" "c 1:3 rwm" "$2"
     contains "$1: devices.list allows /dev/pts/*" "c 136:* rwm" "$2"
 }
-bundle() {
-    mkdir -p "$WORK/$1"
-    cat > "$WORK/$1/config.json" << EOF
-{
-  "ociVersion": "1.0.2",
-  "process": {
-    "terminal": false, "user": {"uid": 0, "gid": 0},
-    "args": ["sh", "-c", "$3"],
-    "env": ["PATH=/bin"], "cwd": "/", "noNewPrivileges": true
-  },
-  "root": {"path": "$WORK/rootfs", "readonly": true},
-  "hostname": "sd",
-  "mounts": [
-    {"destination": "/proc", "type": "proc", "source": "proc"},
-    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]},
-    {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"},
-    {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["ro", "nosuid", "nodev", "noexec"]},
-    {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["ro", "nosuid", "nodev", "noexec"]}
-  ],
-  "linux": {
-    ${2:+\"cgroupsPath\": \"$2\",}
-    "namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "ipc"}, {"type": "uts"}],
-    "resources": $4
-  }
-}
-EOF
-}
-run() { rt run -d --bundle "$WORK/$1" "$1" > "$WORK/$1/out" 2>&1 < /dev/null; }
 # gone ID: after delete, no unit, no directory in any hierarchy, no state
 gone() {
     local left

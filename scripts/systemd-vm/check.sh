@@ -25,8 +25,10 @@ BUSYBOX=${BUSYBOX:-$PWD/busybox}
 ROOT=/run/sdcheck-$NAME
 WORK=/tmp/sdcheck-$NAME
 CG=/sys/fs/cgroup
-# ok, nok, check, contains, rt, ref, one, show, wait_for, status
+# ok, nok, check, contains, rt, ref, one, show, wait_for, status, bundle, run
 . "$(dirname "$0")/checklib.sh"
+# bundles get a cgroup namespace: the container sees its own scope's files
+CGROUPNS=1
 # wait_status ID STATUS: up to 10 s
 wait_status() {
     local i=0
@@ -42,38 +44,6 @@ units_of() { systemctl list-units --all --plain --no-legend --no-pager 2> /dev/n
 # cgroup directories whose name mentions ID
 cgroups_of() { find $CG -name "*$1*" -type d 2> /dev/null; }
 
-# bundle ID CGROUPS_PATH SCRIPT RESOURCES: $WORK/ID/config.json (SCRIPT
-# without double quotes or backslashes). cgroup namespace + the cgroup2
-# mount, so the container sees its own scope's files.
-bundle() {
-    mkdir -p "$WORK/$1"
-    cat > "$WORK/$1/config.json" << EOF
-{
-  "ociVersion": "1.0.2",
-  "process": {
-    "terminal": false, "user": {"uid": 0, "gid": 0},
-    "args": ["sh", "-c", "$3"],
-    "env": ["PATH=/bin"], "cwd": "/", "noNewPrivileges": true
-  },
-  "root": {"path": "$WORK/rootfs", "readonly": true},
-  "hostname": "sd",
-  "mounts": [
-    {"destination": "/proc", "type": "proc", "source": "proc"},
-    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]},
-    {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"},
-    {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["ro", "nosuid", "nodev", "noexec"]},
-    {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["ro", "nosuid", "nodev", "noexec"]}
-  ],
-  "linux": {
-    ${2:+\"cgroupsPath\": \"$2\",}
-    "namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "ipc"}, {"type": "uts"}, {"type": "cgroup"}],
-    "resources": $4
-  }
-}
-EOF
-}
-# run ID: detached, output in $WORK/ID/out
-run() { rt run -d --bundle "$WORK/$1" "$1" > "$WORK/$1/out" 2>&1 < /dev/null; }
 # gone ID SCOPE_DIR: after delete, no unit, no cgroup, no state
 gone() {
     local left

@@ -44,3 +44,36 @@ wait_for() {
     return 1
 }
 status() { rt state "$1" 2> /dev/null | sed -n 's/.*"status": *"\([a-z]*\)".*/\1/p'; }
+
+# bundle ID CGROUPS_PATH SCRIPT RESOURCES: $WORK/ID/config.json (SCRIPT
+# without double quotes or backslashes), with a cgroup mount; a cgroup
+# namespace too when $CGROUPNS is set.
+bundle() {
+    mkdir -p "$WORK/$1"
+    cat > "$WORK/$1/config.json" << EOF
+{
+  "ociVersion": "1.0.2",
+  "process": {
+    "terminal": false, "user": {"uid": 0, "gid": 0},
+    "args": ["sh", "-c", "$3"],
+    "env": ["PATH=/bin"], "cwd": "/", "noNewPrivileges": true
+  },
+  "root": {"path": "$WORK/rootfs", "readonly": true},
+  "hostname": "sd",
+  "mounts": [
+    {"destination": "/proc", "type": "proc", "source": "proc"},
+    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]},
+    {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"},
+    {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["ro", "nosuid", "nodev", "noexec"]},
+    {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["ro", "nosuid", "nodev", "noexec"]}
+  ],
+  "linux": {
+    ${2:+\"cgroupsPath\": \"$2\",}
+    "namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "ipc"}, {"type": "uts"}${CGROUPNS:+, {\"type\": \"cgroup\"\}}],
+    "resources": $4
+  }
+}
+EOF
+}
+# run ID: detached, output in $WORK/ID/out
+run() { rt run -d --bundle "$WORK/$1" "$1" > "$WORK/$1/out" 2>&1 < /dev/null; }
